@@ -1,0 +1,53 @@
+/** A small argument parser for the `cnikit` commands: `--flag value`, `--flag=value`, booleans. */
+
+/** Parsed arguments: positionals and flag values (repeated flags collect into arrays). */
+export interface ParsedArgs {
+  positional: string[];
+  flags: Record<string, string | boolean | string[]>;
+}
+
+/** Parse argv; `booleans` lists the flags that take no value. */
+export function parseArgs(argv: readonly string[], booleans: readonly string[] = []): ParsedArgs {
+  const out: ParsedArgs = { positional: [], flags: {} };
+  const set = (k: string, v: string | boolean) => {
+    const prev = out.flags[k];
+    if (prev === undefined || typeof v === "boolean") out.flags[k] = v;
+    else out.flags[k] = Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      out.positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a === "-h") {
+      set("help", true);
+      continue;
+    }
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const key = eq > 0 ? a.slice(2, eq) : a.slice(2);
+      if (eq > 0) set(key, a.slice(eq + 1));
+      else if (booleans.includes(key) || key === "help") set(key, true);
+      else if (i + 1 < argv.length) set(key, argv[++i]!);
+      else throw new Error(`flag --${key} needs a value`);
+      continue;
+    }
+    out.positional.push(a);
+  }
+  return out;
+}
+
+/** The last value of a string flag. */
+export function flagString(p: ParsedArgs, key: string): string | undefined {
+  const v = p.flags[key];
+  if (v === undefined || typeof v === "boolean") return undefined;
+  return Array.isArray(v) ? v.at(-1) : v;
+}
+
+/** Every value of a repeatable string flag. */
+export function flagList(p: ParsedArgs, key: string): string[] {
+  const v = p.flags[key];
+  if (v === undefined || typeof v === "boolean") return [];
+  return Array.isArray(v) ? v : [v];
+}

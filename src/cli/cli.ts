@@ -1,0 +1,47 @@
+/** The `cnikit` command: dispatch to its subcommands, `--help` everywhere. */
+
+import { networkCommand } from "./network.ts";
+import { versionCommand } from "./version.ts";
+
+/** Top-level usage text. */
+export const USAGE = `cnikit: a Container Network Interface (CNI) toolkit
+
+usage: cnikit COMMAND [ARGS]
+
+Runtime commands (cnitool-compatible):
+  add NET NETNS        add the container in NETNS to network NET, print the result
+  check NET NETNS      check an attachment against the cached result
+  del NET NETNS        remove an attachment (idempotent)
+  gc NET               delete stale cached attachments, then GC each plugin
+  status NET           ask each plugin whether it is ready
+  version [TYPE...]    spec versions of cnikit or of plugin types
+
+Every command takes --help.
+`;
+
+type Command = (argv: readonly string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  add: (a) => networkCommand("add", a),
+  check: (a) => networkCommand("check", a),
+  del: (a) => networkCommand("del", a),
+  gc: (a) => networkCommand("gc", a),
+  status: (a) => networkCommand("status", a),
+  version: (a) => versionCommand(a),
+};
+
+/** Run the command line; returns the exit code. */
+export async function cliMain(argv: readonly string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    process[cmd ? "stdout" : "stderr"].write(USAGE);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === "--version") return versionCommand([]);
+  const run = COMMANDS[cmd];
+  if (!run) {
+    process.stderr.write(`cnikit: unknown command "${cmd}"\n\n${USAGE}`);
+    return 2;
+  }
+  return run(rest);
+}

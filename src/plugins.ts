@@ -1,0 +1,9 @@
+/**
+ * The table of plugin types built into the cnikit binary: the only place that knows it. Each entry
+ * loads its plugin module lazily, so a plugin run loads only its own code.
+ */
+
+import type { PluginLoader } from "./invoke/builtin.ts";
+
+/** Built-in plugin types and their loaders. */
+export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {};
