@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install what cnikit's tests and demo need on a fresh Debian machine, when it is missing:
+# npm packages (Bun comes from the npm package `bun`) and Debian packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x node_modules/.bin/bun ] || [ ! -x node_modules/.bin/tsc ]; then
+  echo "setup: installing npm packages" >&2
+  npm install --no-audit --no-fund >&2
+fi
+
+# command -> Debian package that provides it
+declare -A NEED=(
+  [ip]=iproute2
+  [nft]=nftables
+  [ping]=iputils-ping
+  [unshare]=util-linux
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+# The reference Go plugins, driven by the interoperability tests and compared in bench/.
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, build, type check, unit tests, integration tests (each file in a
+# private network namespace of its own). JUnit reports go to .test-out/; the last line printed is
+# "N passed, N failed[, N skipped]".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+BUN=node_modules/.bin/bun
+OUT=.test-out
+export CNIKIT_HOST_NETNS_INO=$(stat -L -c %i /proc/self/ns/net)
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+echo "== build" >&2
+$BUN run build >&2 || { echo "build failed" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+echo "== typecheck" >&2
+if node_modules/.bin/tsc --noEmit -p . >&2; then tsc_ok=1; else tsc_ok=0; fi
+echo "$tsc_ok" > "$OUT/typecheck"
+
+echo "== unit tests" >&2
+$BUN test test/unit --reporter=junit --reporter-outfile="$OUT/unit.xml" >&2
+unit_rc=$?
+[ $unit_rc = 0 ] || echo "test/unit exited $unit_rc" > "$OUT/exit-unit"
+
+echo "== integration tests" >&2
+int_rc=0
+if [ -d test/integration ]; then
+  # one private network namespace per test file: nothing touches the machine's own namespace
+  while IFS= read -r f; do
+    name=$(echo "$f" | tr '/.' '__')
+    if ! unshare -n "$BUN" test "$f" --timeout 120000 --reporter=junit --reporter-outfile="$OUT/int-$name.xml" >&2; then
+      int_rc=1
+      echo "$f failed" > "$OUT/exit-int-$name"
+    fi
+  done < <(find test/integration -name '*.test.ts' | sort)
+fi
+
+summary=$($BUN scripts/summary.ts "$OUT")
+echo "$summary"
+if [ "$tsc_ok" = 1 ] && [ $unit_rc = 0 ] && [ $int_rc = 0 ] && [[ "$summary" == *" 0 failed"* ]]; then exit 0; fi
+exit 1
