@@ -1,5 +1,7 @@
 /** The `cnikit` command: dispatch to its subcommands, `--help` everywhere. */
 
+import { demoCommand, echoServer } from "./demo.ts";
+import { installCommand } from "./install.ts";
 import { networkCommand } from "./network.ts";
 import { versionCommand } from "./version.ts";
 
@@ -16,6 +18,10 @@ Runtime commands (cnitool-compatible):
   status NET           ask each plugin whether it is ready
   version [TYPE...]    spec versions of cnikit or of plugin types
 
+Set-up:
+  install --bin-dir DIR   install the binary and link every plugin type beside it
+  demo                    show cnikit at work in namespaces of its own, then clean up
+
 Every command takes --help.
 `;
 
@@ -28,6 +34,9 @@ const COMMANDS: Record<string, Command> = {
   gc: (a) => networkCommand("gc", a),
   status: (a) => networkCommand("status", a),
   version: (a) => versionCommand(a),
+  install: (a) => installCommand(a),
+  demo: (a) => demoCommand(a),
+  "__echo-server": (a) => echoServer(a),
 };
 
 /** Run the command line; returns the exit code. */

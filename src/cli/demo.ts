@@ -1,0 +1,246 @@
+/**
+ * `cnikit demo`: cnikit's main job, shown on this machine without touching it. In a private network
+ * namespace of its own it installs the plugins into a temporary CNI_PATH, writes a default network
+ * (bridge + host-local + portmap), starts a few pods (namespaces), prints which pod got which
+ * address, proves they reach each other and that a hostPort reaches a pod, then removes
+ * everything, also on Ctrl-C.
+ */
+
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { builtinTypes } from "../invoke/builtin.ts";
+import { CNIConfig, type RuntimeConf } from "../libcni/cni.ts";
+import { confListFromObject } from "../libcni/conf.ts";
+import { toCniError } from "../spec/error.ts";
+import type { Result } from "../spec/result.ts";
+import { flagString, parseArgs } from "./args.ts";
+import { installInto, isCompiledBinary } from "./install.ts";
+
+/** Usage text. */
+export const DEMO_USAGE = `usage: cnikit demo [--pods N]
+
+Runs cnikit's main job in network namespaces of its own (nothing on this machine changes): sets up
+N pods (default 3) on a bridge network, shows their addresses, pings between every pair, reaches a
+pod through a hostPort, then removes everything (also on Ctrl-C).
+`;
+
+const REFERENCE_DIR = "/usr/lib/cni";
+const NEEDED = ["bridge", "host-local", "portmap"];
+
+function sh(cmd: string[], opts: { quiet?: boolean } = {}): { code: number; out: string } {
+  const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  const out = p.stdout.toString() + (opts.quiet ? "" : p.stderr.toString());
+  return { code: p.exitCode ?? -1, out };
+}
+
+function selfCommand(): string[] {
+  return isCompiledBinary() ? [process.execPath] : [process.execPath, process.argv[1]!];
+}
+
+function inPrivateNetns(): boolean {
+  return process.env.CNIKIT_DEMO_NETNS === String(statSync("/proc/self/ns/net").ino);
+}
+
+/** Start the demo in a private network namespace (re-executing under `unshare -n`). */
+async function relaunch(argv: readonly string[]): Promise<number> {
+  // The child records its own namespace; the parent waits and lets the child handle Ctrl-C.
+  const script = `export CNIKIT_DEMO_NETNS=$(stat -L -c %i /proc/self/ns/net); exec "$@"`;
+  const proc = Bun.spawn(["unshare", "-n", "sh", "-c", script, "sh", ...selfCommand(), "demo", ...argv], {
+    stdio: ["inherit", "inherit", "inherit"],
+  });
+  // forward signals: the child removes what it made, then exits
+  const forward = (sig: NodeJS.Signals) => () => proc.kill(sig);
+  process.on("SIGINT", forward("SIGINT"));
+  process.on("SIGTERM", forward("SIGTERM"));
+  return await proc.exited;
+}
+
+interface Pod {
+  name: string;
+  netns: string;
+  ip: string;
+  mac: string;
+}
+
+/** Run `cnikit demo`. */
+export async function demoCommand(argv: readonly string[]): Promise<number> {
+  const p = parseArgs(argv);
+  if (p.flags.help) {
+    process.stdout.write(DEMO_USAGE);
+    return 0;
+  }
+  if (!inPrivateNetns()) return relaunch(argv);
+  const nPods = Math.max(2, Math.min(20, Number(flagString(p, "pods") ?? 3) || 3));
+  const tag = `cnd${(process.pid % 46656).toString(36)}`;
+  const work = mkdtempSync(join(tmpdir(), "cnikit-demo-"));
+  const pods: Pod[] = [];
+  const namespaces: string[] = [];
+  let cni: CNIConfig | undefined;
+  let list: ReturnType<typeof confListFromObject> | undefined;
+  let server: ReturnType<typeof Bun.spawn> | undefined;
+  let cleaning: Promise<void> | undefined;
+
+  // one cleanup, however many signals arrive (a terminal's Ctrl-C reaches parent and child)
+  const cleanup = () => (cleaning ??= removeAll());
+  const removeAll = async () => {
+    server?.kill();
+    if (cni && list) {
+      for (const pod of pods) {
+        try {
+          await cni.delNetworkList(list, rt(pod.netns, pod.name));
+        } catch (e) {
+          process.stderr.write(`demo: DEL ${pod.name}: ${(e as Error).message}\n`);
+        }
+      }
+    }
+    for (const n of namespaces) sh(["ip", "netns", "del", n], { quiet: true });
+    rmSync(work, { recursive: true, force: true });
+  };
+  const onSignal = () => {
+    process.stdout.write("\ninterrupted: removing the demo's pods and namespaces\n");
+    void cleanup().then(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    sh(["ip", "link", "set", "lo", "up"]);
+    const bin = join(work, "bin");
+    const own = NEEDED.every((t) => builtinTypes().includes(t)) && isCompiledBinary();
+    if (own) {
+      installInto(bin, { source: process.execPath, types: builtinTypes() });
+    } else {
+      if (!NEEDED.every((t) => existsSync(join(REFERENCE_DIR, t)))) {
+        throw new Error(`cnikit's own bridge/host-local/portmap are not built in yet and the reference plugins are not in ${REFERENCE_DIR}: run scripts/setup.sh`);
+      }
+      mkdirSync(bin);
+      for (const t of readdirSync(REFERENCE_DIR)) symlinkSync(join(REFERENCE_DIR, t), join(bin, t));
+    }
+    const bridge = `${tag}br`;
+    const netconf = {
+      // the Debian reference plugins (1.1.1) speak up to 1.0.0
+      cniVersion: own ? "1.1.0" : "1.0.0",
+      name: "demo",
+      plugins: [
+        {
+          type: "bridge",
+          bridge,
+          isGateway: true,
+          ipam: { type: "host-local", ranges: [[{ subnet: "10.244.7.0/24", gateway: "10.244.7.1" }]], dataDir: join(work, "ipam") },
+        },
+        { type: "portmap", capabilities: { portMappings: true } },
+      ],
+    };
+    list = confListFromObject(netconf);
+    cni = new CNIConfig({ path: [bin], cacheDir: join(work, "cache") });
+    const kind = own ? "cnikit's own plugins" : `the reference plugins from ${REFERENCE_DIR} (cnikit's own bridge is not built in yet)`;
+    console.log(`cnikit demo: network "demo" (bridge ${bridge}, 10.244.7.0/24) with ${kind}`);
+    console.log(`everything runs in a private network namespace; nothing on this machine changes\n`);
+
+    const t0 = performance.now();
+    for (let i = 1; i <= nPods; i++) {
+      const name = `${tag}-pod${i}`;
+      sh(["ip", "netns", "add", name]);
+      namespaces.push(name);
+      const netns = `/run/netns/${name}`;
+      const caps = i === 1 ? { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }] } : {};
+      const result = (await cni.addNetworkList(list, { ...rt(netns, name), capabilityArgs: caps })) as Result;
+      const eth0 = result.interfaces?.find((x) => x.sandbox);
+      pods.push({ name, netns, ip: result.ips![0]!.address, mac: eth0?.mac ?? "" });
+    }
+    const addMs = (performance.now() - t0) / nPods;
+    if (process.env.CNIKIT_DEMO_PAUSE) {
+      // for the interruption test: wait here until a signal arrives
+      console.log("paused after ADD");
+      await new Promise(() => {});
+    }
+
+    console.log(table(["pod", "netns", "interface", "address", "mac"], pods.map((x) => [x.name, x.netns, "eth0", x.ip, x.mac])));
+    console.log(`\n${nPods} pods added, ${addMs.toFixed(0)} ms per ADD on average\n`);
+
+    console.log("ping matrix (from row to column):");
+    const rows: string[][] = [];
+    let failures = 0;
+    for (const from of pods) {
+      const row = [from.name];
+      for (const to of pods) {
+        if (from === to) {
+          row.push("-");
+          continue;
+        }
+        const ok = sh(["nsenter", `--net=${from.netns}`, "ping", "-c", "1", "-W", "2", to.ip.split("/")[0]!], { quiet: true }).code === 0;
+        if (!ok) failures++;
+        row.push(ok ? "ok" : "FAIL");
+      }
+      rows.push(row);
+    }
+    console.log(table(["", ...pods.map((x) => x.name)], rows));
+
+    // a hostPort: the node's 10.244.7.1:8080 reaches port 80 in pod 1
+    const echo = Bun.spawn(["nsenter", `--net=${pods[0]!.netns}`, ...selfCommand(), "__echo-server", "80"], { stdout: "pipe", stderr: "inherit" });
+    server = echo;
+    await echo.stdout.getReader().read();
+    const reply = await tcpAsk("10.244.7.1", 8080, "hello from the node");
+    const portOk = reply.startsWith("echo:");
+    if (!portOk) failures++;
+    console.log(`\nhostPort 8080 -> ${pods[0]!.name}:80 : ${portOk ? `ok (pod answered "${reply}")` : `FAIL (${reply})`}`);
+
+    await cleanup();
+    const leftover = sh(["ip", "-o", "link", "show", "type", "veth"], { quiet: true }).out.trim();
+    console.log(`\nremoved ${pods.length} pods, their namespaces and reservations${leftover ? " (veths left!)" : "; no veth left"}`);
+    if (leftover) failures++;
+    console.log(failures === 0 ? "demo: all checks passed" : `demo: ${failures} check(s) failed`);
+    return failures === 0 ? 0 : 1;
+  } catch (e) {
+    process.stderr.write(`demo failed: ${toCniError(e).toString()}\n`);
+    await cleanup();
+    return 1;
+  }
+}
+
+function rt(netns: string, name: string): RuntimeConf {
+  return { containerId: name, netns, ifName: "eth0" };
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+async function tcpAsk(host: string, port: number, msg: string): Promise<string> {
+  return await new Promise<string>((resolve) => {
+    const timer = setTimeout(() => resolve("no answer"), 3000);
+    Bun.connect({
+      hostname: host,
+      port,
+      socket: {
+        open: (s) => void s.write(msg),
+        data: (_s, d) => {
+          clearTimeout(timer);
+          resolve(String(d));
+        },
+        error: (_s, e) => resolve(`error: ${e.message}`),
+        connectError: (_s, e) => resolve(`error: ${e.message}`),
+      },
+    }).catch((e) => resolve(`error: ${(e as Error).message}`));
+  });
+}
+
+/** `cnikit __echo-server PORT`: a tiny TCP echo server the demo starts inside a pod. */
+export function echoServer(argv: readonly string[]): Promise<number> {
+  const port = Number(argv[0] ?? 80);
+  Bun.listen({
+    hostname: "0.0.0.0",
+    port,
+    socket: {
+      data(s, d) {
+        s.write(`echo:${d}`);
+        s.end();
+      },
+    },
+  });
+  console.log("ready");
+  return new Promise(() => {});
+}

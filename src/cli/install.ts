@@ -1,0 +1,95 @@
+/**
+ * `cnikit install --bin-dir DIR [--conf-dir DIR] [--force]`: copy this binary to DIR/cnikit and link
+ * every built-in plugin type beside it; a foreign file of the same name is kept unless --force.
+ */
+
+import { copyFileSync, chmodSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { builtinTypes } from "../invoke/builtin.ts";
+import { flagString, parseArgs } from "./args.ts";
+import { reportError } from "./output.ts";
+
+/** Usage text. */
+export const INSTALL_USAGE = `usage: cnikit install --bin-dir DIR [--force]
+
+Copy the cnikit binary to DIR/cnikit and link every plugin type (bridge, host-local, ...) to it, so
+runtimes find cnikit's plugins in DIR (their CNI_PATH). A file of a plugin's name that is not a
+link to cnikit (e.g. a reference plugin) is left alone unless --force is given.
+`;
+
+/** Whether this process is the compiled binary (not `bun src/main.ts`). */
+export function isCompiledBinary(): boolean {
+  return (process.argv[1] ?? "").startsWith("/$bunfs/");
+}
+
+/** What happened to each name in the bin dir. */
+export interface InstallReport {
+  binary: string;
+  linked: string[];
+  kept: string[];
+  replaced: string[];
+}
+
+/** Install `source` (the compiled binary) into `binDir` with a link per plugin type. */
+export function installInto(binDir: string, opts: { source: string; types: string[]; force?: boolean }): InstallReport {
+  mkdirSync(binDir, { recursive: true, mode: 0o755 });
+  const target = join(binDir, "cnikit");
+  // copy beside, then rename: replacing a binary that is running is fine this way
+  const tmp = join(binDir, `.cnikit.tmp-${process.pid}`);
+  copyFileSync(opts.source, tmp);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, target);
+  const report: InstallReport = { binary: target, linked: [], kept: [], replaced: [] };
+  for (const type of opts.types) {
+    const link = join(binDir, type);
+    let existing: "none" | "ours" | "foreign" = "none";
+    try {
+      const st = lstatSync(link);
+      existing = st.isSymbolicLink() && readlinkSync(link) === "cnikit" ? "ours" : "foreign";
+    } catch {
+      existing = "none";
+    }
+    if (existing === "ours") {
+      report.linked.push(type);
+      continue;
+    }
+    if (existing === "foreign") {
+      if (!opts.force) {
+        report.kept.push(type);
+        continue;
+      }
+      rmSync(link, { force: true });
+      report.replaced.push(type);
+    }
+    symlinkSync("cnikit", link);
+    report.linked.push(type);
+  }
+  return report;
+}
+
+/** Run `cnikit install`. */
+export async function installCommand(argv: readonly string[]): Promise<number> {
+  try {
+    const p = parseArgs(argv, ["force"]);
+    if (p.flags.help) {
+      process.stdout.write(INSTALL_USAGE);
+      return 0;
+    }
+    const binDir = flagString(p, "bin-dir");
+    if (!binDir) {
+      process.stderr.write(INSTALL_USAGE);
+      return 2;
+    }
+    if (!isCompiledBinary()) {
+      throw new Error("install copies the compiled binary: run `npm run build` and use dist/cnikit");
+    }
+    const r = installInto(binDir, { source: process.execPath, types: builtinTypes().sort(), force: p.flags.force === true });
+    process.stdout.write(`installed ${r.binary}\n`);
+    if (r.linked.length) process.stdout.write(`linked: ${r.linked.join(" ")}\n`);
+    if (r.replaced.length) process.stdout.write(`replaced (--force): ${r.replaced.join(" ")}\n`);
+    if (r.kept.length) process.stdout.write(`kept foreign files (use --force to replace): ${r.kept.join(" ")}\n`);
+    return 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
