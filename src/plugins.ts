@@ -6,4 +6,7 @@
 import type { PluginLoader } from "./invoke/builtin.ts";
 
 /** Built-in plugin types and their loaders. */
-export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {};
+export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
+  "host-local": async () => (await import("./plugins/ipam/host-local.ts")).default,
+  static: async () => (await import("./plugins/ipam/static.ts")).default,
+};

@@ -1,0 +1,115 @@
+/**
+ * The reference host-local's on-disk store, byte for byte: `<dataDir>/<network>/<ip>` holding
+ * "<containerId>\r\n<ifname>", `last_reserved_ip.<rangeSet>` holding the last address handed out
+ * in a range set, and a `lock` file taken with flock. A node switching between the reference and
+ * cnikit keeps its reservations.
+ */
+
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import { lockFile } from "../sys/flock.ts";
+import { parseIP } from "../spec/ip.ts";
+import type { Reservation, Store } from "./store.ts";
+
+/** Line break between container id and ifname, as the reference writes it. */
+export const LINE_BREAK = "\r\n";
+const LAST_PREFIX = "last_reserved_ip.";
+
+/** host-local's default data directory. */
+export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
+
+/** A Store over the reference's directory layout. */
+export class DiskStore implements Store {
+  readonly dir: string;
+
+  constructor(dataDir: string, network: string) {
+    this.dir = join(dataDir, network);
+  }
+
+  private ensureDir(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+  }
+
+  lock(): () => void {
+    this.ensureDir();
+    const l = lockFile(join(this.dir, "lock"));
+    return () => l.unlock();
+  }
+
+  reserve(res: Reservation, rangeSet: number): boolean {
+    this.ensureDir();
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, res.ip), "wx", 0o600);
+    } catch (e) {
+      if ((e as { code?: string }).code === "EEXIST") return false;
+      throw e;
+    }
+    try {
+      writeSync(fd, `${res.containerId.trim()}${LINE_BREAK}${res.ifName}`);
+    } finally {
+      closeSync(fd);
+    }
+    writeFileSync(join(this.dir, `${LAST_PREFIX}${rangeSet}`), res.ip, { mode: 0o600 });
+    return true;
+  }
+
+  lastReserved(rangeSet: number): string | undefined {
+    try {
+      return readFileSync(join(this.dir, `${LAST_PREFIX}${rangeSet}`), "utf8").trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Every reservation file (name parses as an address), with its holder. */
+  list(): Reservation[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const out: Reservation[] = [];
+    for (const name of names) {
+      if (name === "lock" || name.startsWith(LAST_PREFIX) || !parseIP(name)) continue;
+      let text: string;
+      try {
+        text = readFileSync(join(this.dir, name), "utf8");
+      } catch {
+        continue;
+      }
+      // old reference versions wrote the container id alone
+      const [id, ifName] = text.trim().split(LINE_BREAK);
+      out.push({ ip: name, containerId: (id ?? "").trim(), ifName: (ifName ?? "").trim() });
+    }
+    return out;
+  }
+
+  private matches(r: Reservation, containerId: string, ifName: string): boolean {
+    return r.containerId === containerId.trim() && (r.ifName === ifName || r.ifName === "");
+  }
+
+  getByID(containerId: string, ifName: string): string[] {
+    return this.list().filter((r) => this.matches(r, containerId, ifName)).map((r) => r.ip);
+  }
+
+  releaseByID(containerId: string, ifName: string): string[] {
+    const ips = this.getByID(containerId, ifName);
+    for (const ip of ips) this.release(ip);
+    return ips;
+  }
+
+  isReserved(ip: string): boolean {
+    try {
+      readFileSync(join(this.dir, ip));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  release(ip: string): void {
+    rmSync(join(this.dir, ip), { force: true });
+  }
+}
