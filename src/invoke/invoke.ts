@@ -43,10 +43,9 @@ async function runInProcess(type: string, env: Record<string, string>, stdin: st
 /** Run the plugin at `file` (or in-process for built-in `type`) and return its parsed JSON output. */
 export async function invokeFile(type: string, file: string, opts: InvokeOptions): Promise<unknown> {
   const env = pluginEnv(opts, opts.baseEnv);
-  const out =
-    !opts.forceExec && runsInProcess(type, file)
-      ? await runInProcess(type, env, opts.stdin)
-      : await execRaw(file, { stdin: opts.stdin, env });
+  const inProcess = !opts.forceExec && runsInProcess(type, file);
+  if (env.CNIKIT_DEBUG) process.stderr.write(`cnikit: ${opts.command} ${type}: ${inProcess ? "in-process" : "exec"} ${file}\n`);
+  const out = inProcess ? await runInProcess(type, env, opts.stdin) : await execRaw(file, { stdin: opts.stdin, env });
   if (out.stderr && out.exitCode === 0) process.stderr.write(out.stderr);
   return parseOutput(out, file);
 }

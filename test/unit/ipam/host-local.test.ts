@@ -3,7 +3,7 @@
  * (Debian containernetworking-plugins): reservations written by one are honoured by the other.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { run, tempDir } from "../../support/netns.ts";
 
