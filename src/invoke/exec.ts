@@ -22,8 +22,9 @@ export interface InvokeEnv {
 const CNI_VARS = ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"];
 
 /**
- * The full environment of a plugin run: the base environment without any CNI_* variables of its
- * own, plus this invocation's (empty ones left out, as libcni does).
+ * The full environment of a plugin run: the base environment without the six spec variables
+ * (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS, CNI_PATH), plus this
+ * invocation's (empty ones left out, as libcni does).
  */
 export function pluginEnv(
   inv: InvokeEnv,

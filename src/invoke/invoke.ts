@@ -65,7 +65,10 @@ export async function invokeWithResult(type: string, version: string, opts: Invo
   if (raw === undefined) {
     throw new CniError(ErrorCode.DecodingFailure, `plugin ${type} returned no result`);
   }
-  const result = parseResult(raw);
+  // as libcni's fixupResultVersion: a result that names no version is in the config's version
+  const obj = raw as Record<string, unknown>;
+  const fixed = typeof obj === "object" && obj !== null && !obj.cniVersion ? { ...obj, cniVersion: normalizeVersion(version) } : raw;
+  const result = parseResult(fixed);
   return convertResult(result, normalizeVersion(version));
 }
 

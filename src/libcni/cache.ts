@@ -4,8 +4,8 @@
  * file mode 0600. Go runtimes and cnikit read each other's entries.
  */
 
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import type { AnyResult } from "../spec/result.ts";
 
@@ -63,10 +63,17 @@ export function writeCache(cacheDir: string, entry: CachedAttachment): void {
   if (entry.result) doc.result = entry.result;
   const dir = join(cacheDir, "results");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(doc), { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  // write in a private folder no reader lists as an entry (libcni skips directories), then move
+  // the complete file into place and remove the folder
+  const tmpDir = mkdtempSync(join(dir, ".tmp-"));
+  try {
+    const tmp = join(tmpDir, basename(file));
+    writeFileSync(tmp, JSON.stringify(doc), { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, file);
+  } finally {
+    rmSync(tmpDir, { recursive: true, force: true });
+  }
 }
 
 function decode(text: string, file: string): CachedAttachment {
@@ -131,6 +138,7 @@ export function listCache(cacheDir: string, containerId?: string): CachedAttachm
     try {
       const e = decode(readFileSync(join(dir, name), "utf8"), name);
       if (!e.network || !e.ifName) continue;
+      if (name !== `${e.network}-${e.containerId}-${e.ifName}`) continue; // not an entry of ours
       if (containerId && e.containerId !== containerId) continue;
       out.push(e);
     } catch {

@@ -67,7 +67,9 @@ export function pickVersion(raw: Record<string, unknown>, source?: string): stri
     if (!Array.isArray(versions) || !versions.every((v) => typeof v === "string")) {
       throw invalid("'cniVersions' must be a list of strings", source);
     }
-    const ok = (versions as string[]).filter((v) => /^\d+\.\d+\.\d+$/.test(v) && isSupportedVersion(v));
+    // as libcni: the list's own cniVersion is one more candidate
+    const candidates = [...(versions as string[]), ...(typeof raw.cniVersion === "string" && raw.cniVersion ? [raw.cniVersion] : [])];
+    const ok = candidates.filter((v) => /^\d+\.\d+\.\d+$/.test(v) && isSupportedVersion(v));
     if (ok.length > 0) return ok.sort(compareVersions).at(-1)!;
     if (versions.length > 0) {
       throw new CniError(ErrorCode.IncompatibleVersion, `${source ? `${source}: ` : ""}none of cniVersions ${JSON.stringify(versions)} is supported`);

@@ -91,7 +91,6 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
     throw new CniError(ErrorCode.DecodingFailure, "cniVersion must be a string");
   }
   const version = normalizeVersion(config.cniVersion);
-  state.version = version;
   if (!supported.includes(version)) {
     throw new CniError(
       ErrorCode.IncompatibleVersion,
@@ -99,6 +98,7 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
       `config is "${version}", plugin supports ${JSON.stringify(supported)}`,
     );
   }
+  state.version = version; // errors from here on are reported in the config's version
   if (verb === "CHECK" && !versionAtLeast(version, "0.4.0")) {
     throw new CniError(ErrorCode.IncompatibleVersion, `config version "${version}" does not allow CHECK`);
   }
