@@ -1,0 +1,60 @@
+/**
+ * The C library over `bun:ffi`: the few calls cnikit needs, opened on first use so that importing
+ * this module costs nothing. This folder is the only place that touches FFI.
+ */
+
+import { dlopen, FFIType, read } from "bun:ffi";
+import { Errno } from "./errno.ts";
+import { SysError } from "./error.ts";
+
+const { i32, u32, u64, i64, ptr } = FFIType;
+
+const SYMBOLS = {
+  socket: { args: [i32, i32, i32], returns: i32 },
+  bind: { args: [i32, ptr, u32], returns: i32 },
+  getsockname: { args: [i32, ptr, ptr], returns: i32 },
+  setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
+  sendto: { args: [i32, ptr, u64, i32, ptr, u32], returns: i64 },
+  recvfrom: { args: [i32, ptr, u64, i32, ptr, ptr], returns: i64 },
+  close: { args: [i32], returns: i32 },
+  setns: { args: [i32, i32], returns: i32 },
+  flock: { args: [i32, i32], returns: i32 },
+  getpid: { args: [], returns: i32 },
+  gettid: { args: [], returns: i32 },
+  __errno_location: { args: [], returns: ptr },
+} as const;
+
+type Libc = ReturnType<typeof dlopen<typeof SYMBOLS>>["symbols"];
+
+let lib: Libc | null = null;
+let errnoPtr: number | null = null;
+
+/** The libc symbols, opening `libc.so.6` on the first call. */
+export function libc(): Libc {
+  if (!lib) lib = dlopen("libc.so.6", SYMBOLS).symbols;
+  return lib;
+}
+
+/**
+ * The calling thread's errno. Read it right after the failing call: nothing in between may make
+ * another call into libc.
+ */
+export function errno(): number {
+  // errno is thread-local; every call of ours comes from the JS thread, so the address is stable.
+  if (errnoPtr === null) errnoPtr = libc().__errno_location() as unknown as number;
+  return read.i32(errnoPtr as never, 0);
+}
+
+/**
+ * Run a libc call that returns -1 and sets errno on failure, retrying on EINTR; returns the
+ * (non-negative) result or throws a SysError naming `syscall`.
+ */
+export function check(syscall: string, call: () => number | bigint, detail = ""): number {
+  for (;;) {
+    const ret = Number(call());
+    if (ret >= 0) return ret;
+    const e = errno();
+    if (e === Errno.EINTR) continue;
+    throw new SysError(e, syscall, detail);
+  }
+}
