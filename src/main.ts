@@ -1,20 +1,23 @@
 /**
  * Entry point of the multicall binary: started under a plugin type's name (through a link made by
  * `cnikit install`) it runs that plugin; started as `cnikit` it runs the command line.
+ * Everything is imported lazily so a plugin run loads only that plugin's code.
  */
 
 import { basename } from "node:path";
 import { registerBuiltins } from "./invoke/builtin.ts";
 import { BUILTIN_PLUGINS } from "./plugins.ts";
 
-registerBuiltins(BUILTIN_PLUGINS);
-
-const self = basename(process.argv0 || "cnikit");
-const load = BUILTIN_PLUGINS[self];
-if (load) {
-  const { pluginMain } = await import("./skel/skel.ts");
-  await pluginMain(await load());
-} else {
+async function main(): Promise<never> {
+  registerBuiltins(BUILTIN_PLUGINS);
+  const self = basename(process.argv0 || "cnikit");
+  const load = BUILTIN_PLUGINS[self];
+  if (load) {
+    const { pluginMain } = await import("./skel/skel.ts");
+    return pluginMain(await load());
+  }
   const { cliMain } = await import("./cli/cli.ts");
   process.exit(await cliMain(process.argv.slice(2)));
 }
+
+void main();

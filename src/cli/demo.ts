@@ -153,7 +153,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     if (process.env.CNIKIT_DEMO_PAUSE) {
       // for the interruption test: wait here until a signal arrives
       console.log("paused after ADD");
-      await new Promise(() => {});
+      await new Promise(() => setInterval(() => {}, 1 << 30)); // keeps the process alive
     }
 
     console.log(table(["pod", "netns", "interface", "address", "mac"], pods.map((x) => [x.name, x.netns, "eth0", x.ip, x.mac])));

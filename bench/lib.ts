@@ -1,0 +1,78 @@
+/**
+ * Benchmark support: run plugins as processes the way a runtime does, side by side with the
+ * reference Go plugins in the same run, and print ratios (absolute times on shared machines are
+ * noise; ratios of interleaved runs are not).
+ */
+
+import { mkdtempSync, mkdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+/** The repository root. */
+export const ROOT = resolve(import.meta.dir, "..");
+/** The reference plugins (Debian containernetworking-plugins). */
+export const REFERENCE_DIR = "/usr/lib/cni";
+
+/** Refuse to run outside a private network namespace (the benches create bridges and veths). */
+export function assertPrivate(): void {
+  const foreign = Bun.spawnSync(["ip", "-o", "link", "show"]).stdout.toString()
+    .split("\n").map((l) => l.split(":")[1]?.trim().split("@")[0] ?? "")
+    .filter((n) => n && n !== "lo" && !n.startsWith("ck") && !n.startsWith("veth") && !n.startsWith("bw"));
+  if (process.env.CNIKIT_BENCH_NETNS !== String(statSync("/proc/self/ns/net").ino) || foreign.length > 0) {
+    throw new Error("run benchmarks through `npm run bench` (they need a private network namespace)");
+  }
+}
+
+/** A CNI_PATH directory holding cnikit's plugins (installed from dist/cnikit) and one for the reference. */
+export function pluginDirs(): { cnikit: string; reference: string; remove: () => void } {
+  const base = mkdtempSync(join(tmpdir(), "cnikit-bench-"));
+  const cnikit = join(base, "cnikit");
+  const r = Bun.spawnSync([join(ROOT, "dist/cnikit"), "install", "--bin-dir", cnikit]);
+  if (r.exitCode !== 0) throw new Error(`install failed: ${r.stderr}`);
+  const reference = join(base, "reference");
+  mkdirSync(reference);
+  for (const t of ["bridge", "host-local", "ptp", "loopback", "portmap", "bandwidth", "tuning", "firewall", "static"]) {
+    try {
+      symlinkSync(join(REFERENCE_DIR, t), join(reference, t));
+    } catch {
+      // missing in this build of the reference: the bench using it will say so
+    }
+  }
+  return { cnikit, reference, remove: () => rmSync(base, { recursive: true, force: true }) };
+}
+
+/** Run one plugin as its own process; returns elapsed milliseconds, throws with its output on failure. */
+export async function runPlugin(file: string, env: Record<string, string>, stdin: string): Promise<{ ms: number; stdout: string }> {
+  const t0 = performance.now();
+  const p = Bun.spawn([file], { env, stdin: new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  const ms = performance.now() - t0;
+  if (code !== 0) throw new Error(`${file} ${env.CNI_COMMAND} failed (${code}): ${stdout || stderr}`);
+  return { ms, stdout };
+}
+
+/** The median of a list of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Print a comparison table: median per side and the ratio cnikit / reference. */
+export function report(title: string, rows: Array<{ what: string; cnikit: number[]; reference: number[]; target?: number }>): boolean {
+  console.log(`\n${title}`);
+  console.log(`${"operation".padEnd(28)} ${"ratio".padStart(7)}  ${"target".padStart(7)}  (medians: cnikit / reference, ms)`);
+  let ok = true;
+  for (const r of rows) {
+    const c = median(r.cnikit);
+    const ref = median(r.reference);
+    const ratio = c / ref;
+    const pass = r.target === undefined || ratio <= r.target;
+    ok &&= pass;
+    console.log(
+      `${r.what.padEnd(28)} ${ratio.toFixed(2).padStart(6)}x  ${r.target !== undefined ? `<=${r.target}x`.padStart(7) : "".padStart(7)}  ` +
+        `(${c.toFixed(1)} / ${ref.toFixed(1)})${pass ? "" : "  MISSED"}`,
+    );
+  }
+  return ok;
+}
