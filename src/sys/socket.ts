@@ -103,7 +103,8 @@ export function openNetlinkSocket(protocol: number, opts: NetlinkSocketOptions =
     recv() {
       live();
       // Peek at the datagram's real size first so that no message is ever cut short.
-      const size = check("recvfrom", () => c.recvfrom(fd, buf, buf.length, MSG_PEEK | MSG_TRUNC, null, null));
+      // (A zero-length peek copies nothing; MSG_TRUNC makes it return the datagram's full size.)
+      const size = check("recvfrom", () => c.recvfrom(fd, buf, 0, MSG_PEEK | MSG_TRUNC, null, null));
       if (size > buf.length) buf = new Uint8Array(size);
       const n = check("recvfrom", () => c.recvfrom(fd, buf, buf.length, 0, null, null));
       return buf.slice(0, n);
