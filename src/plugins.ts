@@ -7,6 +7,7 @@ import type { PluginLoader } from "./invoke/builtin.ts";
 
 /** Built-in plugin types and their loaders. */
 export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
+  bridge: async () => (await import("./plugins/main/bridge.ts")).default,
   "host-local": async () => (await import("./plugins/ipam/host-local.ts")).default,
   static: async () => (await import("./plugins/ipam/static.ts")).default,
 };

@@ -48,7 +48,8 @@ Environment (as cnitool):
 
 /** Resolve NETNS: a path (made absolute), or the name of a namespace under /run/netns. */
 export function resolveNetns(arg: string): string {
-  if (!arg.includes("/") && !existsSync(arg) && existsSync(`/run/netns/${arg}`)) return `/run/netns/${arg}`;
+  // a bare name is a namespace under /run/netns (also once it is gone, so DEL finds its attachment)
+  if (!arg.includes("/") && !existsSync(arg)) return `/run/netns/${arg}`;
   return isAbsolute(arg) ? arg : resolve(arg);
 }
 

@@ -1,0 +1,301 @@
+/**
+ * bridge: a veth pair per pod, the host end on a Linux bridge, the pod end (born inside the pod's
+ * namespace) configured from IPAM. Accepts the reference plugin's keys.
+ */
+
+import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
+import { isNotFound } from "../../netlink/error.ts";
+import { NetlinkConn } from "../../netlink/conn.ts";
+import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
+import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
+import { addAddress, deleteAddress, listAddresses } from "../../net/addr.ts";
+import { setBridgePort } from "../../net/bridge-port.ts";
+import { ensureBridge } from "../../net/bridge.ts";
+import { configureIface } from "../../net/ipconfig.ts";
+import { deleteLink, findLink, getLink, setLink, type Link } from "../../net/link.ts";
+import { listRoutes } from "../../net/route.ts";
+import { setSysctl } from "../../net/sysctl.ts";
+import { createVeth } from "../../net/veth.ts";
+import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { loadCniArgs } from "../../spec/args.ts";
+import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
+import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
+import type { NetConf } from "../../spec/netconf.ts";
+import type { Result, Route } from "../../spec/result.ts";
+import { validateIfName } from "../../spec/validate.ts";
+
+/** The bridge plugin's settings, as the reference names them. */
+export interface BridgeConf {
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  mtu?: number;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  enabledad: boolean;
+  disableContainerInterface: boolean;
+  portIsolation: boolean;
+  mac?: string;
+  ipamType?: string;
+}
+
+const unsupported = (msg: string) => new CniError(ErrorCode.UnsupportedField, msg);
+const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
+
+function bool(conf: NetConf, key: string): boolean {
+  const v = conf[key];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") throw invalid(`bridge: '${key}' must be true or false, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Parse and check the config; refuses what cnikit cannot do yet instead of ignoring it. */
+export function parseBridgeConf(conf: NetConf, cniArgs = ""): BridgeConf {
+  const name = conf.bridge ?? "cni0";
+  if (typeof name !== "string") throw invalid("bridge: 'bridge' must be a string");
+  validateIfName(name);
+  if (bool(conf, "ipMasq")) throw unsupported("bridge: ipMasq=true is not supported yet (it arrives with cnikit's nftables layer); set it to false");
+  if (bool(conf, "macspoofchk")) throw unsupported("bridge: macspoofchk=true is not supported yet (it arrives with cnikit's nftables layer)");
+  if (conf.vlan !== undefined && conf.vlan !== 0) throw unsupported(`bridge: vlan=${JSON.stringify(conf.vlan)} is not supported yet (bridge VLAN filtering)`);
+  if (Array.isArray(conf.vlanTrunk) && conf.vlanTrunk.length > 0) throw unsupported("bridge: vlanTrunk is not supported yet (bridge VLAN filtering)");
+  const out: BridgeConf = {
+    bridge: name,
+    isGateway: bool(conf, "isGateway"),
+    isDefaultGateway: bool(conf, "isDefaultGateway"),
+    forceAddress: bool(conf, "forceAddress"),
+    hairpinMode: bool(conf, "hairpinMode"),
+    promiscMode: bool(conf, "promiscMode"),
+    enabledad: bool(conf, "enabledad"),
+    disableContainerInterface: bool(conf, "disableContainerInterface"),
+    portIsolation: bool(conf, "portIsolation"),
+  };
+  if (out.isDefaultGateway) out.isGateway = true;
+  if (conf.mtu !== undefined && conf.mtu !== 0) {
+    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 68 || conf.mtu > 65535) {
+      throw invalid(`bridge: invalid mtu ${JSON.stringify(conf.mtu)}`);
+    }
+    out.mtu = conf.mtu;
+  }
+  const ipamType = conf.ipam?.type;
+  if (ipamType !== undefined && ipamType !== "") {
+    if (typeof ipamType !== "string") throw invalid("bridge: ipam.type must be a string");
+    out.ipamType = ipamType;
+  }
+  if (out.ipamType && out.disableContainerInterface) throw invalid("bridge: cannot use IPAM when disableContainerInterface is set");
+  const mac = (conf.runtimeConfig?.mac as string | undefined) ??
+    ((conf.args as { cni?: { mac?: string } } | undefined)?.cni?.mac) ??
+    (cniArgs ? loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]).MAC : undefined);
+  if (mac !== undefined) {
+    if (typeof mac !== "string" || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw invalid(`bridge: invalid MAC address ${JSON.stringify(mac)}`);
+    out.mac = mac.toLowerCase();
+  }
+  return out;
+}
+
+function randomVethName(): string {
+  const b = crypto.getRandomValues(new Uint8Array(4));
+  return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
+}
+
+function openPodConn(netns: string): NetlinkConn {
+  try {
+    return NetlinkConn.open({ netns });
+  } catch (e) {
+    throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
+  }
+}
+
+/** Put `gw/prefix` on the bridge, as the reference's ensureAddr does. */
+function ensureGatewayAddr(conn: NetlinkConn, br: Link, cidr: string, force: boolean): void {
+  const want = parseCIDR(cidr)!;
+  const v6 = want.ip.length === 16;
+  for (const a of listAddresses(conn, { link: br.index, family: v6 ? 6 : 4 })) {
+    if (a.cidr === cidr) return;
+    if (v6 && a.net.ip[0] === 0xfe && (a.net.ip[1]! & 0xc0) === 0x80) continue; // link-local
+    if (!v6 || containsIP(networkOf(a.net), want.ip) || containsIP(networkOf(want), a.net.ip)) {
+      if (!force) throw new CniError(ErrorCode.Internal, `"${br.name}" already has an IP address different from ${cidr}`);
+      deleteAddress(conn, { link: br.index, address: a.cidr });
+    }
+  }
+  addAddress(conn, { link: br.index, address: cidr, nodad: v6 }, { existOk: true });
+}
+
+async function add(args: CmdArgs): Promise<Result> {
+  const conf = parseBridgeConf(args.config, args.args);
+  validateIfName(args.ifName);
+  const host = NetlinkConn.open();
+  const pod = openPodConn(args.netns);
+  let vethCreated = false;
+  let ipamDone = false;
+  try {
+    let br = ensureBridge(host, conf.bridge, conf.mtu ? { mtu: conf.mtu } : {});
+    if (conf.promiscMode && !(br.flags & IFF_PROMISC)) {
+      host.request(RTM_NEWLINK, encodeLink({ index: br.index, flags: IFF_PROMISC, change: IFF_PROMISC }));
+    }
+    if (findLink(pod, args.ifName)) {
+      throw new CniError(ErrorCode.Internal, `container veth name "${args.ifName}" already exists in ${args.netns}`);
+    }
+    let hostName = randomVethName();
+    for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
+    const pair = createVeth(host, {
+      name: hostName,
+      peerName: args.ifName,
+      peerNetns: args.netns,
+      ...(conf.mtu ? { mtu: conf.mtu } : {}),
+      ...(conf.mac ? { peerMac: conf.mac } : {}),
+    });
+    vethCreated = true;
+    setLink(host, pair.link.index, { master: br.index, up: true });
+    if (conf.hairpinMode || conf.portIsolation) {
+      setBridgePort(host, pair.link.index, {
+        ...(conf.hairpinMode ? { hairpin: true } : {}),
+        ...(conf.portIsolation ? { isolated: true } : {}),
+      });
+    }
+    const hostVeth = getLink(host, pair.link.index);
+
+    let result: Result = { cniVersion: "1.1.0" };
+    if (conf.ipamType) {
+      result = await delegateAdd(conf.ipamType, args, args.stdinData);
+      ipamDone = true;
+      if (!result.ips || result.ips.length === 0) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+    }
+    const ips = (result.ips ?? []).map((ip) => {
+      const out = { ...ip, interface: 2 };
+      if (!out.gateway && conf.isGateway) {
+        const net = networkOf(parseCIDR(ip.address)!);
+        const gw = net.ip.slice();
+        gw[gw.length - 1]! += 1;
+        out.gateway = formatIP(gw);
+      }
+      return out;
+    });
+    const routes: Route[] = [...(result.routes ?? [])];
+    if (conf.isDefaultGateway) {
+      for (const fam of [4, 6]) {
+        const gw = ips.find((i) => (i.address.includes(":") ? 6 : 4) === fam && i.gateway)?.gateway;
+        const dst = fam === 4 ? "0.0.0.0/0" : "::/0";
+        if (gw && !routes.some((r) => r.dst === dst)) routes.push({ dst, gw });
+      }
+    }
+    if (!conf.disableContainerInterface) {
+      configureIface(pod, args.ifName, { ips, routes }, { dad: conf.enabledad });
+    }
+    if (conf.isGateway) {
+      for (const ip of ips) {
+        if (!ip.gateway) continue;
+        const prefix = ip.address.split("/")[1];
+        ensureGatewayAddr(host, br, `${ip.gateway}/${prefix}`, conf.forceAddress);
+        setSysctl(ip.gateway.includes(":") ? "net.ipv6.conf.all.forwarding" : "net.ipv4.ip_forward", "1");
+      }
+      // pin the bridge's MAC so it does not follow the lowest port's address as pods come and go
+      setLink(host, br.index, { mac: br.mac });
+    }
+    br = getLink(host, br.index);
+    const podLink = getLink(pod, args.ifName);
+    const out: Result = {
+      cniVersion: "1.1.0",
+      interfaces: [
+        { name: br.name, mac: br.mac },
+        { name: hostVeth.name, mac: hostVeth.mac },
+        { name: args.ifName, mac: podLink.mac, sandbox: args.netns },
+      ],
+    };
+    if (ips.length > 0) out.ips = ips;
+    if (routes.length > 0) out.routes = routes;
+    const dns = args.config.dns;
+    if (dns && Object.keys(dns).length > 0) out.dns = dns;
+    else if (result.dns) out.dns = result.dns;
+    return out;
+  } catch (e) {
+    // leave nothing half-done: the pod end (its peer goes with it) and the IPAM reservation
+    if (vethCreated) {
+      try {
+        deleteLink(pod, args.ifName);
+      } catch {
+        // best effort
+      }
+    }
+    if (ipamDone && conf.ipamType) {
+      try {
+        await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
+      } catch {
+        // best effort
+      }
+    }
+    throw toCniError(e);
+  } finally {
+    host.close();
+    pod.close();
+  }
+}
+
+async function del(args: CmdArgs): Promise<void> {
+  const conf = parseBridgeConf(args.config, args.args);
+  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
+  if (!args.netns) return;
+  let pod: NetlinkConn;
+  try {
+    pod = NetlinkConn.open({ netns: args.netns });
+  } catch {
+    return; // the namespace is gone: so is the pod end of the veth, and with it the host end
+  }
+  try {
+    deleteLink(pod, args.ifName);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  } finally {
+    pod.close();
+  }
+}
+
+async function check(args: CmdArgs): Promise<void> {
+  const conf = parseBridgeConf(args.config, args.args);
+  const prev = args.prevResult;
+  if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "bridge: required prevResult missing");
+  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
+  const host = NetlinkConn.open();
+  const pod = openPodConn(args.netns);
+  try {
+    const ifaces = prev.interfaces ?? [];
+    const ci = ifaces.findIndex((i) => i.name === args.ifName && i.sandbox === args.netns);
+    if (ci < 0) throw new CniError(ErrorCode.Internal, `bridge: interface ${args.ifName} in ${args.netns} not found in prevResult`);
+    const br = findLink(host, conf.bridge);
+    if (!br || br.kind !== "bridge") throw new CniError(ErrorCode.Internal, `bridge: ${conf.bridge} is missing or not a bridge`);
+    const podLink = findLink(pod, args.ifName);
+    if (!podLink) throw new CniError(ErrorCode.Internal, `bridge: container interface ${args.ifName} not found`);
+    const want = ifaces[ci]!;
+    if (want.mac && podLink.mac !== want.mac.toLowerCase()) {
+      throw new CniError(ErrorCode.Internal, `bridge: ${args.ifName} has MAC ${podLink.mac}, expected ${want.mac}`);
+    }
+    const hostWant = ifaces.find((i, k) => k !== ci && !i.sandbox && i.name !== conf.bridge);
+    if (hostWant) {
+      const hv = findLink(host, hostWant.name);
+      if (!hv || hv.master !== br.index) throw new CniError(ErrorCode.Internal, `bridge: host veth ${hostWant.name} is missing or not on ${conf.bridge}`);
+    }
+    const have = listAddresses(pod, { link: podLink.index }).map((a) => a.cidr);
+    for (const ip of prev.ips ?? []) {
+      if (ip.interface !== undefined && ip.interface !== ci) continue;
+      const norm = `${formatIP(parseIP(ip.address.split("/")[0]!)!)}/${ip.address.split("/")[1]}`;
+      if (!have.includes(norm)) throw new CniError(ErrorCode.Internal, `bridge: ${args.ifName} lacks address ${ip.address}`);
+    }
+    const routes = [...listRoutes(pod, { family: 4 }), ...listRoutes(pod, { family: 6 })];
+    for (const r of prev.routes ?? []) {
+      const found = routes.some((x) => x.dst === r.dst && (!r.gw || x.gateway === r.gw));
+      if (!found) throw new CniError(ErrorCode.Internal, `bridge: route to ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${args.netns}`);
+    }
+  } finally {
+    host.close();
+    pod.close();
+  }
+}
+
+async function passToIPAM(args: CmdArgs): Promise<void> {
+  const conf = parseBridgeConf(args.config, args.args);
+  if (conf.ipamType) await delegateCommand(conf.ipamType, args, args.command, args.stdinData);
+}
+
+/** The bridge plugin. */
+export const bridge: Plugin = { add, del, check, gc: passToIPAM, status: passToIPAM };
+export default bridge;
