@@ -15,6 +15,9 @@ declare -A NEED=(
   [nft]=nftables
   [ping]=iputils-ping
   [unshare]=util-linux
+  [iptables]=iptables
+  [podman]=podman
+  [runc]=runc
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -22,6 +25,9 @@ for cmd in "${!NEED[@]}"; do
 done
 # The reference Go plugins, driven by the interoperability tests and compared in bench/.
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+# The podman interoperability test builds its container rootfs from a statically linked busybox
+# (the dynamic `busybox` package also installs /bin/busybox, which would not run there).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
