@@ -3,19 +3,47 @@
  * every built-in plugin type beside it; a foreign file of the same name is kept unless --force.
  */
 
-import { copyFileSync, chmodSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { copyFileSync, chmodSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { builtinTypes } from "../invoke/builtin.ts";
 import { flagString, parseArgs } from "./args.ts";
 import { reportError } from "./output.ts";
 
 /** Usage text. */
-export const INSTALL_USAGE = `usage: cnikit install --bin-dir DIR [--force]
+export const INSTALL_USAGE = `usage: cnikit install --bin-dir DIR [--conf-dir DIR] [--force]
 
 Copy the cnikit binary to DIR/cnikit and link every plugin type (bridge, host-local, ...) to it, so
 runtimes find cnikit's plugins in DIR (their CNI_PATH). A file of a plugin's name that is not a
 link to cnikit (e.g. a reference plugin) is left alone unless --force is given.
+With --conf-dir, also write a default network (10-cnikit.conflist: bridge cni0 with host-local
+over 10.88.0.0/16) there when the directory holds no network configuration yet.
 `;
+
+/** The default network `install --conf-dir` writes. */
+export function defaultNetwork(types: readonly string[]): Record<string, unknown> {
+  const plugins: Record<string, unknown>[] = [
+    {
+      type: "bridge",
+      bridge: "cni0",
+      isGateway: true,
+      isDefaultGateway: true,
+      hairpinMode: true,
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.88.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] },
+    },
+  ];
+  if (types.includes("portmap")) plugins.push({ type: "portmap", capabilities: { portMappings: true } });
+  return { cniVersion: "1.1.0", name: "cnikit", plugins };
+}
+
+/** Write the default network into `confDir` unless it already holds a configuration; returns the file written. */
+export function writeDefaultConf(confDir: string, types: readonly string[]): string | undefined {
+  mkdirSync(confDir, { recursive: true, mode: 0o755 });
+  const existing = readdirSync(confDir).filter((n) => /\.(conf|conflist|json)$/.test(n));
+  if (existing.length > 0) return undefined;
+  const file = join(confDir, "10-cnikit.conflist");
+  writeFileSync(file, `${JSON.stringify(defaultNetwork(types), null, 2)}\n`, { mode: 0o644 });
+  return file;
+}
 
 /** Whether this process is the compiled binary (not `bun src/main.ts`). */
 export function isCompiledBinary(): boolean {
@@ -88,6 +116,11 @@ export async function installCommand(argv: readonly string[]): Promise<number> {
     if (r.linked.length) process.stdout.write(`linked: ${r.linked.join(" ")}\n`);
     if (r.replaced.length) process.stdout.write(`replaced (--force): ${r.replaced.join(" ")}\n`);
     if (r.kept.length) process.stdout.write(`kept foreign files (use --force to replace): ${r.kept.join(" ")}\n`);
+    const confDir = flagString(p, "conf-dir");
+    if (confDir) {
+      const written = writeDefaultConf(confDir, builtinTypes());
+      process.stdout.write(written ? `wrote ${written}\n` : `${confDir} already holds a network configuration; left as it is\n`);
+    }
     return 0;
   } catch (e) {
     return reportError(e);

@@ -116,5 +116,14 @@ describe("multicall binary", () => {
     expect(f.stdout).toContain("replaced (--force): static");
     expect(readlinkSync(join(dir, "static"))).toBe("cnikit");
     expect(JSON.parse(run([join(dir, "static")], { env: { CNI_COMMAND: "VERSION" } }).stdout).cniVersion).toBe("1.1.0");
+    // --conf-dir writes a default network once, never over an existing configuration
+    const conf = join(tmp.path, "conf-default");
+    const c1 = run([CNIKIT, "install", "--bin-dir", dir, "--conf-dir", conf]);
+    expect(c1.stdout).toContain("wrote");
+    const list = JSON.parse(require("node:fs").readFileSync(join(conf, "10-cnikit.conflist"), "utf8"));
+    expect(list.plugins[0].type).toBe("bridge");
+    expect(list.plugins[0].ipam.type).toBe("host-local");
+    const c2 = run([CNIKIT, "install", "--bin-dir", dir, "--conf-dir", conf]);
+    expect(c2.stdout).toContain("left as it is");
   });
 });
