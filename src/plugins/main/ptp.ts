@@ -1,0 +1,281 @@
+/**
+ * ptp: a veth pair per pod and no bridge. The pod end is born inside the pod's namespace and gets
+ * the IPAM addresses; the host end gets each IPAM gateway as a /32 (/128) and a host route to the
+ * pod's address, so the host routes between pods. Accepts the reference plugin's keys and leaves
+ * the same state behind.
+ */
+
+import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
+import { RT_SCOPE_HOST, RT_SCOPE_LINK } from "../../netlink/addr.ts";
+import { NetlinkConn } from "../../netlink/conn.ts";
+import { addAddress, listAddresses } from "../../net/addr.ts";
+import { configureIface } from "../../net/ipconfig.ts";
+import { deleteLink, findLink, getLink, setLink } from "../../net/link.ts";
+import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
+import { getSysctl, setSysctl } from "../../net/sysctl.ts";
+import { createVeth } from "../../net/veth.ts";
+import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
+import { formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
+import type { NetConf } from "../../spec/netconf.ts";
+import type { IPConfig, Result } from "../../spec/result.ts";
+import { validateIfName } from "../../spec/validate.ts";
+
+/** The ptp plugin's settings, as the reference names them. */
+export interface PtpConf {
+  mtu?: number;
+  ipamType: string;
+}
+
+const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
+const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
+
+/** Parse and check the config; refuses what cnikit cannot do yet instead of ignoring it. */
+export function parsePtpConf(conf: NetConf): PtpConf {
+  const masq = conf.ipMasq;
+  if (masq !== undefined && masq !== null && typeof masq !== "boolean") {
+    throw invalid(`ptp: 'ipMasq' must be true or false, not ${JSON.stringify(masq)}`);
+  }
+  if (masq === true) {
+    throw new CniError(ErrorCode.UnsupportedField, "ptp: ipMasq=true is not supported yet (it arrives with cnikit's nftables layer); set it to false");
+  }
+  const ipamType = conf.ipam?.type;
+  if (typeof ipamType !== "string" || ipamType === "") throw invalid("ptp: 'ipam' with a 'type' is required");
+  const out: PtpConf = { ipamType };
+  if (conf.mtu !== undefined && conf.mtu !== null && conf.mtu !== 0) {
+    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 68 || conf.mtu > 65535) {
+      throw invalid(`ptp: invalid mtu ${JSON.stringify(conf.mtu)}`);
+    }
+    out.mtu = conf.mtu;
+  }
+  return out;
+}
+
+function randomVethName(): string {
+  const b = crypto.getRandomValues(new Uint8Array(4));
+  return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
+}
+
+function openPodConn(netns: string): NetlinkConn {
+  try {
+    return NetlinkConn.open({ netns });
+  } catch (e) {
+    throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
+  }
+}
+
+/** One IPAM address with its gateway, parsed and checked. */
+interface PodAddr {
+  /** "10.1.2.3/24" as IPAM gave it. */
+  cidr: string;
+  /** The address alone, "10.1.2.3". */
+  ip: string;
+  /** The subnet, "10.1.2.0/24". */
+  subnet: string;
+  /** The gateway, which goes on the host end. */
+  gw: string;
+  /** 32 or 128. */
+  bits: number;
+}
+
+function podAddrs(ips: readonly IPConfig[]): PodAddr[] {
+  return ips.map((ipc) => {
+    const net = parseCIDR(ipc.address);
+    if (!net) throw internal(`ptp: IPAM returned an invalid address ${JSON.stringify(ipc.address)}`);
+    const gw = ipc.gateway === undefined ? null : parseIP(ipc.gateway);
+    if (!gw) throw internal(`ptp: IPAM returned no gateway for ${ipc.address}; ptp puts the gateway on the host end of the veth, so it needs one`);
+    if (gw.length !== net.ip.length) throw internal(`ptp: gateway ${ipc.gateway} and address ${ipc.address} are of different families`);
+    return {
+      cidr: ipc.address,
+      ip: formatIP(net.ip),
+      subnet: formatCIDR(networkOf(net)),
+      gw: formatIP(gw),
+      bits: net.ip.length * 8,
+    };
+  });
+}
+
+/** Turn forwarding on for each family in use, writing only when it is off. */
+function enableForwarding(addrs: readonly PodAddr[]): void {
+  const keys = new Set(addrs.map((a) => (a.bits === 32 ? "net.ipv4.ip_forward" : "net.ipv6.conf.all.forwarding")));
+  for (const key of keys) {
+    if (getSysctl(key) !== "1") setSysctl(key, "1");
+  }
+}
+
+/**
+ * Inside the pod: the IPAM addresses and routes, then (as the reference) the kernel's prefix route
+ * replaced by a link route to the gateway and a route to the subnet via the gateway, so every
+ * packet goes through the host end.
+ */
+function configurePod(pod: NetlinkConn, ifName: string, addrs: readonly PodAddr[], ipam: Result): number {
+  const link = getLink(pod, ifName);
+  const ips = addrs.map((a) => ({ address: a.cidr, gateway: a.gw }));
+  configureIface(pod, link.index, { ips, routes: ipam.routes ?? [] });
+  for (const a of addrs) {
+    deleteRoute(pod, { dst: a.subnet, link: link.index }); // gone already (a /32) is fine
+    addRoute(pod, { dst: `${a.gw}/${a.bits}`, link: link.index, scope: RT_SCOPE_LINK, src: a.ip }, { existOk: true });
+    addRoute(pod, { dst: a.subnet, gateway: a.gw, link: link.index, src: a.ip }, { existOk: true });
+  }
+  return link.index;
+}
+
+/** On the host: the gateway addresses on the host end and a host route to each pod address. */
+function configureHost(host: NetlinkConn, index: number, addrs: readonly PodAddr[]): void {
+  for (const a of addrs) {
+    addAddress(host, { link: index, address: `${a.gw}/${a.bits}`, nodad: a.bits === 128 }, { existOk: true });
+    addRoute(host, { dst: `${a.ip}/${a.bits}`, link: index, scope: RT_SCOPE_HOST }, { existOk: true });
+  }
+}
+
+async function add(args: CmdArgs): Promise<Result> {
+  const conf = parsePtpConf(args.config);
+  validateIfName(args.ifName);
+  const pod = openPodConn(args.netns);
+  const host = NetlinkConn.open();
+  let vethCreated = false;
+  let ipamDone = false;
+  try {
+    if (findLink(pod, args.ifName)) {
+      throw internal(`container veth name "${args.ifName}" already exists in ${args.netns}`);
+    }
+    const ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
+    ipamDone = true;
+    if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
+    const addrs = podAddrs(ipam.ips);
+    enableForwarding(addrs);
+
+    let hostName = randomVethName();
+    for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
+    const pair = createVeth(host, {
+      name: hostName,
+      peerName: args.ifName,
+      peerNetns: args.netns,
+      ...(conf.mtu ? { mtu: conf.mtu } : {}),
+    });
+    vethCreated = true;
+    setLink(host, pair.link.index, { up: true });
+    const podIndex = configurePod(pod, args.ifName, addrs, ipam);
+    configureHost(host, pair.link.index, addrs);
+
+    const hostVeth = getLink(host, pair.link.index);
+    const podLink = getLink(pod, podIndex);
+    const out: Result = {
+      cniVersion: "1.1.0",
+      interfaces: [
+        { name: hostVeth.name, mac: hostVeth.mac },
+        { name: args.ifName, mac: podLink.mac, sandbox: args.netns },
+      ],
+      ips: ipam.ips.map((ip) => ({ ...ip, interface: 1 })),
+    };
+    if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;
+    // DNS from the config wins over what IPAM returned, as in the reference
+    const dns = args.config.dns;
+    if (dns && Object.keys(dns).length > 0) out.dns = dns;
+    else if (ipam.dns) out.dns = ipam.dns;
+    return out;
+  } catch (e) {
+    // leave nothing half-done: the pod end (the host end goes with it) and the IPAM reservation
+    if (vethCreated) {
+      try {
+        deleteLink(pod, args.ifName);
+      } catch {
+        // best effort
+      }
+    }
+    if (ipamDone) {
+      try {
+        await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
+      } catch {
+        // best effort
+      }
+    }
+    throw toCniError(e);
+  } finally {
+    host.close();
+    pod.close();
+  }
+}
+
+async function del(args: CmdArgs): Promise<void> {
+  const conf = parsePtpConf(args.config);
+  await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
+  if (!args.netns) return;
+  let pod: NetlinkConn;
+  try {
+    pod = NetlinkConn.open({ netns: args.netns });
+  } catch {
+    return; // the namespace is gone: so is the pod end of the veth, and with it the host end
+  }
+  try {
+    // the host end, its gateway addresses and its host routes go with the pod end
+    deleteLink(pod, args.ifName);
+  } finally {
+    pod.close();
+  }
+}
+
+const normCIDR = (cidr: string): string => {
+  const net = parseCIDR(cidr);
+  return net ? formatCIDR(net) : cidr;
+};
+
+async function check(args: CmdArgs): Promise<void> {
+  const conf = parsePtpConf(args.config);
+  const pod = openPodConn(args.netns);
+  const host = NetlinkConn.open();
+  try {
+    await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
+    const prev = args.prevResult;
+    if (!prev) throw invalid("ptp: required prevResult missing");
+    const ifaces = prev.interfaces ?? [];
+    const ci = ifaces.findIndex((i) => i.name === args.ifName && i.sandbox === args.netns);
+    if (ci < 0) throw internal(`ptp: interface ${args.ifName} in ${args.netns} not found in prevResult`);
+    const want = ifaces[ci]!;
+    const podLink = findLink(pod, args.ifName);
+    if (!podLink) throw internal(`ptp: container interface ${args.ifName} not found in ${args.netns}`);
+    if (podLink.kind !== "veth") throw internal(`ptp: container interface ${args.ifName} is not a veth`);
+    if (want.mac && podLink.mac !== want.mac.toLowerCase()) {
+      throw internal(`ptp: interface ${args.ifName} has MAC ${podLink.mac}, prevResult says ${want.mac}`);
+    }
+    const have = listAddresses(pod, { link: podLink.index }).map((a) => a.cidr);
+    for (const ip of prev.ips ?? []) {
+      if (ip.interface !== undefined && ip.interface !== ci) continue;
+      if (!have.includes(normCIDR(ip.address))) throw internal(`ptp: ${args.ifName} lacks address ${ip.address}`);
+    }
+    const routes = listRoutes(pod);
+    for (const r of prev.routes ?? []) {
+      const dst = normCIDR(r.dst);
+      const gw = r.gw ? formatIP(parseIP(r.gw) ?? new Uint8Array()) : undefined;
+      if (!routes.some((x) => x.dst === dst && (!gw || x.gateway === gw))) {
+        throw internal(`ptp: route to ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${args.netns}`);
+      }
+    }
+    // the host end: a veth carrying each gateway
+    const hostWant = ifaces.find((i, k) => k !== ci && !i.sandbox);
+    if (hostWant) {
+      const hv = findLink(host, hostWant.name);
+      if (!hv || hv.kind !== "veth") throw internal(`ptp: host veth ${hostWant.name} is missing or not a veth`);
+      const onHost = listAddresses(host, { link: hv.index }).map((a) => a.cidr);
+      for (const ip of prev.ips ?? []) {
+        if (!ip.gateway || (ip.interface !== undefined && ip.interface !== ci)) continue;
+        const gw = parseIP(ip.gateway);
+        if (!gw) continue;
+        const cidr = `${formatIP(gw)}/${gw.length * 8}`;
+        if (!onHost.includes(cidr)) throw internal(`ptp: host veth ${hv.name} lacks the gateway address ${cidr}`);
+      }
+    }
+  } finally {
+    host.close();
+    pod.close();
+  }
+}
+
+async function passToIPAM(args: CmdArgs): Promise<void> {
+  const conf = parsePtpConf(args.config);
+  await delegateCommand(conf.ipamType, args, args.command, args.stdinData);
+}
+
+/** The ptp plugin. */
+export const ptp: Plugin = { add, del, check, gc: passToIPAM, status: passToIPAM };
+export default ptp;
