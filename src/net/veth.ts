@@ -20,6 +20,8 @@ export interface VethOptions {
   mac?: string;
   /** MAC of the peer. */
   peerMac?: string;
+  /** Transmit queue length of both ends (the reference creates veths with 0). */
+  txQueueLen?: number;
 }
 
 /** The created pair, seen from the connection's namespace. */
@@ -40,10 +42,12 @@ export function createVeth(conn: NetlinkConn, opts: VethOptions): VethPair {
   try {
     const peer: LinkMessage = { name: opts.peerName };
     if (opts.mtu !== undefined) peer.mtu = opts.mtu;
+    if (opts.txQueueLen !== undefined) peer.txQueueLen = opts.txQueueLen;
     if (opts.peerMac !== undefined) peer.address = parseMAC(opts.peerMac);
     if (ns) peer.netnsFd = ns.fd;
     const m: LinkMessage = { name: opts.name, info: { kind: "veth", peer } };
     if (opts.mtu !== undefined) m.mtu = opts.mtu;
+    if (opts.txQueueLen !== undefined) m.txQueueLen = opts.txQueueLen;
     if (opts.mac !== undefined) m.address = parseMAC(opts.mac);
     const link = createLink(conn, m);
     return { link, peerIndex: link.parent ?? 0 };

@@ -4,7 +4,6 @@
  */
 
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
-import { isNotFound } from "../../netlink/error.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
 import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
@@ -12,11 +11,12 @@ import { addAddress, deleteAddress, listAddresses } from "../../net/addr.ts";
 import { setBridgePort } from "../../net/bridge-port.ts";
 import { ensureBridge } from "../../net/bridge.ts";
 import { configureIface } from "../../net/ipconfig.ts";
-import { deleteLink, findLink, getLink, setLink, type Link } from "../../net/link.ts";
+import { findLink, getLink, setLink, type Link } from "../../net/link.ts";
 import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
 import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
@@ -93,19 +93,6 @@ export function parseBridgeConf(conf: NetConf, cniArgs = ""): BridgeConf {
   return out;
 }
 
-function randomVethName(): string {
-  const b = crypto.getRandomValues(new Uint8Array(4));
-  return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
-}
-
-function openPodConn(netns: string): NetlinkConn {
-  try {
-    return NetlinkConn.open({ netns });
-  } catch (e) {
-    throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
-  }
-}
-
 /** Put `gw/prefix` on the bridge, as the reference's ensureAddr does. */
 function ensureGatewayAddr(conn: NetlinkConn, br: Link, cidr: string, force: boolean): void {
   const want = parseCIDR(cidr)!;
@@ -139,6 +126,7 @@ async function add(args: CmdArgs): Promise<Result> {
     let hostName = randomVethName();
     for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
     const pair = createVeth(host, {
+      txQueueLen: 0, // as the reference creates them
       name: hostName,
       peerName: args.ifName,
       peerNetns: args.netns,
@@ -210,20 +198,7 @@ async function add(args: CmdArgs): Promise<Result> {
     return out;
   } catch (e) {
     // leave nothing half-done: the pod end (its peer goes with it) and the IPAM reservation
-    if (vethCreated) {
-      try {
-        deleteLink(pod, args.ifName);
-      } catch {
-        // best effort
-      }
-    }
-    if (ipamDone && conf.ipamType) {
-      try {
-        await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
-      } catch {
-        // best effort
-      }
-    }
+    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
   } finally {
     host.close();
@@ -232,22 +207,7 @@ async function add(args: CmdArgs): Promise<Result> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parseBridgeConf(args.config, args.args);
-  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
-  if (!args.netns) return;
-  let pod: NetlinkConn;
-  try {
-    pod = NetlinkConn.open({ netns: args.netns });
-  } catch {
-    return; // the namespace is gone: so is the pod end of the veth, and with it the host end
-  }
-  try {
-    deleteLink(pod, args.ifName);
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-  } finally {
-    pod.close();
-  }
+  await delVethPod(args, parseBridgeConf(args.config, args.args).ipamType);
 }
 
 async function check(args: CmdArgs): Promise<void> {
@@ -291,11 +251,10 @@ async function check(args: CmdArgs): Promise<void> {
   }
 }
 
-async function passToIPAM(args: CmdArgs): Promise<void> {
-  const conf = parseBridgeConf(args.config, args.args);
-  if (conf.ipamType) await delegateCommand(conf.ipamType, args, args.command, args.stdinData);
+async function gcOrStatus(args: CmdArgs): Promise<void> {
+  await passToIPAM(args, parseBridgeConf(args.config, args.args).ipamType);
 }
 
 /** The bridge plugin. */
-export const bridge: Plugin = { add, del, check, gc: passToIPAM, status: passToIPAM };
+export const bridge: Plugin = { add, del, check, gc: gcOrStatus, status: gcOrStatus };
 export default bridge;

@@ -10,11 +10,12 @@ import { RT_SCOPE_HOST, RT_SCOPE_LINK } from "../../netlink/addr.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { addAddress, listAddresses } from "../../net/addr.ts";
 import { configureIface } from "../../net/ipconfig.ts";
-import { deleteLink, findLink, getLink, setLink } from "../../net/link.ts";
+import { findLink, getLink, setLink } from "../../net/link.ts";
 import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { NetConf } from "../../spec/netconf.ts";
@@ -49,19 +50,6 @@ export function parsePtpConf(conf: NetConf): PtpConf {
     out.mtu = conf.mtu;
   }
   return out;
-}
-
-function randomVethName(): string {
-  const b = crypto.getRandomValues(new Uint8Array(4));
-  return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
-}
-
-function openPodConn(netns: string): NetlinkConn {
-  try {
-    return NetlinkConn.open({ netns });
-  } catch (e) {
-    throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
-  }
 }
 
 /** One IPAM address with its gateway, parsed and checked. */
@@ -148,6 +136,7 @@ async function add(args: CmdArgs): Promise<Result> {
     let hostName = randomVethName();
     for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
     const pair = createVeth(host, {
+      txQueueLen: 0, // as the reference creates them
       name: hostName,
       peerName: args.ifName,
       peerNetns: args.netns,
@@ -176,20 +165,7 @@ async function add(args: CmdArgs): Promise<Result> {
     return out;
   } catch (e) {
     // leave nothing half-done: the pod end (the host end goes with it) and the IPAM reservation
-    if (vethCreated) {
-      try {
-        deleteLink(pod, args.ifName);
-      } catch {
-        // best effort
-      }
-    }
-    if (ipamDone) {
-      try {
-        await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
-      } catch {
-        // best effort
-      }
-    }
+    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
   } finally {
     host.close();
@@ -198,21 +174,7 @@ async function add(args: CmdArgs): Promise<Result> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parsePtpConf(args.config);
-  await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
-  if (!args.netns) return;
-  let pod: NetlinkConn;
-  try {
-    pod = NetlinkConn.open({ netns: args.netns });
-  } catch {
-    return; // the namespace is gone: so is the pod end of the veth, and with it the host end
-  }
-  try {
-    // the host end, its gateway addresses and its host routes go with the pod end
-    deleteLink(pod, args.ifName);
-  } finally {
-    pod.close();
-  }
+  await delVethPod(args, parsePtpConf(args.config).ipamType);
 }
 
 const normCIDR = (cidr: string): string => {
@@ -271,11 +233,10 @@ async function check(args: CmdArgs): Promise<void> {
   }
 }
 
-async function passToIPAM(args: CmdArgs): Promise<void> {
-  const conf = parsePtpConf(args.config);
-  await delegateCommand(conf.ipamType, args, args.command, args.stdinData);
+async function gcOrStatus(args: CmdArgs): Promise<void> {
+  await passToIPAM(args, parsePtpConf(args.config).ipamType);
 }
 
 /** The ptp plugin. */
-export const ptp: Plugin = { add, del, check, gc: passToIPAM, status: passToIPAM };
+export const ptp: Plugin = { add, del, check, gc: gcOrStatus, status: gcOrStatus };
 export default ptp;

@@ -212,6 +212,7 @@ function snapshot(hostNs: string, podNs: string, bridge: string) {
         name: String(l.ifname).startsWith("veth") ? "veth*" : l.ifname,
         kind: l.linkinfo?.info_kind ?? "",
         mtu: l.mtu,
+        qlen: l.txqlen ?? 0,
         master: l.master ? (l.master === bridge ? "bridge" : l.master) : "",
         up: (l.flags as string[]).includes("UP"),
       }))

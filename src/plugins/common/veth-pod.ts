@@ -1,0 +1,76 @@
+/**
+ * What the veth-based main plugins (bridge, ptp) share: naming the host end, opening the pod's
+ * namespace, undoing a failed ADD, and the idempotent DEL. Not a plugin: plugins import it, and
+ * it imports only the layers below them.
+ */
+
+import { delegateCommand } from "../../invoke/delegate.ts";
+import { NetlinkConn } from "../../netlink/conn.ts";
+import { deleteLink } from "../../net/link.ts";
+import type { CmdArgs } from "../../skel/plugin.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
+
+/** A host-side veth name as the reference makes them: "veth" and 8 random hex digits. */
+export function randomVethName(): string {
+  const b = crypto.getRandomValues(new Uint8Array(4));
+  return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/** An rtnetlink connection inside the pod's namespace (code 3 when it cannot be opened). */
+export function openPodConn(netns: string): NetlinkConn {
+  try {
+    return NetlinkConn.open({ netns });
+  } catch (e) {
+    throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Undo a failed ADD, best effort: delete the pod end (its host end goes with it) when it was
+ * created, and release the IPAM reservation when IPAM had run.
+ */
+export async function undoAdd(
+  args: CmdArgs,
+  done: { pod: NetlinkConn; vethCreated: boolean; ipamType?: string | undefined; ipamDone: boolean },
+): Promise<void> {
+  if (done.vethCreated) {
+    try {
+      deleteLink(done.pod, args.ifName);
+    } catch {
+      // best effort: the ADD error is what the caller needs to see
+    }
+  }
+  if (done.ipamDone && done.ipamType) {
+    try {
+      await delegateCommand(done.ipamType, args, "DEL", args.stdinData);
+    } catch {
+      // best effort
+    }
+  }
+}
+
+/**
+ * DEL of a veth-based plugin: release the IPAM reservation, then delete the pod end (its host
+ * end, host routes and addresses go with it). Succeeds when CNI_NETNS is empty, the namespace is
+ * gone, or the interface is already gone.
+ */
+export async function delVethPod(args: CmdArgs, ipamType: string | undefined): Promise<void> {
+  if (ipamType) await delegateCommand(ipamType, args, "DEL", args.stdinData);
+  if (!args.netns) return;
+  let pod: NetlinkConn;
+  try {
+    pod = NetlinkConn.open({ netns: args.netns });
+  } catch {
+    return; // the namespace is gone: so is the pod end of the veth, and with it the host end
+  }
+  try {
+    deleteLink(pod, args.ifName);
+  } finally {
+    pod.close();
+  }
+}
+
+/** GC and STATUS of a main plugin: its IPAM plugin's answer. */
+export async function passToIPAM(args: CmdArgs, ipamType: string | undefined): Promise<void> {
+  if (ipamType) await delegateCommand(ipamType, args, args.command, args.stdinData);
+}
