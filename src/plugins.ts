@@ -12,4 +12,5 @@ export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
   loopback: async () => (await import("./plugins/main/loopback.ts")).default,
   "host-local": async () => (await import("./plugins/ipam/host-local.ts")).default,
   static: async () => (await import("./plugins/ipam/static.ts")).default,
+  tuning: async () => (await import("./plugins/meta/tuning.ts")).default,
 };

@@ -1,0 +1,260 @@
+/**
+ * tuning: per-pod sysctls (only net.*, inside the pod's namespace) and interface settings (mac,
+ * mtu, promisc, allmulti, txQLen), the previous values saved in `<dataDir>/<cid>_<ifname>.json`
+ * (the reference's file, with cnikit's extra keys) and restored on DEL. A chained plugin: it needs
+ * a prevResult and passes it on (with the new MAC).
+ */
+
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { NetlinkConn } from "../../netlink/conn.ts";
+import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
+import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
+import { findLink, setLink, type Link } from "../../net/link.ts";
+import { getSysctl, setSysctl } from "../../net/sysctl.ts";
+import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { loadCniArgs } from "../../spec/args.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
+import type { NetConf } from "../../spec/netconf.ts";
+import type { Result } from "../../spec/result.ts";
+
+const IFF_ALLMULTI = 0x200;
+/** The reference's defaults. */
+export const DEFAULT_DATA_DIR = "/run/cni/tuning";
+export const DEFAULT_ALLOWLIST = "/etc/cni/tuning/allowlist.conf";
+
+/** tuning's settings after parsing (args.cni and runtimeConfig applied, as the reference does). */
+export interface TuningConf {
+  sysctl: Record<string, string>;
+  mac?: string;
+  mtu?: number;
+  promisc: boolean;
+  allmulti?: boolean;
+  txQLen?: number;
+  dataDir: string;
+}
+
+/** What ADD found before changing it, restored by DEL. */
+interface Saved {
+  mac?: string;
+  promisc?: boolean;
+  mtu?: number;
+  allmulti?: boolean;
+  txQLen?: number;
+  sysctl?: Record<string, string>;
+}
+
+const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
+const MAC_RE = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
+
+/** The sysctl file a key names, refusing anything outside /proc/sys/net. */
+export function sysctlKeyPath(key: string, ifName: string): string {
+  const k = key.replace("IFNAME", ifName);
+  const rel = k.replaceAll(".", "/");
+  const parts = rel.split("/");
+  if (parts[0] !== "net" || parts.length < 2 || parts.some((p) => p === "" || p === "..") || k.includes("/")) {
+    throw invalid(`invalid net sysctl key: "${key}" (only net.* keys of this namespace are allowed)`);
+  }
+  return rel;
+}
+
+/** Parse the config the way the reference does (CNI_ARGS MAC, runtimeConfig.mac, args.cni.*). */
+export function parseTuningConf(conf: NetConf, cniArgs: string): TuningConf {
+  const sysctl: Record<string, string> = {};
+  const put = (src: unknown, where: string) => {
+    if (src === undefined || src === null) return;
+    if (typeof src !== "object" || Array.isArray(src)) throw invalid(`tuning: '${where}' must be an object`);
+    for (const [k, v] of Object.entries(src)) {
+      if (typeof v !== "string") throw invalid(`tuning: ${where}.${k} must be a string`);
+      sysctl[k] = v;
+    }
+  };
+  put(conf.sysctl, "sysctl");
+  const a = (conf.args as { cni?: Record<string, unknown> } | undefined)?.cni ?? {};
+  put(a.sysctl, "args.cni.sysctl");
+  const out: TuningConf = { sysctl, promisc: false, dataDir: typeof conf.dataDir === "string" && conf.dataDir ? conf.dataDir : DEFAULT_DATA_DIR };
+  const pick = <T>(key: string, check: (v: unknown) => v is T, what: string): T | undefined => {
+    const v = a[key] !== undefined ? a[key] : conf[key];
+    if (v === undefined || v === null) return undefined;
+    if (!check(v)) throw invalid(`tuning: invalid ${key} ${JSON.stringify(v)} (${what})`);
+    return v;
+  };
+  const isBool = (v: unknown): v is boolean => typeof v === "boolean";
+  const isInt = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+  const isMac = (v: unknown): v is string => typeof v === "string" && (v === "" || MAC_RE.test(v));
+  out.promisc = pick("promisc", isBool, "true or false") ?? false;
+  const allmulti = pick("allmulti", isBool, "true or false");
+  if (allmulti !== undefined) out.allmulti = allmulti;
+  const mtu = pick("mtu", isInt, "a positive integer");
+  if (mtu) out.mtu = mtu;
+  const txq = pick("txQLen", isInt, "a non-negative integer");
+  if (txq !== undefined) out.txQLen = txq;
+  let mac = pick("mac", isMac, "aa:bb:cc:dd:ee:ff") ?? "";
+  if (cniArgs) {
+    const env = loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]);
+    if (env.MAC) mac = env.MAC;
+  }
+  const rcMac = conf.runtimeConfig?.mac;
+  if (typeof rcMac === "string" && rcMac) mac = rcMac;
+  if (typeof a.mac === "string" && a.mac) mac = a.mac;
+  if (mac) {
+    if (!MAC_RE.test(mac)) throw invalid(`tuning: invalid MAC address ${JSON.stringify(mac)}`);
+    out.mac = mac.toLowerCase();
+  }
+  return out;
+}
+
+/** Refuse sysctls not matched by the allowlist file (one regular expression a line), when it exists. */
+export function checkAllowlist(sysctls: readonly string[], file: string): void {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return; // no allowlist: every net.* sysctl is allowed
+  }
+  const patterns = text.split("\n").map((l) => l.trim()).filter(Boolean).map((p) => new RegExp(p));
+  for (const s of sysctls) {
+    if (!patterns.some((re) => re.test(s))) {
+      throw invalid(`Sysctl ${s} is not allowed. Only the following sysctls are allowed: [${patterns.map((p) => p.source).join(" ")}]`);
+    }
+  }
+}
+
+function setFlag(conn: NetlinkConn, index: number, flag: number, on: boolean): void {
+  conn.request(RTM_NEWLINK, encodeLink({ index, flags: on ? flag : 0, change: flag }));
+}
+
+function backupFile(dataDir: string, args: CmdArgs): string {
+  return join(dataDir, `${args.containerId}_${args.ifName}.json`);
+}
+
+function openPod(netns: string): NetlinkConn {
+  try {
+    return NetlinkConn.open({ netns });
+  } catch (e) {
+    throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
+  }
+}
+
+function apply(conn: NetlinkConn, link: Link, conf: TuningConf): void {
+  if (conf.mac) setLink(conn, link.index, { mac: conf.mac });
+  if (conf.promisc) setFlag(conn, link.index, IFF_PROMISC, true);
+  if (conf.mtu) setLink(conn, link.index, { mtu: conf.mtu });
+  if (conf.allmulti !== undefined) setFlag(conn, link.index, IFF_ALLMULTI, conf.allmulti);
+  if (conf.txQLen !== undefined) conn.request(RTM_NEWLINK, encodeLink({ index: link.index, txQueueLen: conf.txQLen }));
+}
+
+/** Put back what `saved` recorded (best effort per item: a gone interface takes its settings along). */
+function restore(pod: NetlinkConn, saved: Saved, args: CmdArgs): void {
+  const link = findLink(pod, args.ifName);
+  if (link) {
+    if (saved.mtu) setLink(pod, link.index, { mtu: saved.mtu });
+    if (saved.mac) setLink(pod, link.index, { mac: saved.mac });
+    if (saved.promisc !== undefined) setFlag(pod, link.index, IFF_PROMISC, saved.promisc);
+    if (saved.allmulti !== undefined) setFlag(pod, link.index, IFF_ALLMULTI, saved.allmulti);
+    if (saved.txQLen !== undefined) pod.request(RTM_NEWLINK, encodeLink({ index: link.index, txQueueLen: saved.txQLen }));
+  }
+  for (const [rel, value] of Object.entries(saved.sysctl ?? {})) {
+    try {
+      setSysctl(rel, value, { netns: args.netns });
+    } catch {
+      // a per-interface sysctl whose interface is gone
+    }
+  }
+}
+
+async function add(args: CmdArgs): Promise<Result> {
+  const conf = parseTuningConf(args.config, args.args);
+  const keys = Object.fromEntries(Object.keys(conf.sysctl).map((k) => [k, sysctlKeyPath(k, args.ifName)]));
+  checkAllowlist(Object.keys(conf.sysctl), args.env.CNIKIT_TUNING_ALLOWLIST || DEFAULT_ALLOWLIST);
+  if (!args.prevResult) throw invalid("tuning: required prevResult missing (tuning is a chained plugin)");
+  const pod = openPod(args.netns);
+  const file = backupFile(conf.dataDir, args);
+  const saved: Saved = {};
+  try {
+    const link = findLink(pod, args.ifName);
+    const linkChanges = Boolean(conf.mac || conf.mtu || conf.promisc || conf.allmulti !== undefined || conf.txQLen !== undefined);
+    if (linkChanges && !link) throw new CniError(ErrorCode.Internal, `tuning: failed to get "${args.ifName}" in ${args.netns}`);
+    // save what is about to change, then change it
+    if (link) {
+      if (conf.mac) saved.mac = link.mac;
+      if (conf.promisc) saved.promisc = (link.flags & IFF_PROMISC) !== 0;
+      if (conf.mtu) saved.mtu = link.mtu;
+      if (conf.allmulti !== undefined) saved.allmulti = (link.flags & IFF_ALLMULTI) !== 0;
+      if (conf.txQLen !== undefined) saved.txQLen = link.raw.txQueueLen ?? 0;
+    }
+    if (Object.keys(keys).length > 0) {
+      saved.sysctl = {};
+      for (const rel of Object.values(keys)) saved.sysctl[rel] = getSysctl(rel, { netns: args.netns });
+    }
+    if (Object.keys(saved).length > 0) {
+      mkdirSync(conf.dataDir, { recursive: true, mode: 0o700 });
+      writeFileSync(file, JSON.stringify(saved, null, 1), { mode: 0o600 });
+    }
+    try {
+      for (const [k, rel] of Object.entries(keys)) setSysctl(rel, conf.sysctl[k]!, { netns: args.netns });
+      if (link) apply(pod, link, conf);
+    } catch (e) {
+      // no half-tuned pod: put back what was changed so far
+      restore(pod, saved, args);
+      rmSync(file, { force: true });
+      throw e;
+    }
+  } finally {
+    pod.close();
+  }
+  const result = structuredClone(args.prevResult);
+  if (conf.mac) for (const i of result.interfaces ?? []) if (i.name === args.ifName) i.mac = conf.mac;
+  return result;
+}
+
+async function del(args: CmdArgs): Promise<void> {
+  const conf = parseTuningConf(args.config, args.args);
+  const file = backupFile(conf.dataDir, args);
+  let saved: Saved;
+  try {
+    saved = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return; // nothing saved: nothing to restore
+  }
+  let pod: NetlinkConn | undefined;
+  try {
+    pod = args.netns ? NetlinkConn.open({ netns: args.netns }) : undefined;
+  } catch {
+    pod = undefined; // the namespace is gone, and with it everything tuning changed
+  }
+  if (pod) {
+    try {
+      restore(pod, saved, args);
+    } finally {
+      pod.close();
+    }
+  }
+  rmSync(file, { force: true });
+}
+
+async function check(args: CmdArgs): Promise<void> {
+  const conf = parseTuningConf(args.config, args.args);
+  if (!args.prevResult) throw invalid("tuning: required prevResult missing");
+  const fail = (msg: string) => new CniError(ErrorCode.Internal, `tuning: ${msg}`);
+  for (const [k, v] of Object.entries(conf.sysctl)) {
+    const cur = getSysctl(sysctlKeyPath(k, args.ifName), { netns: args.netns });
+    if (cur !== v) throw fail(`configured value of ${k} is ${v}, current value is ${cur}`);
+  }
+  const pod = openPod(args.netns);
+  try {
+    const link = findLink(pod, args.ifName);
+    if (!link) throw fail(`cannot find container link ${args.ifName}`);
+    if (conf.mac && link.mac !== conf.mac) throw fail(`configured MAC of ${args.ifName} is ${conf.mac}, current value is ${link.mac}`);
+    if (((link.flags & IFF_PROMISC) !== 0) !== conf.promisc) throw fail(`configured promisc of ${args.ifName} is ${conf.promisc}`);
+    if (conf.mtu && link.mtu !== conf.mtu) throw fail(`configured MTU of ${args.ifName} is ${conf.mtu}, current value is ${link.mtu}`);
+    if (conf.allmulti !== undefined && ((link.flags & IFF_ALLMULTI) !== 0) !== conf.allmulti) throw fail(`configured allmulti of ${args.ifName} is ${conf.allmulti}`);
+    if (conf.txQLen !== undefined && (link.raw.txQueueLen ?? 0) !== conf.txQLen) throw fail(`configured txQLen of ${args.ifName} is ${conf.txQLen}, current value is ${link.raw.txQueueLen}`);
+  } finally {
+    pod.close();
+  }
+}
+
+/** The tuning plugin. */
+export const tuning: Plugin = { add, del, check };
+export default tuning;
