@@ -9,6 +9,7 @@ import type { PluginLoader } from "./invoke/builtin.ts";
 export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
   bridge: async () => (await import("./plugins/main/bridge.ts")).default,
   ptp: async () => (await import("./plugins/main/ptp.ts")).default,
+  "host-device": async () => (await import("./plugins/main/host-device.ts")).default,
   loopback: async () => (await import("./plugins/main/loopback.ts")).default,
   "host-local": async () => (await import("./plugins/ipam/host-local.ts")).default,
   static: async () => (await import("./plugins/ipam/static.ts")).default,
