@@ -1,0 +1,215 @@
+/**
+ * ipvlan: an ipvlan device on a host interface (the master), born inside the pod's namespace
+ * (IFLA_NET_NS_FD on create, the parent as IFLA_LINK in the host), named CNI_IFNAME and configured
+ * from IPAM, or, chained after another plugin without IPAM, from the prevResult's IPs (as the
+ * reference). Accepts the reference plugin's keys: master, mode, mtu, linkInContainer.
+ */
+
+import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
+import { NetlinkConn } from "../../netlink/conn.ts";
+import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
+import { IPVLAN_F, IPVLAN_MODE } from "../../netlink/link_kind.ts";
+import { configureIface } from "../../net/ipconfig.ts";
+import { findLink, type Link } from "../../net/link.ts";
+import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { checkPodIface, createInPod, ipamTypeOf, defaultRouteIface, notifySysctls } from "../common/link-pod.ts";
+import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
+import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
+import type { NetConf } from "../../spec/netconf.ts";
+import type { Result } from "../../spec/result.ts";
+import { validateIfName } from "../../spec/validate.ts";
+
+/** ipvlan modes by the names the reference's `mode` key takes. */
+export type IpvlanModeName = keyof typeof IPVLAN_MODE;
+
+/** The ipvlan plugin's settings, as the reference names them. */
+export interface IpvlanConf {
+  /** The parent interface; absent: the prevResult's single interface when chained, else the default route's. */
+  master?: string;
+  mode: IpvlanModeName;
+  /** 0: the kernel's default (the master's MTU). */
+  mtu: number;
+  linkInContainer: boolean;
+  ipamType?: string;
+}
+
+const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
+const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
+
+/** A master name must be a valid interface name; a bad one is a config error (code 7). */
+function checkMasterName(name: string): void {
+  try {
+    validateIfName(name);
+  } catch (e) {
+    throw invalid(`ipvlan: invalid 'master' ${JSON.stringify(name)}: ${(e as Error).message}`);
+  }
+}
+
+function str(conf: NetConf, key: string): string | undefined {
+  const v = conf[key];
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw invalid(`ipvlan: '${key}' must be a string, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Parse and check the config (without looking at the kernel). */
+export function parseIpvlanConf(conf: NetConf): IpvlanConf {
+  const master = str(conf, "master");
+  if (master !== undefined) checkMasterName(master);
+  const mode = str(conf, "mode") ?? "l2";
+  if (!Object.hasOwn(IPVLAN_MODE, mode)) throw invalid(`ipvlan: unknown ipvlan mode: ${JSON.stringify(mode)} (l2, l3 or l3s)`);
+  let mtu = 0;
+  if (conf.mtu !== undefined && conf.mtu !== null) {
+    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 0 || (conf.mtu > 0 && conf.mtu < 68)) {
+      throw invalid(`ipvlan: invalid MTU ${JSON.stringify(conf.mtu)}`);
+    }
+    mtu = conf.mtu;
+  }
+  const linkInContainer = conf.linkInContainer ?? false;
+  if (typeof linkInContainer !== "boolean") throw invalid("ipvlan: 'linkInContainer' must be true or false");
+  const out: IpvlanConf = { mode: mode as IpvlanModeName, mtu, linkInContainer };
+  if (master !== undefined) out.master = master;
+  const ipamType = conf.ipam?.type;
+  if (ipamType !== undefined && ipamType !== "") {
+    if (typeof ipamType !== "string") throw invalid("ipvlan: ipam.type must be a string");
+    out.ipamType = ipamType;
+  }
+  return out;
+}
+
+/** What `buildIpvlanLink` puts in the request. */
+export interface IpvlanLinkSpec {
+  name: string;
+  /** The master's ifindex (in the namespace the request is sent in). */
+  parent: number;
+  mode: IpvlanModeName;
+  mtu?: number;
+  /** Create the device inside the namespace of this open file. */
+  netnsFd?: number;
+}
+
+/**
+ * The RTM_NEWLINK body (ifinfomsg + attributes) that creates an ipvlan device: IFLA_IPVLAN_MODE and,
+ * as the reference's netlink library sends it, IFLA_IPVLAN_FLAGS 0 (bridge).
+ */
+export function buildIpvlanLink(spec: IpvlanLinkSpec): Uint8Array {
+  const m: LinkMessage = {
+    name: spec.name,
+    link: spec.parent,
+    info: { kind: "ipvlan", ipvlan: { mode: IPVLAN_MODE[spec.mode], flags: IPVLAN_F.bridge } },
+  };
+  if (spec.mtu) m.mtu = spec.mtu;
+  if (spec.netnsFd !== undefined) m.netnsFd = spec.netnsFd;
+  return encodeLink(m);
+}
+
+
+/** The master's name: configured, the prevResult's single interface when chained, or the default route's. */
+function masterName(conn: NetlinkConn, conf: IpvlanConf, prev: Result | undefined, where: string): string {
+  if (conf.master) return conf.master;
+  if (prev) {
+    const ifs = prev.interfaces ?? [];
+    if (ifs.length === 1 && ifs[0]!.name) return ifs[0]!.name;
+    throw invalid("ipvlan: chained master failure: no 'master' given and the prevResult lacks a single named interface");
+  }
+  const name = defaultRouteIface(conn);
+  if (!name) throw invalid(`ipvlan: no 'master' given and no default route interface found in ${where}`);
+  return name;
+}
+
+function resolveMaster(conn: NetlinkConn, conf: IpvlanConf, prev: Result | undefined, where: string): Link {
+  const name = masterName(conn, conf, prev, where);
+  const link = findLink(conn, name);
+  if (!link) throw invalid(`ipvlan: master "${name}" not found in ${where}`);
+  if (conf.mtu > link.mtu) throw invalid(`ipvlan: invalid MTU ${conf.mtu}, must be [0, master MTU(${link.mtu})]`);
+  return link;
+}
+
+
+
+async function add(args: CmdArgs): Promise<Result> {
+  const conf = parseIpvlanConf(args.config);
+  validateIfName(args.ifName);
+  const chained = !conf.ipamType && (args.prevResult?.ips?.length ?? 0) > 0;
+  if (!conf.ipamType && !chained) {
+    throw invalid("ipvlan: 'ipam' with a 'type' is required unless chained after a plugin whose prevResult has IPs");
+  }
+  const pod = openPodConn(args.netns);
+  const host = conf.linkInContainer ? null : NetlinkConn.open();
+  let vethCreated = false;
+  let ipamDone = false;
+  try {
+    const creator = host ?? pod;
+    const master = resolveMaster(creator, conf, args.prevResult, conf.linkInContainer ? args.netns : "the host namespace");
+    if (findLink(pod, args.ifName)) throw internal(`ipvlan: interface "${args.ifName}" already exists in ${args.netns}`);
+    const link = createInPod({ creator, pod }, { args, inPod: conf.linkInContainer, kind: "ipvlan", module: "ipvlan", build: (name, netnsFd) =>
+      buildIpvlanLink({
+        name,
+        parent: master.index,
+        mode: conf.mode,
+        ...(conf.mtu ? { mtu: conf.mtu } : {}),
+        ...(netnsFd !== undefined ? { netnsFd } : {}),
+      }) });
+    vethCreated = true;
+    let ipam: Result;
+    if (chained) {
+      ipam = args.prevResult!;
+    } else {
+      ipam = await delegateAdd(conf.ipamType!, args, args.stdinData);
+      ipamDone = true;
+      if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
+    }
+    const out: Result = {
+      cniVersion: "1.1.0",
+      interfaces: [{ name: args.ifName, mac: link.mac, sandbox: args.netns }],
+      ips: (ipam.ips ?? []).map((ip) => ({ ...ip, interface: 0 })),
+    };
+    if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;
+    notifySysctls(args);
+    configureIface(pod, link.index, { ips: out.ips!, routes: ipam.routes ?? [] });
+    const dns = args.config.dns;
+    if (dns && Object.keys(dns).length > 0) out.dns = dns;
+    return out;
+  } catch (e) {
+    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
+    throw toCniError(e);
+  } finally {
+    host?.close();
+    pod.close();
+  }
+}
+
+/** IPAM DEL (when configured), then the device in the pod; fine when either is gone. */
+async function del(args: CmdArgs): Promise<void> {
+  await delVethPod(args, ipamTypeOf(args.config));
+}
+
+
+async function check(args: CmdArgs): Promise<void> {
+  const conf = parseIpvlanConf(args.config);
+  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
+  const prev = args.prevResult;
+  if (!prev) throw invalid("ipvlan: required prevResult missing");
+  const pod = openPodConn(args.netns);
+  const host = conf.linkInContainer ? null : NetlinkConn.open();
+  try {
+    if (conf.master) resolveMaster(host ?? pod, { ...conf, mtu: 0 }, undefined, conf.linkInContainer ? args.netns : "the host namespace");
+    const link = checkPodIface(pod, args, { prev, kind: "ipvlan" });
+    const mode = link.raw.info?.ipvlan?.mode;
+    if (mode !== IPVLAN_MODE[conf.mode]) {
+      const have = Object.entries(IPVLAN_MODE).find(([, v]) => v === mode)?.[0] ?? String(mode);
+      throw internal(`ipvlan: container ipvlan mode ${have} does not match expected value: ${conf.mode}`);
+    }
+  } finally {
+    host?.close();
+    pod.close();
+  }
+}
+
+async function gcOrStatus(args: CmdArgs): Promise<void> {
+  await passToIPAM(args, ipamTypeOf(args.config));
+}
+
+/** The ipvlan plugin. */
+export const ipvlan: Plugin = { add, del, check, gc: gcOrStatus, status: gcOrStatus };
+export default ipvlan;
