@@ -7,6 +7,15 @@
 import { basename } from "node:path";
 import { registerBuiltins } from "./invoke/builtin.ts";
 import { BUILTIN_PLUGINS } from "./plugins.ts";
+import type { Plugin } from "./skel/plugin.ts";
+
+/** Stands in for a built-in plugin when only VERSION is asked. */
+const VERSION_ONLY: Plugin = {
+  add: () => {
+    throw new Error("VERSION_ONLY stands in for VERSION only");
+  },
+  del: () => {},
+};
 
 async function main(): Promise<never> {
   registerBuiltins(BUILTIN_PLUGINS);
@@ -14,6 +23,9 @@ async function main(): Promise<never> {
   const load = BUILTIN_PLUGINS[self];
   if (load) {
     const { pluginMain } = await import("./skel/skel.ts");
+    // VERSION needs nothing of the plugin (every built-in type supports every spec version), so
+    // it is answered without loading the plugin's modules (netlink, FFI, ...).
+    if (process.env.CNI_COMMAND === "VERSION") return pluginMain(VERSION_ONLY);
     return pluginMain(await load());
   }
   const { cliMain } = await import("./cli/cli.ts");
