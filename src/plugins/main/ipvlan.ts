@@ -12,7 +12,7 @@ import { IPVLAN_F, IPVLAN_MODE } from "../../netlink/link_kind.ts";
 import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkPodIface, createInPod, ipamTypeOf, defaultRouteIface, notifySysctls } from "../common/link-pod.ts";
+import { checkMasterName, checkPodIface, confString, createInPod, ipamTypeOf, defaultRouteIface, notifySysctls } from "../common/link-pod.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import type { NetConf } from "../../spec/netconf.ts";
@@ -36,27 +36,11 @@ export interface IpvlanConf {
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** A master name must be a valid interface name; a bad one is a config error (code 7). */
-function checkMasterName(name: string): void {
-  try {
-    validateIfName(name);
-  } catch (e) {
-    throw invalid(`ipvlan: invalid 'master' ${JSON.stringify(name)}: ${(e as Error).message}`);
-  }
-}
-
-function str(conf: NetConf, key: string): string | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw invalid(`ipvlan: '${key}' must be a string, not ${JSON.stringify(v)}`);
-  return v;
-}
-
 /** Parse and check the config (without looking at the kernel). */
 export function parseIpvlanConf(conf: NetConf): IpvlanConf {
-  const master = str(conf, "master");
-  if (master !== undefined) checkMasterName(master);
-  const mode = str(conf, "mode") ?? "l2";
+  const master = confString("ipvlan", conf, "master");
+  if (master !== undefined) checkMasterName("ipvlan", master);
+  const mode = confString("ipvlan", conf, "mode") ?? "l2";
   if (!Object.hasOwn(IPVLAN_MODE, mode)) throw invalid(`ipvlan: unknown ipvlan mode: ${JSON.stringify(mode)} (l2, l3 or l3s)`);
   let mtu = 0;
   if (conf.mtu !== undefined && conf.mtu !== null) {

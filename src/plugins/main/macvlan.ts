@@ -13,7 +13,7 @@ import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, setLink, type Link } from "../../net/link.ts";
 import { parseMAC } from "../../net/mac.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkPodIface, createInPod, ipamTypeOf, defaultRouteIface, notifySysctls } from "../common/link-pod.ts";
+import { checkMasterName, checkPodIface, confString, createInPod, ipamTypeOf, defaultRouteIface, notifySysctls } from "../common/link-pod.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
 import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
@@ -41,22 +41,6 @@ export interface MacvlanConf {
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** A master name must be a valid interface name; a bad one is a config error (code 7). */
-function checkMasterName(name: string): void {
-  try {
-    validateIfName(name);
-  } catch (e) {
-    throw invalid(`macvlan: invalid 'master' ${JSON.stringify(name)}: ${(e as Error).message}`);
-  }
-}
-
-function str(conf: NetConf, key: string): string | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw invalid(`macvlan: '${key}' must be a string, not ${JSON.stringify(v)}`);
-  return v;
-}
-
 function checkMac(mac: unknown, from: string): string {
   if (typeof mac !== "string" || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) {
     throw invalid(`macvlan: invalid MAC address ${JSON.stringify(mac)} (from ${from})`);
@@ -66,9 +50,9 @@ function checkMac(mac: unknown, from: string): string {
 
 /** Parse and check the config (without looking at the kernel); refuses what cnikit cannot do. */
 export function parseMacvlanConf(conf: NetConf, cniArgs = ""): MacvlanConf {
-  const master = str(conf, "master");
-  if (master !== undefined) checkMasterName(master);
-  const mode = str(conf, "mode") ?? "bridge";
+  const master = confString("macvlan", conf, "master");
+  if (master !== undefined) checkMasterName("macvlan", master);
+  const mode = confString("macvlan", conf, "mode") ?? "bridge";
   if (!Object.hasOwn(MACVLAN_MODE, mode) || mode === "source") {
     throw invalid(`macvlan: unknown macvlan mode: ${JSON.stringify(mode)} (bridge, private, vepa or passthru)`);
   }
@@ -92,7 +76,7 @@ export function parseMacvlanConf(conf: NetConf, cniArgs = ""): MacvlanConf {
   if (master !== undefined) out.master = master;
   // as the reference: the config's mac, then CNI_ARGS MAC, then runtimeConfig.mac
   let mac: string | undefined;
-  const confMac = str(conf, "mac");
+  const confMac = confString("macvlan", conf, "mac");
   if (confMac !== undefined) mac = checkMac(confMac, "'mac'");
   if (cniArgs) {
     const a = loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]);

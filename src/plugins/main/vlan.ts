@@ -10,7 +10,7 @@ import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
 import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkPodIface, ipamTypeOf, createInPod } from "../common/link-pod.ts";
+import { checkMasterName, checkPodIface, ipamTypeOf, createInPod } from "../common/link-pod.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import type { NetConf } from "../../spec/netconf.ts";
@@ -31,15 +31,6 @@ export interface VlanConf {
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** A master name must be a valid interface name; a bad one is a config error (code 7). */
-function checkMasterName(name: string): void {
-  try {
-    validateIfName(name);
-  } catch (e) {
-    throw invalid(`vlan: invalid 'master' ${JSON.stringify(name)}: ${(e as Error).message}`);
-  }
-}
-
 /** Parse and check the config (without looking at the kernel). */
 export function parseVlanConf(conf: NetConf): VlanConf {
   const master = conf.master;
@@ -47,7 +38,7 @@ export function parseVlanConf(conf: NetConf): VlanConf {
     throw invalid(`vlan: "master" field is required. It specifies the host interface name to create the VLAN for`);
   }
   if (typeof master !== "string") throw invalid(`vlan: 'master' must be a string, not ${JSON.stringify(master)}`);
-  checkMasterName(master);
+  checkMasterName("vlan", master);
   const id = conf.vlanId;
   if (id === undefined || id === null) throw invalid("vlan: 'vlanId' is required (0-4094)");
   if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 4094) {
