@@ -17,4 +17,5 @@ export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
   "host-local": async () => (await import("./plugins/ipam/host-local.ts")).default,
   static: async () => (await import("./plugins/ipam/static.ts")).default,
   tuning: async () => (await import("./plugins/meta/tuning.ts")).default,
+  sbr: async () => (await import("./plugins/meta/sbr.ts")).default,
 };

@@ -113,7 +113,7 @@ export function checkPodIface(pod: NetlinkConn, args: CmdArgs, opts: { prev: Res
     if (ip.interface !== undefined && ip.interface !== ci) continue;
     if (!have.includes(normCIDR(ip.address))) throw internal(`${kind}: ${args.ifName} lacks address ${ip.address}`);
   }
-  const routes = listRoutes(pod);
+  const routes = listRoutes(pod, { table: 0 }) // any table: sbr may have moved them;
   for (const r of prev.routes ?? []) {
     const dst = normCIDR(r.dst);
     const gw = r.gw ? formatIP(parseIP(r.gw) ?? new Uint8Array()) : undefined;

@@ -240,7 +240,8 @@ async function check(args: CmdArgs): Promise<void> {
       const norm = `${formatIP(parseIP(ip.address.split("/")[0]!)!)}/${ip.address.split("/")[1]}`;
       if (!have.includes(norm)) throw new CniError(ErrorCode.Internal, `bridge: ${args.ifName} lacks address ${ip.address}`);
     }
-    const routes = [...listRoutes(pod, { family: 4 }), ...listRoutes(pod, { family: 6 })];
+    // any table: a later plugin (sbr) may have moved the routes out of main
+    const routes = listRoutes(pod, { table: 0 });
     for (const r of prev.routes ?? []) {
       const found = routes.some((x) => x.dst === r.dst && (!r.gw || x.gateway === r.gw));
       if (!found) throw new CniError(ErrorCode.Internal, `bridge: route to ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${args.netns}`);

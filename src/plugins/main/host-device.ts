@@ -351,7 +351,7 @@ async function check(args: CmdArgs): Promise<void> {
       if (ip.interface !== undefined && ip.interface !== ci) continue;
       if (!have.includes(normCIDR(ip.address))) throw internal(`host-device: ${args.ifName} lacks address ${ip.address}`);
     }
-    const routes = listRoutes(pod);
+    const routes = listRoutes(pod, { table: 0 }) // any table: sbr may have moved them;
     for (const r of prev.routes ?? []) {
       const dst = normCIDR(r.dst);
       const gw = r.gw ? formatIP(parseIP(r.gw) ?? new Uint8Array()) : undefined;
