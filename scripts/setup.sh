@@ -12,6 +12,10 @@ fi
 # command -> Debian package that provides it
 declare -A NEED=(
   [ip]=iproute2
+  [tc]=iproute2
+  [bridge]=iproute2
+  [sysctl]=procps
+  [nsenter]=util-linux
   [nft]=nftables
   [ping]=iputils-ping
   [unshare]=util-linux
@@ -29,6 +33,8 @@ done
 # (the dynamic `busybox` package also installs /bin/busybox, which would not run there).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 
+# one package may provide several commands
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages (${missing[*]}); run as root to install them" >&2
