@@ -42,42 +42,50 @@ export class ByteWriter {
 
   /** Append one byte. */
   u8(v: number): this {
-    this.buf[this.room(1)] = v & 0xff;
+    const at = this.room(1); // room() may replace buf/view: take the offset first
+    this.buf[at] = v & 0xff;
     return this;
   }
   /** Append a 16-bit value in host order. */
   u16(v: number): this {
-    this.view.setUint16(this.room(2), v, HOST_LE);
+    const at = this.room(2);
+    this.view.setUint16(at, v, HOST_LE);
     return this;
   }
   /** Append a 16-bit value in network order. */
   u16be(v: number): this {
-    this.view.setUint16(this.room(2), v, false);
+    const at = this.room(2);
+    this.view.setUint16(at, v, false);
     return this;
   }
   /** Append an unsigned 32-bit value in host order. */
   u32(v: number): this {
-    this.view.setUint32(this.room(4), v >>> 0, HOST_LE);
+    const at = this.room(4);
+    this.view.setUint32(at, v >>> 0, HOST_LE);
     return this;
   }
   /** Append a signed 32-bit value in host order. */
   i32(v: number): this {
-    this.view.setInt32(this.room(4), v, HOST_LE);
+    const at = this.room(4);
+    this.view.setInt32(at, v, HOST_LE);
     return this;
   }
   /** Append an unsigned 64-bit value in host order. */
   u64(v: bigint): this {
-    this.view.setBigUint64(this.room(8), v, HOST_LE);
+    const at = this.room(8);
+    this.view.setBigUint64(at, v, HOST_LE);
     return this;
   }
   /** Append raw bytes. */
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.room(b.length));
+    const at = this.room(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** Append `n` zero bytes. */
   zeros(n: number): this {
-    this.buf.fill(0, this.room(n), this.length);
+    const at = this.room(n);
+    this.buf.fill(0, at, this.length);
     return this;
   }
   /** Pad with zeros to the next 4-byte boundary. */
