@@ -17,6 +17,7 @@ import { setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
+import { addMasq, delMasq, hasMasq, masqAddressesOf, parseIpMasq } from "../common/ipmasq.ts";
 import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
@@ -27,6 +28,7 @@ import { validateIfName } from "../../spec/validate.ts";
 /** The bridge plugin's settings, as the reference names them. */
 export interface BridgeConf {
   bridge: string;
+  ipMasq: boolean;
   isGateway: boolean;
   isDefaultGateway: boolean;
   forceAddress: boolean;
@@ -55,12 +57,12 @@ export function parseBridgeConf(conf: NetConf, cniArgs = ""): BridgeConf {
   const name = conf.bridge ?? "cni0";
   if (typeof name !== "string") throw invalid("bridge: 'bridge' must be a string");
   validateIfName(name);
-  if (bool(conf, "ipMasq")) throw unsupported("bridge: ipMasq=true is not supported yet (it arrives with cnikit's nftables layer); set it to false");
   if (bool(conf, "macspoofchk")) throw unsupported("bridge: macspoofchk=true is not supported yet (it arrives with cnikit's nftables layer)");
   if (conf.vlan !== undefined && conf.vlan !== 0) throw unsupported(`bridge: vlan=${JSON.stringify(conf.vlan)} is not supported yet (bridge VLAN filtering)`);
   if (Array.isArray(conf.vlanTrunk) && conf.vlanTrunk.length > 0) throw unsupported("bridge: vlanTrunk is not supported yet (bridge VLAN filtering)");
   const out: BridgeConf = {
     bridge: name,
+    ipMasq: parseIpMasq(conf, "bridge"),
     isGateway: bool(conf, "isGateway"),
     isDefaultGateway: bool(conf, "isDefaultGateway"),
     forceAddress: bool(conf, "forceAddress"),
@@ -115,6 +117,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const pod = openPodConn(args.netns);
   let vethCreated = false;
   let ipamDone = false;
+  let masqDone: string[] = [];
   try {
     let br = ensureBridge(host, conf.bridge, conf.mtu ? { mtu: conf.mtu } : {});
     if (conf.promiscMode && !(br.flags & IFF_PROMISC)) {
@@ -180,6 +183,10 @@ async function add(args: CmdArgs): Promise<Result> {
       // pin the bridge's MAC so it does not follow the lowest port's address as pods come and go
       setLink(host, br.index, { mac: br.mac });
     }
+    if (conf.ipMasq && ips.length > 0) {
+      masqDone = ips.map((i) => i.address);
+      addMasq(masqDone);
+    }
     br = getLink(host, br.index);
     const podLink = getLink(pod, args.ifName);
     const out: Result = {
@@ -197,7 +204,8 @@ async function add(args: CmdArgs): Promise<Result> {
     else if (result.dns) out.dns = result.dns;
     return out;
   } catch (e) {
-    // leave nothing half-done: the pod end (its peer goes with it) and the IPAM reservation
+    // leave nothing half-done: masquerading, the pod end (its peer goes with it), the reservation
+    if (masqDone.length > 0) delMasq(masqDone);
     await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
   } finally {
@@ -207,7 +215,9 @@ async function add(args: CmdArgs): Promise<Result> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  await delVethPod(args, parseBridgeConf(args.config, args.args).ipamType);
+  const conf = parseBridgeConf(args.config, args.args);
+  if (conf.ipMasq) delMasq(masqAddressesOf(args));
+  await delVethPod(args, conf.ipamType);
 }
 
 async function check(args: CmdArgs): Promise<void> {
@@ -245,6 +255,13 @@ async function check(args: CmdArgs): Promise<void> {
     for (const r of prev.routes ?? []) {
       const found = routes.some((x) => x.dst === r.dst && (!r.gw || x.gateway === r.gw));
       if (!found) throw new CniError(ErrorCode.Internal, `bridge: route to ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${args.netns}`);
+    }
+    if (conf.ipMasq) {
+      for (const ip of prev.ips ?? []) {
+        if ((ip.interface === undefined || ip.interface === ci) && !hasMasq(ip.address)) {
+          throw new CniError(ErrorCode.Internal, `bridge: ${ip.address} is not masqueraded (ipMasq)`);
+        }
+      }
     }
   } finally {
     host.close();

@@ -16,6 +16,7 @@ import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
+import { addMasq, delMasq, masqAddressesOf, parseIpMasq } from "../common/ipmasq.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { NetConf } from "../../spec/netconf.ts";
@@ -26,6 +27,7 @@ import { validateIfName } from "../../spec/validate.ts";
 export interface PtpConf {
   mtu?: number;
   ipamType: string;
+  ipMasq: boolean;
 }
 
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
@@ -33,16 +35,10 @@ const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
 /** Parse and check the config; refuses what cnikit cannot do yet instead of ignoring it. */
 export function parsePtpConf(conf: NetConf): PtpConf {
-  const masq = conf.ipMasq;
-  if (masq !== undefined && masq !== null && typeof masq !== "boolean") {
-    throw invalid(`ptp: 'ipMasq' must be true or false, not ${JSON.stringify(masq)}`);
-  }
-  if (masq === true) {
-    throw new CniError(ErrorCode.UnsupportedField, "ptp: ipMasq=true is not supported yet (it arrives with cnikit's nftables layer); set it to false");
-  }
+  const ipMasq = parseIpMasq(conf, "ptp");
   const ipamType = conf.ipam?.type;
   if (typeof ipamType !== "string" || ipamType === "") throw invalid("ptp: 'ipam' with a 'type' is required");
-  const out: PtpConf = { ipamType };
+  const out: PtpConf = { ipamType, ipMasq };
   if (conf.mtu !== undefined && conf.mtu !== null && conf.mtu !== 0) {
     if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 68 || conf.mtu > 65535) {
       throw invalid(`ptp: invalid mtu ${JSON.stringify(conf.mtu)}`);
@@ -122,6 +118,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const pod = openPodConn(args.netns);
   const host = NetlinkConn.open();
   let vethCreated = false;
+  let masqDone: string[] = [];
   let ipamDone = false;
   try {
     if (findLink(pod, args.ifName)) {
@@ -158,13 +155,18 @@ async function add(args: CmdArgs): Promise<Result> {
       ips: ipam.ips.map((ip) => ({ ...ip, interface: 1 })),
     };
     if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;
+    if (conf.ipMasq) {
+      masqDone = ipam.ips.map((i) => i.address);
+      addMasq(masqDone);
+    }
     // DNS from the config wins over what IPAM returned, as in the reference
     const dns = args.config.dns;
     if (dns && Object.keys(dns).length > 0) out.dns = dns;
     else if (ipam.dns) out.dns = ipam.dns;
     return out;
   } catch (e) {
-    // leave nothing half-done: the pod end (the host end goes with it) and the IPAM reservation
+    // leave nothing half-done: masquerading, the pod end (the host end goes with it), the reservation
+    if (masqDone.length > 0) delMasq(masqDone);
     await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
   } finally {
@@ -174,7 +176,9 @@ async function add(args: CmdArgs): Promise<Result> {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  await delVethPod(args, parsePtpConf(args.config).ipamType);
+  const conf = parsePtpConf(args.config);
+  if (conf.ipMasq) delMasq(masqAddressesOf(args));
+  await delVethPod(args, conf.ipamType);
 }
 
 const normCIDR = (cidr: string): string => {

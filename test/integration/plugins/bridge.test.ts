@@ -158,10 +158,11 @@ describe("bridge + host-local", () => {
     expect(reservations("gone")).toEqual([]);
   });
 
-  test("a refused config leaves no state: ipMasq (until nftables), bad mtu, unknown IPAM", () => {
+  test("a refused config leaves no state: macspoofchk (until its rules exist), bad mtu, vlan, unknown IPAM", () => {
     const p = ns.add("x");
     for (const [extra, code] of [
-      [{ ipMasq: true }, 2],
+      [{ macspoofchk: true }, 2],
+      [{ ipMasq: "yes" }, 7],
       [{ mtu: 12 }, 7],
       [{ vlan: 100 }, 2],
     ] as const) {

@@ -229,12 +229,12 @@ describe("ptp + host-local", () => {
     expect(readdirSync(join(cacheDir, "results")).filter((f) => f.startsWith(NET))).toEqual([]);
   });
 
-  test("ipMasq=true is refused with code 2; a gateway-less IPAM result is an error that leaves nothing", () => {
+  test("a bad ipMasq value is refused with code 7; a gateway-less IPAM result is an error that leaves nothing", () => {
     const netns = ns.add("e");
-    const conf = { ...ptpList.plugins[0]!, cniVersion: "1.0.0", name: "errnet", ipMasq: true };
+    const conf = { ...ptpList.plugins[0]!, cniVersion: "1.0.0", name: "errnet", ipMasq: "yes" };
     const r = plugin(join(bin, "ptp"), "ADD", netns, conf);
     expect(r.code).not.toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ code: 2 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7 });
     expect(JSON.parse(r.stdout).msg).toContain("ipMasq");
     const noGw = {
       cniVersion: "1.0.0",

@@ -1,0 +1,211 @@
+/**
+ * ipMasq for bridge and ptp over nftables, with per-pod state as set elements (DESIGN.md): one
+ * long-lived table `inet cnikit_masq` with a postrouting chain of three rules per family, created
+ * once; a pod adds two elements (its address to `masqN`, its address . its subnet to `keepN`) and
+ * DEL removes them. Traffic from a pod leaving its own subnet (multicast excluded) is masqueraded,
+ * as the reference's ipMasq does.
+ */
+
+import { isExists, isNotFound } from "../../netlink/error.ts";
+import { NftConn } from "../../nft/conn.ts";
+import type { Expr } from "../../nft/expr.ts";
+import { concatRegs, reg32 } from "../../nft/registers.ts";
+import { Transaction } from "../../nft/transaction.ts";
+import { ipv4, ipv6 } from "../../nft/value.ts";
+import { verdict } from "../../nft/verdict.ts";
+import { formatIP, networkOf, parseCIDR } from "../../spec/ip.ts";
+import { ipToBigInt, bigIntToIP } from "../../ipam/range.ts";
+import { listAddresses } from "../../net/addr.ts";
+import { findLink } from "../../net/link.ts";
+import { withRtnetlink } from "../../net/rtnetlink.ts";
+import type { CmdArgs } from "../../skel/plugin.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
+
+/** The table cnikit's masquerading lives in. */
+export const MASQ_TABLE = "cnikit_masq";
+const NFPROTO_IPV4 = 2;
+const NFPROTO_IPV6 = 10;
+
+interface Fam {
+  v: 4 | 6;
+  proto: number;
+  type: "ipv4_addr" | "ipv6_addr";
+  len: number;
+  saddr: number;
+  daddr: number;
+  mcast: Uint8Array;
+  mcastMask: Uint8Array;
+  enc: (s: string) => Uint8Array;
+}
+
+const FAMS: Fam[] = [
+  { v: 4, proto: NFPROTO_IPV4, type: "ipv4_addr", len: 4, saddr: 12, daddr: 16, mcast: Uint8Array.of(224, 0, 0, 0), mcastMask: Uint8Array.of(0xf0, 0, 0, 0), enc: ipv4 },
+  {
+    v: 6, proto: NFPROTO_IPV6, type: "ipv6_addr", len: 16, saddr: 8, daddr: 24,
+    mcast: Uint8Array.of(0xff, ...new Array<number>(15).fill(0)), mcastMask: Uint8Array.of(0xff, ...new Array<number>(15).fill(0)),
+    enc: ipv6,
+  },
+];
+
+function isFamily(f: Fam): Expr[] {
+  return [
+    { kind: "meta", key: "nfproto", dreg: 1 },
+    { kind: "cmp", op: "eq", sreg: 1, data: Uint8Array.of(f.proto) },
+  ];
+}
+
+/** The shared objects: table, postrouting chain, sets and the three rules per family. */
+function setupTransaction(): Transaction {
+  const tx = new Transaction({ family: "inet", table: MASQ_TABLE });
+  tx.create({ kind: "table" });
+  tx.add({ kind: "chain", name: "postrouting", type: "nat", hook: "postrouting", priority: 100 });
+  for (const f of FAMS) {
+    tx.add({ kind: "set", name: `masq${f.v}`, key: f.type });
+    tx.add({ kind: "set", name: `keep${f.v}`, key: [f.type, f.type], flags: ["interval"] });
+  }
+  for (const f of FAMS) {
+    const [a, b] = concatRegs(reg32(0), [f.len, f.len]);
+    // pod -> its own subnet: not masqueraded
+    tx.add({
+      kind: "rule", chain: "postrouting",
+      exprs: [
+        ...isFamily(f),
+        { kind: "payload", base: "network", offset: f.saddr, len: f.len, dreg: a! },
+        { kind: "payload", base: "network", offset: f.daddr, len: f.len, dreg: b! },
+        { kind: "lookup", set: `keep${f.v}`, sreg: a! },
+        { kind: "immediate", verdict: verdict.return },
+      ],
+    });
+    // multicast: not masqueraded
+    tx.add({
+      kind: "rule", chain: "postrouting",
+      exprs: [
+        ...isFamily(f),
+        { kind: "payload", base: "network", offset: f.daddr, len: f.len, dreg: 1 },
+        { kind: "bitwise", sreg: 1, dreg: 1, len: f.len, mask: f.mcastMask, xor: new Uint8Array(f.len) },
+        { kind: "cmp", op: "eq", sreg: 1, data: f.mcast },
+        { kind: "immediate", verdict: verdict.return },
+      ],
+    });
+    // any other traffic from a pod: masqueraded
+    tx.add({
+      kind: "rule", chain: "postrouting",
+      exprs: [
+        ...isFamily(f),
+        { kind: "payload", base: "network", offset: f.saddr, len: f.len, dreg: 1 },
+        { kind: "lookup", set: `masq${f.v}`, sreg: 1 },
+        { kind: "masq" },
+      ],
+    });
+  }
+  return tx;
+}
+
+function elementsOf(cidr: string): { f: Fam; ip: Uint8Array; keep: { key: Uint8Array[]; keyEnd: Uint8Array[] } } {
+  const net = parseCIDR(cidr)!;
+  const f = net.ip.length === 4 ? FAMS[0]! : FAMS[1]!;
+  const sub = networkOf(net);
+  const bits = BigInt(net.ip.length * 8 - net.prefix);
+  const last = bigIntToIP(ipToBigInt(sub.ip) | ((1n << bits) - 1n), net.ip.length);
+  const ip = f.enc(formatIP(net.ip));
+  return { f, ip, keep: { key: [ip, f.enc(formatIP(sub.ip))], keyEnd: [ip, f.enc(formatIP(last))] } };
+}
+
+/** Masquerade traffic of these pod addresses ("10.1.2.3/24") leaving their subnets; creates the shared rules once. */
+export function addMasq(cidrs: readonly string[]): void {
+  const conn = NftConn.open();
+  try {
+    if (!conn.getTable("inet", MASQ_TABLE)) {
+      try {
+        conn.apply(setupTransaction());
+      } catch (e) {
+        if (!isExists(e)) throw e; // another ADD created it first: fine
+      }
+    }
+    const tx = new Transaction({ family: "inet", table: MASQ_TABLE });
+    for (const c of cidrs) {
+      const { f, ip, keep } = elementsOf(c);
+      tx.add({ kind: "element", set: `masq${f.v}`, key: ip });
+      tx.add({ kind: "element", set: `keep${f.v}`, key: keep.key, keyEnd: keep.keyEnd });
+    }
+    conn.apply(tx);
+  } finally {
+    conn.close();
+  }
+}
+
+/** Stop masquerading these pod addresses (missing elements or table are fine). */
+export function delMasq(cidrs: readonly string[]): void {
+  let conn: NftConn;
+  try {
+    conn = NftConn.open();
+  } catch {
+    return;
+  }
+  try {
+    if (!conn.getTable("inet", MASQ_TABLE)) return;
+    for (const c of cidrs) {
+      const { f, ip, keep } = elementsOf(c);
+      // one transaction per element: an element already gone must not keep the other
+      for (const el of [
+        { kind: "element" as const, set: `masq${f.v}`, key: ip },
+        { kind: "element" as const, set: `keep${f.v}`, key: keep.key, keyEnd: keep.keyEnd },
+      ]) {
+        try {
+          conn.apply(new Transaction({ family: "inet", table: MASQ_TABLE }).delete(el));
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+        }
+      }
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+/** Whether a pod address is masqueraded (for CHECK). */
+export function hasMasq(cidr: string): boolean {
+  const conn = NftConn.open();
+  try {
+    if (!conn.getTable("inet", MASQ_TABLE)) return false;
+    const { f, ip } = elementsOf(cidr);
+    return conn.listElements("inet", MASQ_TABLE, `masq${f.v}`).some((e) => Buffer.from(e.key).equals(Buffer.from(ip)));
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * The pod addresses a DEL must stop masquerading: those of the cached result for this interface,
+ * else those still on the pod's interface.
+ */
+export function masqAddressesOf(args: CmdArgs): string[] {
+  const prev = args.prevResult;
+  if (prev?.ips && prev.ips.length > 0) {
+    const ci = (prev.interfaces ?? []).findIndex((i) => i.name === args.ifName && i.sandbox);
+    return prev.ips.filter((ip) => ip.interface === undefined || ci < 0 || ip.interface === ci).map((ip) => ip.address);
+  }
+  if (!args.netns) return [];
+  try {
+    return withRtnetlink((pod) => {
+      const link = findLink(pod, args.ifName);
+      return link ? listAddresses(pod, { link: link.index }).filter((a) => a.scope === 0).map((a) => a.cidr) : [];
+    }, { netns: args.netns });
+  } catch {
+    return []; // the namespace is gone
+  }
+}
+
+/** Check the `ipMasq` / `ipMasqBackend` keys: returns whether to masquerade. */
+export function parseIpMasq(conf: Record<string, unknown>, plugin: string): boolean {
+  const masq = conf.ipMasq;
+  if (masq !== undefined && masq !== null && typeof masq !== "boolean") {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `${plugin}: 'ipMasq' must be true or false, not ${JSON.stringify(masq)}`);
+  }
+  const backend = conf.ipMasqBackend;
+  // cnikit always uses nftables; "iptables" is accepted so that reference configs run unchanged
+  if (backend !== undefined && backend !== null && backend !== "" && backend !== "nftables" && backend !== "iptables") {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `${plugin}: invalid ipMasqBackend ${JSON.stringify(backend)} (nftables or iptables)`);
+  }
+  return masq === true;
+}
