@@ -18,4 +18,5 @@ export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
   static: async () => (await import("./plugins/ipam/static.ts")).default,
   tuning: async () => (await import("./plugins/meta/tuning.ts")).default,
   sbr: async () => (await import("./plugins/meta/sbr.ts")).default,
+  bandwidth: async () => (await import("./plugins/meta/bandwidth.ts")).default,
 };
