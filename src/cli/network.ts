@@ -3,7 +3,6 @@
  * CNI_PATH, CNI_IFNAME, CNI_ARGS, CAP_ARGS) plus CNI_CONTAINERID and CNI_CACHE_DIR.
  */
 
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { CniError, ErrorCode } from "../spec/error.ts";
@@ -55,7 +54,7 @@ export function resolveNetns(arg: string): string {
 
 /** cnitool's container id for a namespace path: "cnitool-" and 20 hex digits of its SHA-512. */
 export function containerIdFor(netns: string): string {
-  return `cnitool-${createHash("sha512").update(netns).digest("hex").slice(0, 20)}`;
+  return `cnitool-${new Bun.CryptoHasher("sha512").update(netns).digest("hex").slice(0, 20)}`;
 }
 
 function parseCapArgs(s: string | undefined): Record<string, unknown> | undefined {

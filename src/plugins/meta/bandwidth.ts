@@ -7,7 +7,6 @@
  * (runtimeConfig, which wins). A chained plugin: it needs a prevResult and passes it on.
  */
 
-import { createHash } from "node:crypto";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { IFF_UP } from "../../netlink/link.ts";
 import { TC_H_INGRESS, TC_H_ROOT, time2tick, TCA_EGRESS_REDIR, type TbfOptions, type TcObject } from "../../netlink/tc.ts";
@@ -92,7 +91,8 @@ export function isUnlimited(e: BandwidthEntry): boolean {
 
 /** The ifb's name, the reference's: "bwp" and the sha512 of network name + container id, 15 bytes. */
 export function ifbName(networkName: string, containerId: string): string {
-  const h = createHash("sha512").update(networkName + containerId).digest("hex");
+  // Bun's hasher: node:crypto alone costs milliseconds of start-up
+  const h = new Bun.CryptoHasher("sha512").update(networkName + containerId).digest("hex");
   return `${IFB_PREFIX}${h}`.slice(0, MAX_IFNAME);
 }
 
