@@ -18,6 +18,7 @@ import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
 import { addMasq, delMasq, hasMasq, masqAddressesOf, parseIpMasq } from "../common/ipmasq.ts";
+import { addMacSpoofCheck, delMacSpoofCheck, hasMacSpoofCheck, sweepMacSpoofChecks } from "../common/macspoof.ts";
 import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
@@ -29,6 +30,7 @@ import { validateIfName } from "../../spec/validate.ts";
 export interface BridgeConf {
   bridge: string;
   ipMasq: boolean;
+  macspoofchk: boolean;
   isGateway: boolean;
   isDefaultGateway: boolean;
   forceAddress: boolean;
@@ -57,12 +59,12 @@ export function parseBridgeConf(conf: NetConf, cniArgs = ""): BridgeConf {
   const name = conf.bridge ?? "cni0";
   if (typeof name !== "string") throw invalid("bridge: 'bridge' must be a string");
   validateIfName(name);
-  if (bool(conf, "macspoofchk")) throw unsupported("bridge: macspoofchk=true is not supported yet (it arrives with cnikit's nftables layer)");
   if (conf.vlan !== undefined && conf.vlan !== 0) throw unsupported(`bridge: vlan=${JSON.stringify(conf.vlan)} is not supported yet (bridge VLAN filtering)`);
   if (Array.isArray(conf.vlanTrunk) && conf.vlanTrunk.length > 0) throw unsupported("bridge: vlanTrunk is not supported yet (bridge VLAN filtering)");
   const out: BridgeConf = {
     bridge: name,
     ipMasq: parseIpMasq(conf, "bridge"),
+    macspoofchk: bool(conf, "macspoofchk"),
     isGateway: bool(conf, "isGateway"),
     isDefaultGateway: bool(conf, "isDefaultGateway"),
     forceAddress: bool(conf, "forceAddress"),
@@ -118,6 +120,7 @@ async function add(args: CmdArgs): Promise<Result> {
   let vethCreated = false;
   let ipamDone = false;
   let masqDone: string[] = [];
+  let spoof: { port: string; mac: string } | undefined;
   try {
     let br = ensureBridge(host, conf.bridge, conf.mtu ? { mtu: conf.mtu } : {});
     if (conf.promiscMode && !(br.flags & IFF_PROMISC)) {
@@ -189,6 +192,10 @@ async function add(args: CmdArgs): Promise<Result> {
     }
     br = getLink(host, br.index);
     const podLink = getLink(pod, args.ifName);
+    if (conf.macspoofchk) {
+      spoof = { port: hostVeth.name, mac: podLink.mac };
+      addMacSpoofCheck(spoof.port, spoof.mac);
+    }
     const out: Result = {
       cniVersion: "1.1.0",
       interfaces: [
@@ -206,6 +213,7 @@ async function add(args: CmdArgs): Promise<Result> {
   } catch (e) {
     // leave nothing half-done: masquerading, the pod end (its peer goes with it), the reservation
     if (masqDone.length > 0) delMasq(masqDone);
+    if (spoof) delMacSpoofCheck(spoof.port, spoof.mac);
     await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
   } finally {
@@ -218,6 +226,19 @@ async function del(args: CmdArgs): Promise<void> {
   const conf = parseBridgeConf(args.config, args.args);
   if (conf.ipMasq) delMasq(masqAddressesOf(args));
   await delVethPod(args, conf.ipamType);
+  if (conf.macspoofchk) {
+    const ifs = args.prevResult?.interfaces ?? [];
+    const hostEnd = ifs.find((i, k) => k > 0 && !i.sandbox && i.name !== conf.bridge);
+    const podEnd = ifs.find((i) => i.sandbox && i.name === args.ifName);
+    if (hostEnd && podEnd?.mac) delMacSpoofCheck(hostEnd.name, podEnd.mac);
+    // and any check whose port is gone (a DEL without a cached result)
+    const host = NetlinkConn.open();
+    try {
+      sweepMacSpoofChecks((port) => findLink(host, port) !== null);
+    } finally {
+      host.close();
+    }
+  }
 }
 
 async function check(args: CmdArgs): Promise<void> {
@@ -255,6 +276,9 @@ async function check(args: CmdArgs): Promise<void> {
     for (const r of prev.routes ?? []) {
       const found = routes.some((x) => x.dst === r.dst && (!r.gw || x.gateway === r.gw));
       if (!found) throw new CniError(ErrorCode.Internal, `bridge: route to ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${args.netns}`);
+    }
+    if (conf.macspoofchk && hostWant && want.mac && !hasMacSpoofCheck(hostWant.name, want.mac.toLowerCase())) {
+      throw new CniError(ErrorCode.Internal, `bridge: no MAC spoof check for ${hostWant.name} (macspoofchk)`);
     }
     if (conf.ipMasq) {
       for (const ip of prev.ips ?? []) {

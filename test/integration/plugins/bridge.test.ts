@@ -142,6 +142,31 @@ describe("bridge + host-local", () => {
     }
   });
 
+  test("macspoofchk: a pod's frames pass with its own MAC only; DEL removes the check", () => {
+    netconf("spoof", `${prefix}s`, { macspoofchk: true }, [[{ subnet: "10.88.9.0/24" }]]);
+    const a = ns.add("sa");
+    const b = ns.add("sb");
+    const ra = addPod("spoof", a);
+    const rb = addPod("spoof", b);
+    const ipB = rb.ips[0].address.split("/")[0];
+    expect(ping(a, ipB)).toBe(true);
+    expect(cnikit(["check", "spoof", a]).code).toBe(0);
+    const own = ra.interfaces[2].mac;
+    inNs(a, ["ip", "link", "set", "eth0", "address", "02:00:00:00:be:ef"]);
+    inNs(a, ["ip", "neigh", "flush", "all"]);
+    inNs(b, ["ip", "neigh", "flush", "all"]);
+    expect(ping(a, ipB)).toBe(false); // frames with a spoofed source MAC are dropped
+    inNs(a, ["ip", "link", "set", "eth0", "address", own]);
+    expect(ping(a, ipB)).toBe(true);
+    const checked = () => run(["nft", "-j", "list", "set", "bridge", "cnikit_macspoof", "checked"]).stdout;
+    expect(checked()).toContain(ra.interfaces[1].name);
+    expect(cnikit(["del", "spoof", a]).code).toBe(0);
+    expect(checked()).not.toContain(ra.interfaces[1].name);
+    expect(checked()).toContain(rb.interfaces[1].name);
+    expect(cnikit(["del", "spoof", b]).code).toBe(0);
+    expect(checked()).not.toContain(rb.interfaces[1].name);
+  });
+
   test("DEL succeeds twice and with the netns gone; nothing is left", () => {
     netconf("gone", `${prefix}g`, {}, [[{ subnet: "10.83.0.0/24" }]]);
     const p = ns.add("g");
@@ -158,10 +183,10 @@ describe("bridge + host-local", () => {
     expect(reservations("gone")).toEqual([]);
   });
 
-  test("a refused config leaves no state: macspoofchk (until its rules exist), bad mtu, vlan, unknown IPAM", () => {
+  test("a refused config leaves no state: vlanTrunk, bad ipMasq, bad mtu, vlan, unknown IPAM", () => {
     const p = ns.add("x");
     for (const [extra, code] of [
-      [{ macspoofchk: true }, 2],
+      [{ vlanTrunk: [{ id: 5 }] }, 2],
       [{ ipMasq: "yes" }, 7],
       [{ mtu: 12 }, 7],
       [{ vlan: 100 }, 2],
