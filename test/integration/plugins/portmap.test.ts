@@ -3,7 +3,7 @@
  * `cnikit add/check/del`: TCP and UDP host ports reach a pod from another pod, from the host
  * (its own addresses and 127.0.0.1), from outside and from the pod itself; a mapping bound to a
  * hostIP answers there only; a host port already taken fails the ADD whole; DEL without
- * runtimeConfig leaves no element and no conntrack entry; 20 pods at once; IPv6.
+ * runtimeConfig leaves no element and no conntrack entry; 50 pods at once; IPv6.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -211,11 +211,11 @@ describe("portmap", () => {
     expect(cnikit(["del", "pm", e]).code).toBe(0);
   }, 60_000);
 
-  test("20 pods with their own host ports, ADDed at once, all reachable, then all DELed", async () => {
+  test("50 pods with their own host ports, ADDed at once, all reachable, then all DELed", async () => {
     // no table yet: the concurrent ADDs race to create it, exactly once
     run(["nft", "delete", "table", "inet", "cnikit_portmap"]);
     expect(table()).toBe("");
-    const pods = Array.from({ length: 20 }, (_, i) => ns.add(`m${i}`));
+    const pods = Array.from({ length: 50 }, (_, i) => ns.add(`m${i}`));
     const spawnAll = (verb: string, withPorts: boolean) => Promise.all(pods.map(async (p, i) => {
       const proc = Bun.spawn([CNIKIT, verb, "pm", p], {
         env: env(withPorts ? { portMappings: [pm(9000 + i, 80), pm(9100 + i, 81, "udp")] } : undefined) as Record<string, string>,
