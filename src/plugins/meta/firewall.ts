@@ -1,0 +1,276 @@
+/**
+ * firewall over nftables, per-pod state as set elements in one long-lived table `inet
+ * cnikit_firewall` (forward hook, priority 0, policy accept):
+ *   1. connections already established (or related) pass;
+ *   2. connections DNATed to a pod (hostPorts) pass;
+ *   3. `ingressPolicy: "isolated"`: nothing else may open a connection to the pod;
+ *   4. `ingressPolicy: "same-bridge"`: traffic from one same-bridge network's bridge to another's
+ *      is dropped (the reference's CNI-ISOLATION stages), per bridge pair;
+ *   5. pod traffic is accepted (the reference's CNI-FORWARD accepts).
+ * Note on 5: in nftables an accept ends only this table's verdict; a drop in another table (an
+ * iptables-nft FORWARD DROP policy, say) still applies. The per-attachment record
+ * `<dataDir>/<network>/<cid>_<ifname>.json` lets DEL and GC find the elements.
+ */
+
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { isExists, isNotFound } from "../../netlink/error.ts";
+import { NftConn } from "../../nft/conn.ts";
+import type { Expr } from "../../nft/expr.ts";
+import { concatRegs, reg32 } from "../../nft/registers.ts";
+import { Transaction } from "../../nft/transaction.ts";
+import { ifname, ipv4, ipv6, mark } from "../../nft/value.ts";
+import { verdict } from "../../nft/verdict.ts";
+import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
+import type { NetConf } from "../../spec/netconf.ts";
+import type { Result } from "../../spec/result.ts";
+
+/** The table cnikit's firewall lives in, and its default record directory. */
+export const FIREWALL_TABLE = "cnikit_firewall";
+export const DEFAULT_DATA_DIR = "/var/lib/cni/cnikit-firewall";
+const IPS_DST_NAT = 0x20;
+const CT_ESTABLISHED_RELATED = 2 | 4;
+
+/** The firewall's settings. */
+export interface FirewallConf {
+  ingressPolicy: "open" | "same-bridge" | "isolated";
+  dataDir: string;
+}
+
+/** What ADD put in the table for one attachment. */
+interface Record_ {
+  ips: string[];
+  isolated: boolean;
+  bridge?: string;
+}
+
+const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `firewall: ${msg}`);
+
+/** Parse the config; `backend` is accepted ("iptables", "firewalld", "nftables": cnikit uses nftables). */
+export function parseFirewallConf(conf: NetConf): FirewallConf {
+  const policy = conf.ingressPolicy ?? "open";
+  if (policy !== "open" && policy !== "same-bridge" && policy !== "isolated" && policy !== "") {
+    throw invalid(`invalid ingressPolicy ${JSON.stringify(policy)} (open, same-bridge or isolated)`);
+  }
+  const backend = conf.backend;
+  if (backend !== undefined && !["iptables", "firewalld", "nftables", ""].includes(backend as string)) {
+    throw invalid(`invalid backend ${JSON.stringify(backend)}`);
+  }
+  const dataDir = typeof conf.dataDir === "string" && conf.dataDir ? conf.dataDir : DEFAULT_DATA_DIR;
+  return { ingressPolicy: (policy || "open") as FirewallConf["ingressPolicy"], dataDir };
+}
+
+const v6 = (ip: string) => ip.includes(":");
+const addrOf = (cidr: string) => cidr.split("/")[0]!;
+const enc = (ip: string) => (v6(ip) ? ipv6(ip) : ipv4(ip));
+
+function family(v: 4 | 6): Expr[] {
+  return [
+    { kind: "meta", key: "nfproto", dreg: 1 },
+    { kind: "cmp", op: "eq", sreg: 1, data: Uint8Array.of(v === 4 ? 2 : 10) },
+  ];
+}
+
+function setup(): Transaction {
+  const tx = new Transaction({ family: "inet", table: FIREWALL_TABLE });
+  tx.create({ kind: "table" });
+  tx.add({ kind: "chain", name: "forward", type: "filter", hook: "forward", priority: 0 });
+  for (const v of [4, 6] as const) {
+    tx.add({ kind: "set", name: `pods${v}`, key: v === 4 ? "ipv4_addr" : "ipv6_addr" });
+    tx.add({ kind: "set", name: `isolated${v}`, key: v === 4 ? "ipv4_addr" : "ipv6_addr" });
+  }
+  tx.add({ kind: "set", name: "crossbridge", key: ["ifname", "ifname"] });
+  tx.add({ kind: "set", name: "samebridges", key: "ifname" });
+  const ctBits = (bits: number, key: "state" | "status"): Expr[] => [
+    { kind: "ct", key, dreg: 1 },
+    { kind: "bitwise", sreg: 1, dreg: 1, len: 4, mask: mark(bits), xor: mark(0) },
+    { kind: "cmp", op: "neq", sreg: 1, data: mark(0) },
+  ];
+  tx.add({ kind: "rule", chain: "forward", exprs: [...ctBits(CT_ESTABLISHED_RELATED, "state"), { kind: "immediate", verdict: verdict.accept }] });
+  tx.add({ kind: "rule", chain: "forward", exprs: [...ctBits(IPS_DST_NAT, "status"), { kind: "immediate", verdict: verdict.accept }] });
+  for (const v of [4, 6] as const) {
+    const len = v === 4 ? 4 : 16;
+    const daddr = v === 4 ? 16 : 24;
+    tx.add({
+      kind: "rule", chain: "forward",
+      exprs: [...family(v), { kind: "payload", base: "network", offset: daddr, len, dreg: 1 }, { kind: "lookup", set: `isolated${v}`, sreg: 1 }, { kind: "counter" }, { kind: "immediate", verdict: verdict.drop }],
+    });
+  }
+  const [a, b] = concatRegs(reg32(0), [16, 16]);
+  tx.add({
+    kind: "rule", chain: "forward",
+    exprs: [
+      { kind: "meta", key: "iifname", dreg: a! },
+      { kind: "meta", key: "oifname", dreg: b! },
+      { kind: "lookup", set: "crossbridge", sreg: a! },
+      { kind: "counter" },
+      { kind: "immediate", verdict: verdict.drop },
+    ],
+  });
+  for (const v of [4, 6] as const) {
+    const len = v === 4 ? 4 : 16;
+    for (const off of v === 4 ? [12, 16] : [8, 24]) {
+      tx.add({
+        kind: "rule", chain: "forward",
+        exprs: [...family(v), { kind: "payload", base: "network", offset: off, len, dreg: 1 }, { kind: "lookup", set: `pods${v}`, sreg: 1 }, { kind: "immediate", verdict: verdict.accept }],
+      });
+    }
+  }
+  return tx;
+}
+
+function open(): NftConn {
+  const conn = NftConn.open();
+  if (!conn.getTable("inet", FIREWALL_TABLE)) {
+    try {
+      conn.apply(setup());
+    } catch (e) {
+      if (!isExists(e)) throw e; // another ADD created it first
+    }
+  }
+  return conn;
+}
+
+function recordDir(conf: FirewallConf, network: string): string {
+  return join(conf.dataDir, network);
+}
+
+function recordFile(conf: FirewallConf, args: CmdArgs): string {
+  return join(recordDir(conf, args.config.name ?? ""), `${args.containerId}_${args.ifName}.json`);
+}
+
+/** The pod's addresses and bridge from prevResult (the bridge: an interface without sandbox that has no peer role). */
+function fromPrev(prev: Result, ifName: string): { ips: string[]; bridge?: string } {
+  const ci = (prev.interfaces ?? []).findIndex((i) => i.name === ifName && i.sandbox);
+  const ips = (prev.ips ?? []).filter((ip) => ip.interface === undefined || ci < 0 || ip.interface === ci).map((ip) => addrOf(ip.address));
+  const ifs = prev.interfaces ?? [];
+  // bridge results list [bridge, host veth, pod]: the first interface without a sandbox
+  const bridge = ifs.length >= 3 && !ifs[0]!.sandbox ? ifs[0]!.name : undefined;
+  return bridge ? { ips, bridge } : { ips };
+}
+
+function podElements(rec: Record_) {
+  const out: Array<{ kind: "element"; set: string; key: Uint8Array }> = [];
+  for (const ip of rec.ips) {
+    const v = v6(ip) ? 6 : 4;
+    out.push({ kind: "element", set: `pods${v}`, key: enc(ip) });
+    if (rec.isolated) out.push({ kind: "element", set: `isolated${v}`, key: enc(ip) });
+  }
+  return out;
+}
+
+function remove(conn: NftConn, rec: Record_): void {
+  for (const el of podElements(rec)) {
+    try {
+      conn.apply(new Transaction({ family: "inet", table: FIREWALL_TABLE }).delete(el));
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+  }
+}
+
+async function add(args: CmdArgs): Promise<Result> {
+  const conf = parseFirewallConf(args.config);
+  const prev = args.prevResult;
+  if (!prev) throw invalid("required prevResult missing (firewall is a chained plugin)");
+  const { ips, bridge } = fromPrev(prev, args.ifName);
+  if (ips.length === 0) throw invalid(`no IP addresses for ${args.ifName} in prevResult`);
+  const rec: Record_ = { ips, isolated: conf.ingressPolicy === "isolated", ...(bridge ? { bridge } : {}) };
+  const conn = open();
+  try {
+    const tx = new Transaction({ family: "inet", table: FIREWALL_TABLE });
+    for (const el of podElements(rec)) tx.add(el);
+    if (conf.ingressPolicy === "same-bridge") {
+      if (!bridge) throw invalid("ingressPolicy same-bridge needs a bridge in prevResult");
+      // every other same-bridge network's bridge: no traffic between them, in either direction
+      const others = conn.listElements("inet", FIREWALL_TABLE, "samebridges")
+        .map((e) => new TextDecoder().decode(e.key.subarray(0, 16)).replace(/\0.*$/s, ""))
+        .filter((n) => n && n !== bridge);
+      for (const o of others) {
+        tx.add({ kind: "element", set: "crossbridge", key: [ifname(bridge), ifname(o)] });
+        tx.add({ kind: "element", set: "crossbridge", key: [ifname(o), ifname(bridge)] });
+      }
+      tx.add({ kind: "element", set: "samebridges", key: ifname(bridge) });
+    }
+    conn.apply(tx);
+    mkdirSync(recordDir(conf, args.config.name ?? ""), { recursive: true, mode: 0o700 });
+    writeFileSync(recordFile(conf, args), JSON.stringify(rec), { mode: 0o600 });
+  } catch (e) {
+    remove(conn, rec);
+    throw e;
+  } finally {
+    conn.close();
+  }
+  return structuredClone(prev);
+}
+
+function readRecord(file: string): Record_ | undefined {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Record_;
+  } catch {
+    return undefined;
+  }
+}
+
+async function del(args: CmdArgs): Promise<void> {
+  const conf = parseFirewallConf(args.config);
+  const file = recordFile(conf, args);
+  const rec = readRecord(file) ?? (args.prevResult ? { ...fromPrev(args.prevResult, args.ifName), isolated: true } : undefined);
+  if (rec) {
+    const conn = NftConn.open();
+    try {
+      if (conn.getTable("inet", FIREWALL_TABLE)) remove(conn, rec);
+    } finally {
+      conn.close();
+    }
+  }
+  rmSync(file, { force: true });
+}
+
+async function check(args: CmdArgs): Promise<void> {
+  const conf = parseFirewallConf(args.config);
+  if (!args.prevResult) throw invalid("required prevResult missing");
+  const { ips } = fromPrev(args.prevResult, args.ifName);
+  const conn = NftConn.open();
+  try {
+    if (!conn.getTable("inet", FIREWALL_TABLE)) throw new CniError(ErrorCode.Internal, "firewall: table inet cnikit_firewall is missing");
+    for (const ip of ips) {
+      const v = v6(ip) ? 6 : 4;
+      const has = (set: string) => conn.listElements("inet", FIREWALL_TABLE, set).some((e) => Buffer.from(e.key).equals(Buffer.from(enc(ip))));
+      if (!has(`pods${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not accepted in forwarding`);
+      if (conf.ingressPolicy === "isolated" && !has(`isolated${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not isolated`);
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+/** GC: drop the elements of this network's attachments that are not in the valid list. */
+async function gc(args: CmdArgs): Promise<void> {
+  const conf = parseFirewallConf(args.config);
+  const valid = new Set((args.validAttachments ?? []).map((a) => `${a.containerID}_${a.ifname}.json`));
+  const dir = recordDir(conf, args.config.name ?? "");
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith(".json"));
+  } catch {
+    return;
+  }
+  const conn = NftConn.open();
+  try {
+    const hasTable = Boolean(conn.getTable("inet", FIREWALL_TABLE));
+    for (const n of names) {
+      if (valid.has(n)) continue;
+      const rec = readRecord(join(dir, n));
+      if (rec && hasTable) remove(conn, rec);
+      rmSync(join(dir, n), { force: true });
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+/** The firewall plugin. */
+export const firewall: Plugin = { add, del, check, gc };
+export default firewall;
