@@ -1,7 +1,7 @@
 /**
- * The meta-plugin chain a pod typically gets (bridge + host-local with ipMasq, portmap, bandwidth,
+ * The chain a pod typically gets (bridge + host-local with ipMasq, portmap, firewall, bandwidth,
  * tuning), each plugin run as its own process as a runtime does, cnikit against the reference in
- * one run (interleaved). firewall is left out until cnikit has one. Target (issue 4): 0.3x.
+ * one run (interleaved). Target (issue 4): 0.3x.
  */
 
 import { join } from "node:path";
@@ -26,6 +26,7 @@ function list(side: string) {
       { type: "bridge", bridge: `${tag}${side[0]}`, isGateway: true, ipMasq: true, hairpinMode: true,
         ipam: { type: "host-local", ranges: [[{ subnet: side === "cnikit" ? "10.125.0.0/16" : "10.126.0.0/16" }]], dataDir: join(data, side) } },
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
+      { type: "firewall", backend: "iptables" },
       { type: "bandwidth", ingressRate: 100_000_000, ingressBurst: 1_000_000, egressRate: 100_000_000, egressBurst: 1_000_000 },
       { type: "tuning", sysctl: { "net.ipv4.conf.IFNAME.rp_filter": "0" } },
     ],
@@ -70,7 +71,7 @@ try {
   rmSync(data, { recursive: true, force: true });
   dirs.remove();
 }
-const ok = report(`bridge(ipMasq) + host-local, portmap, bandwidth, tuning: ${ITER} pods, each plugin a process`, [
+const ok = report(`bridge(ipMasq) + host-local, portmap, firewall, bandwidth, tuning: ${ITER} pods, each plugin a process`, [
   { what: "chain ADD", cnikit: add.cnikit!, reference: add.reference!, target: 0.3 },
   { what: "chain DEL", cnikit: del.cnikit!, reference: del.reference!, target: 0.3 },
 ]);
