@@ -19,6 +19,7 @@ export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
   tuning: async () => (await import("./plugins/meta/tuning.ts")).default,
   sbr: async () => (await import("./plugins/meta/sbr.ts")).default,
   firewall: async () => (await import("./plugins/meta/firewall.ts")).default,
+  overlay: async () => (await import("./plugins/main/overlay.ts")).default,
   bandwidth: async () => (await import("./plugins/meta/bandwidth.ts")).default,
   portmap: async () => (await import("./plugins/meta/portmap.ts")).default,
 };
