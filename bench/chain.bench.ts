@@ -26,9 +26,9 @@ function list(side: string) {
       { type: "bridge", bridge: `${tag}${side[0]}`, isGateway: true, ipMasq: true, hairpinMode: true,
         ipam: { type: "host-local", ranges: [[{ subnet: side === "cnikit" ? "10.125.0.0/16" : "10.126.0.0/16" }]], dataDir: join(data, side) } },
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
-      { type: "firewall", backend: "iptables" },
+      { type: "firewall", backend: "iptables", dataDir: join(data, `firewall-${side}`) },
       { type: "bandwidth", ingressRate: 100_000_000, ingressBurst: 1_000_000, egressRate: 100_000_000, egressBurst: 1_000_000 },
-      { type: "tuning", sysctl: { "net.ipv4.conf.IFNAME.rp_filter": "0" } },
+      { type: "tuning", sysctl: { "net.ipv4.conf.IFNAME.rp_filter": "0" }, dataDir: join(data, `tuning-${side}`) },
     ],
   });
 }

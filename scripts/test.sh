@@ -10,6 +10,11 @@ OUT=.test-out
 export CNIKIT_HOST_NETNS_INO=$(stat -L -c %i /proc/self/ns/net)
 rm -rf "$OUT" && mkdir -p "$OUT"
 
+# state paths of the machine that no test may create (plugins default to them)
+GUARDED=(/var/lib/cni /run/cni /run/flannel /etc/cni/net.d/10-cnikit.conflist)
+before=()
+for p in "${GUARDED[@]}"; do [ -e "$p" ] && before+=("$p"); done
+
 echo "== build" >&2
 $BUN run build >&2 || { echo "build failed" >&2; echo "0 passed, 1 failed"; exit 1; }
 
@@ -34,6 +39,13 @@ if [ -d test/integration ]; then
     fi
   done < <(find test/integration -name '*.test.ts' | sort)
 fi
+
+for p in "${GUARDED[@]}"; do
+  if [ -e "$p" ] && [[ ! " ${before[*]} " == *" $p "* ]]; then
+    echo "a test created $p on the machine: state must live under a temporary folder" >&2
+    echo "$p" >> "$OUT/exit-machine-state"
+  fi
+done
 
 summary=$($BUN scripts/summary.ts "$OUT")
 echo "$summary"

@@ -58,13 +58,17 @@ export function delegateConfig(args: { name: string; cniVersion: string }, env: 
   if (env.ipv6Subnet) ranges.push([{ subnet: netOf(env.ipv6Subnet) }]);
   if (env.network) routes.push({ dst: env.network });
   if (env.ipv6Network) routes.push({ dst: env.ipv6Network });
+  const ipam = { type: "host-local", ranges, ...(routes.length > 0 ? { routes } : {}) };
   const out: Record<string, unknown> = {
     type: "bridge",
     isGateway: true,
     ipMasq: !env.ipMasq,
     ...(env.mtu ? { mtu: env.mtu } : {}),
-    ipam: { type: "host-local", ranges, ...(routes.length > 0 ? { routes } : {}) },
     ...delegate,
+    // a delegate ipam object refines the generated one (dataDir, say) unless it names a type of its own
+    ipam: typeof delegate.ipam === "object" && delegate.ipam !== null && !(delegate.ipam as { type?: unknown }).type
+      ? { ...ipam, ...(delegate.ipam as Record<string, unknown>) }
+      : (delegate.ipam ?? ipam),
   };
   out.name = args.name;
   out.cniVersion = args.cniVersion;

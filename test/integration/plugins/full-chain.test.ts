@@ -31,9 +31,9 @@ const conflist = {
     { type: "bridge", bridge, isGateway: true, ipMasq: true, hairpinMode: true,
       ipam: { type: "host-local", subnet: "10.96.0.0/24", routes: [{ dst: "0.0.0.0/0" }], dataDir: join(tmp.path, "ipam") } },
     { type: "portmap", capabilities: { portMappings: true }, snat: true },
-    { type: "firewall", backend: "iptables" },
+    { type: "firewall", backend: "iptables", dataDir: join(tmp.path, "firewall") },
     { type: "bandwidth", capabilities: { bandwidth: true } },
-    { type: "tuning", sysctl: { "net.core.somaxconn": "500" } },
+    { type: "tuning", sysctl: { "net.core.somaxconn": "500" }, dataDir: join(tmp.path, "tuning") },
   ],
 };
 const env = (caps?: unknown) => ({

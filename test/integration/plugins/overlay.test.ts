@@ -36,7 +36,7 @@ beforeAll(() => {
   writeFileSync(join(confDir, "10-overlay.conflist"), JSON.stringify({
     cniVersion: "1.1.0",
     name: "cluster",
-    plugins: [{ type: "overlay", subnetFile, dataDir, subnetFileWaitMs: 1500, delegate: { bridge, hairpinMode: true, ipam: undefined } }],
+    plugins: [{ type: "overlay", subnetFile, dataDir, subnetFileWaitMs: 1500, delegate: { bridge, hairpinMode: true, ipam: { dataDir: join(tmp.path, "ipam") } } }],
   }));
 });
 afterAll(() => {
