@@ -1,0 +1,153 @@
+/**
+ * The agent's view of etcd (v3, through the `etcd3` client, loaded lazily): the network config at
+ * `<prefix>/config`, subnet leases under `<prefix>/subnets/` taken with a compare-and-create
+ * transaction attached to an etcd lease (kept alive by the client), and a watch on them.
+ */
+
+import { readFileSync } from "node:fs";
+import type { Etcd3, Lease } from "etcd3";
+import { CniError, ErrorCode } from "../spec/error.ts";
+import { formatCIDR, type IPNet } from "../spec/ip.ts";
+import { decodeLease, encodeLease, leaseKey, subnetOfKey, type LeaseAttrs } from "./lease.ts";
+import { parseNetworkConfig, type NetworkConfig } from "./netconfig.ts";
+
+/** How to reach etcd. */
+export interface EtcdOptions {
+  endpoints: string[];
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  username?: string;
+  password?: string;
+  /** Per-call deadline in ms (default 5000). */
+  timeoutMs?: number;
+}
+
+/** A lease as listed. */
+export interface SubnetLease {
+  key: string;
+  subnet: IPNet;
+  attrs: LeaseAttrs;
+}
+
+/** Open an etcd client (TLS client certificates and username/password when given). */
+export async function connectEtcd(opts: EtcdOptions): Promise<Etcd3> {
+  const { Etcd3 } = await import("etcd3");
+  const o: Record<string, unknown> = { hosts: opts.endpoints, dialTimeout: opts.timeoutMs ?? 5000, defaultCallOptions: () => ({ deadline: Date.now() + (opts.timeoutMs ?? 5000) }) };
+  if (opts.caFile) {
+    o.credentials = {
+      rootCertificate: readFileSync(opts.caFile),
+      ...(opts.keyFile ? { privateKey: readFileSync(opts.keyFile) } : {}),
+      ...(opts.certFile ? { certChain: readFileSync(opts.certFile) } : {}),
+    };
+  }
+  if (opts.username) o.auth = { username: opts.username, password: opts.password ?? "" };
+  return new Etcd3(o as unknown as ConstructorParameters<typeof Etcd3>[0]);
+}
+
+/** Leases and config of one network prefix. */
+export class LeaseStore {
+  private lease: Lease | undefined;
+
+  constructor(
+    readonly client: Etcd3,
+    readonly prefix: string,
+  ) {}
+
+  /** The network config; a clear error when it is missing. */
+  async getConfig(): Promise<NetworkConfig> {
+    const text = await this.client.get(`${this.prefix}/config`).string();
+    if (text === null) {
+      throw new CniError(ErrorCode.TryAgainLater, `no network config at ${this.prefix}/config in etcd (put one, e.g. {"Network":"10.244.0.0/16"})`);
+    }
+    return parseNetworkConfig(text);
+  }
+
+  /** Every lease under the prefix (values that do not parse are skipped). */
+  async listLeases(): Promise<SubnetLease[]> {
+    const all = await this.client.getAll().prefix(`${this.prefix}/subnets/`).strings();
+    const out: SubnetLease[] = [];
+    for (const [key, value] of Object.entries(all)) {
+      const subnet = subnetOfKey(this.prefix, key);
+      if (!subnet) continue;
+      try {
+        out.push({ key, subnet, attrs: decodeLease(value) });
+      } catch {
+        // a foreign or broken value: not a peer we can program
+      }
+    }
+    return out;
+  }
+
+  private async etcdLease(ttlSec: number): Promise<string> {
+    if (!this.lease) {
+      this.lease = this.client.lease(ttlSec, { autoKeepAlive: true });
+      this.lease.on("lost", () => {
+        this.lease = undefined; // the next write takes a new one
+      });
+    }
+    return await this.lease.grant();
+  }
+
+  /** Take `subnet` if nobody holds it (compare-and-create); true when it is ours now. */
+  async acquire(subnet: IPNet, attrs: LeaseAttrs, ttlSec: number): Promise<boolean> {
+    const key = leaseKey(this.prefix, subnet);
+    const id = await this.etcdLease(ttlSec);
+    const res = await this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(encodeLease(attrs)).lease(id)).commit();
+    return res.succeeded;
+  }
+
+  /** Rewrite our own lease (same subnet) with new attributes and our current etcd lease. */
+  async renew(subnet: IPNet, attrs: LeaseAttrs, ttlSec: number): Promise<void> {
+    const id = await this.etcdLease(ttlSec);
+    await this.client.put(leaseKey(this.prefix, subnet)).value(encodeLease(attrs)).lease(id);
+  }
+
+  /** Watch the leases; returns a function that stops the watch. */
+  async watch(handlers: {
+    put: (l: SubnetLease) => void;
+    del: (subnet: IPNet) => void;
+    reconnected: () => void;
+    error: (e: Error) => void;
+  }): Promise<() => Promise<void>> {
+    const w = await this.client.watch().prefix(`${this.prefix}/subnets/`).create();
+    let lost = false;
+    w.on("put", (kv) => {
+      const key = kv.key.toString();
+      const subnet = subnetOfKey(this.prefix, key);
+      if (!subnet) return;
+      try {
+        handlers.put({ key, subnet, attrs: decodeLease(kv.value.toString()) });
+      } catch (e) {
+        handlers.error(e as Error);
+      }
+    });
+    w.on("delete", (kv) => {
+      const subnet = subnetOfKey(this.prefix, kv.key.toString());
+      if (subnet) handlers.del(subnet);
+    });
+    w.on("disconnected", (e) => {
+      lost = true;
+      handlers.error(e);
+    });
+    w.on("error", (e) => handlers.error(e));
+    w.on("connected", () => {
+      if (lost) {
+        lost = false;
+        handlers.reconnected(); // events may have been missed (or compacted): resync from a full read
+      }
+    });
+    return async () => {
+      await w.cancel();
+    };
+  }
+
+  /** Close the client (the etcd lease is left to expire, so a restart can take it back). */
+  close(): void {
+    this.lease?.release();
+    this.client.close();
+  }
+}
+
+/** "10.244.3.0/24" for a subnet. */
+export const subnetString = (s: IPNet): string => formatCIDR(s);
