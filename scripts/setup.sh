@@ -22,6 +22,7 @@ declare -A NEED=(
   [iptables]=iptables
   [podman]=podman
   [runc]=runc
+  [etcd]=etcd-server
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -32,8 +32,21 @@ export interface SubnetLease {
 
 /** Open an etcd client (TLS client certificates and username/password when given). */
 export async function connectEtcd(opts: EtcdOptions): Promise<Etcd3> {
-  const { Etcd3 } = await import("etcd3");
-  const o: Record<string, unknown> = { hosts: opts.endpoints, dialTimeout: opts.timeoutMs ?? 5000, defaultCallOptions: () => ({ deadline: Date.now() + (opts.timeoutMs ?? 5000) }) };
+  const { Etcd3, isRecoverableError } = await import("etcd3");
+  const { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } = await import("cockatiel");
+  const o: Record<string, unknown> = {
+    hosts: opts.endpoints,
+    dialTimeout: opts.timeoutMs ?? 5000,
+    // a deadline on each call, not on the watch stream (which would be cut every few seconds)
+    defaultCallOptions: (ctx: { isStream: boolean }) => (ctx.isStream ? {} : { deadline: Date.now() + (opts.timeoutMs ?? 5000) }),
+    // the client's defaults wait up to 30 s before a lost watch is tried again and keep a failed
+    // host shut for 5 s; an agent wants its peers back within a second or two of etcd returning
+    faultHandling: {
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
+      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }),
+    },
+  };
   if (opts.caFile) {
     o.credentials = {
       rootCertificate: readFileSync(opts.caFile),
@@ -108,6 +121,8 @@ export class LeaseStore {
     put: (l: SubnetLease) => void;
     del: (subnet: IPNet) => void;
     reconnected: () => void;
+    /** The server canceled the watch (its revision was compacted away): it is dead, start anew. */
+    canceled: (e: Error) => void;
     error: (e: Error) => void;
   }): Promise<() => Promise<void>> {
     const w = await this.client.watch().prefix(`${this.prefix}/subnets/`).create();
@@ -130,7 +145,7 @@ export class LeaseStore {
       lost = true;
       handlers.error(e);
     });
-    w.on("error", (e) => handlers.error(e));
+    w.on("error", (e) => (/Watcher canceled/i.test(e.message) ? handlers.canceled(e) : handlers.error(e)));
     w.on("connected", () => {
       if (lost) {
         lost = false;

@@ -1,5 +1,6 @@
 /** The `cnikit` command: dispatch to its subcommands, `--help` everywhere. */
 
+import { agentCommand } from "./agent.ts";
 import { demoCommand, echoServer } from "./demo.ts";
 import { installCommand } from "./install.ts";
 import { networkCommand } from "./network.ts";
@@ -22,6 +23,9 @@ Set-up:
   install --bin-dir DIR   install the binary and link every plugin type beside it
   demo                    show cnikit at work in namespaces of its own, then clean up
 
+Multi-node:
+  agent                   lease this node's subnet in etcd and route to the other nodes
+
 Every command takes --help.
 `;
 
@@ -36,6 +40,7 @@ const COMMANDS: Record<string, Command> = {
   version: (a) => versionCommand(a),
   install: (a) => installCommand(a),
   demo: (a) => demoCommand(a),
+  agent: (a) => agentCommand(a),
   "__echo-server": (a) => echoServer(a),
 };
 

@@ -1,0 +1,66 @@
+/**
+ * How the agent reaches other nodes' subnets. A backend sets up what this node needs once
+ * (`setup`), then programs and removes one peer (another node's lease) at a time. Every route a
+ * backend adds carries the protocol `RTPROT_CNIKIT` (peer-routes.ts), so after a restart it finds what it
+ * programmed before and a resync can remove peers whose lease went away meanwhile.
+ */
+
+import type { NetlinkConn } from "../netlink/conn.ts";
+import { CniError, ErrorCode } from "../spec/error.ts";
+import { HostGwBackend } from "./backend-hostgw.ts";
+import { VxlanBackend } from "./backend-vxlan.ts";
+
+/** Another node, as its lease describes it. */
+export interface Peer {
+  /** Its subnet, "10.244.3.0/24". */
+  subnet: string;
+  /** The address it is reached at on the underlay. */
+  publicIP: string;
+  /** vxlan: its VTEP's MAC. */
+  vtepMAC?: string;
+}
+
+/** What `setup` hands back: data for our own lease, and the MTU pods should use. */
+export interface BackendSetup {
+  backendData: Record<string, unknown>;
+  mtu: number;
+}
+
+/** A backend. */
+export interface Backend {
+  readonly type: "vxlan" | "host-gw";
+  /** Prepare this node (idempotent; keeps what an earlier run set up when it still fits). */
+  setup(): BackendSetup;
+  /** Program (or re-program, when its lease changed) a peer; rolled back when a step fails. */
+  addPeer(p: Peer): void;
+  /** Remove a peer's routes and entries (only its subnet is needed). */
+  removePeer(p: Pick<Peer, "subnet">): void;
+  /** Subnets currently programmed. */
+  programmedSubnets(): string[];
+}
+
+/** What a backend is built from. */
+export interface BackendOptions {
+  conn: NetlinkConn;
+  /** This node's subnet, "10.244.1.0/24". */
+  localSubnet: string;
+  /** This node's underlay address. */
+  publicIP: string;
+  /** The underlay interface. */
+  underlay: string;
+  /** vxlan: VNI (default 1), UDP port (default 8472), device MTU (default underlay MTU - 50). */
+  vni?: number;
+  port?: number;
+  mtu?: number;
+  /** vxlan: plain routes to peers on the same underlay subnet. */
+  directRouting?: boolean;
+  /** vxlan: device name (default `cnikit.<VNI>`). */
+  deviceName?: string;
+}
+
+/** Build the backend a network config names. */
+export function createBackend(type: string, o: BackendOptions): Backend {
+  if (type === "vxlan") return new VxlanBackend(o);
+  if (type === "host-gw") return new HostGwBackend(o);
+  throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: backend type ${JSON.stringify(type)} is not supported (vxlan, host-gw)`);
+}

@@ -1,0 +1,26 @@
+/** The agent's routes to other nodes' subnets, told apart from everything else by their protocol. */
+
+import type { NetlinkConn } from "../netlink/conn.ts";
+import { addRoute, deleteRoute, listRoutes, type Route, type RouteSpec } from "../net/route.ts";
+
+/** Route protocol of the agent's routes (not used by any routing daemon iproute2 knows). */
+export const RTPROT_CNIKIT = 210;
+
+/** The agent's IPv4 routes in the main table, by destination. */
+export function agentRoutes(conn: NetlinkConn): Map<string, Route> {
+  const out = new Map<string, Route>();
+  for (const r of listRoutes(conn, { family: 4 })) if (r.protocol === RTPROT_CNIKIT) out.set(r.dst, r);
+  return out;
+}
+
+/** Add or replace a route of the agent's. */
+export function setAgentRoute(conn: NetlinkConn, spec: Omit<RouteSpec, "protocol">): void {
+  addRoute(conn, { ...spec, protocol: RTPROT_CNIKIT }, { replace: true });
+}
+
+/** Remove the agent's route to `dst` (only when it is the agent's); false when there was none. */
+export function deleteAgentRoute(conn: NetlinkConn, dst: string): boolean {
+  const r = agentRoutes(conn).get(dst);
+  if (!r) return false;
+  return deleteRoute(conn, { dst, ...(r.oif !== undefined ? { link: r.oif } : {}), ...(r.gateway ? { gateway: r.gateway } : {}) });
+}
