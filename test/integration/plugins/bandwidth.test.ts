@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { measureThroughput } from "../../support/tcp.ts";
 import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
 
 assertPrivateNetns();
@@ -22,7 +23,6 @@ const refBin = join(tmp.path, "refbin");
 const confDir = join(tmp.path, "net.d");
 const cacheDir = join(tmp.path, "cache");
 const ipamDir = join(tmp.path, "ipam");
-const tool = join(tmp.path, "bwtool.ts");
 const bridges: string[] = [];
 
 const INGRESS = 100_000_000; // bits/s, traffic to the pod
@@ -49,70 +49,12 @@ const qdiscs = (dev?: string) => JSON.parse(must(["tc", "-j", "qdisc", "show", .
 const ifbs = () => JSON.parse(must(["ip", "-j", "link", "show", "type", "ifb"])) as Json[];
 const shaping = () => qdiscs().filter((q) => q.kind === "tbf" || q.kind === "ingress");
 
-// A TCP sender / receiver: "recv PORT" prints "ready", then the receiving rate (bits/s, measured
-// after a 300 ms warm-up) once the sender closes; "send HOST PORT MS" writes for MS milliseconds.
-const TOOL = `
-import net from "node:net";
-const [mode, a, b, c] = process.argv.slice(2);
-if (mode === "recv") {
-  const srv = net.createServer((s) => {
-    let t0 = 0, tw = 0, bytes = 0, last = 0;
-    s.on("data", (d) => {
-      const now = performance.now();
-      if (!t0) t0 = now;
-      if (now - t0 >= 300) { if (!tw) tw = now; else bytes += d.length; }
-      last = now;
-    });
-    s.on("close", () => { console.log(String(tw && last > tw ? (bytes * 8) / ((last - tw) / 1000) : 0)); process.exit(0); });
-  });
-  srv.listen(Number(a), "0.0.0.0", () => console.log("ready"));
-  setTimeout(() => { console.log("0"); process.exit(2); }, 20000);
-} else {
-  const chunk = new Uint8Array(65536);
-  const s = net.connect(Number(b), a, () => {
-    const end = performance.now() + Number(c);
-    const pump = () => {
-      while (performance.now() < end) { if (!s.write(chunk)) { s.once("drain", pump); return; } }
-      s.end();
-    };
-    pump();
-  });
-  s.on("error", (e) => { console.error(String(e)); process.exit(1); });
-  s.on("close", () => process.exit(0));
-}
-`;
-
-/** Send for `ms` from `from` to `to` (netns paths, "" for this namespace); the received rate in bits/s. */
-async function measure(from: string, to: string, toIp: string, port: number, ms = 2500): Promise<number> {
-  const inNs = (netns: string, cmd: string[]) => (netns ? ["nsenter", `--net=${netns}`, ...cmd] : cmd);
-  const recv = Bun.spawn(inNs(to, [process.execPath, tool, "recv", String(port)]), { stdout: "pipe", stderr: "pipe" });
-  const reader = recv.stdout.getReader();
-  const dec = new TextDecoder();
-  let out = "";
-  while (!out.includes("ready\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`receiver died: ${await new Response(recv.stderr).text()}`);
-    out += dec.decode(value);
-  }
-  const send = Bun.spawn(inNs(from, [process.execPath, tool, "send", toIp, String(port), String(ms)]), { stdout: "ignore", stderr: "pipe" });
-  const sendCode = await send.exited;
-  if (sendCode !== 0) throw new Error(`sender failed: ${await new Response(send.stderr).text()}`);
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += dec.decode(value);
-  }
-  await recv.exited;
-  return Number(out.replace("ready\n", "").trim());
-}
-
 const ipOf = (r: Json) => String(r.ips[0].address).split("/")[0]!;
 const hostVethOf = (r: Json) => String(r.interfaces[1].name);
 
 beforeAll(() => {
   must(["ip", "link", "set", "lo", "up"]);
   mkdirSync(confDir, { recursive: true });
-  writeFileSync(tool, TOOL);
   must([CNIKIT, "install", "--bin-dir", bin]);
   // the same set with the reference's bandwidth in place of cnikit's
   must([CNIKIT, "install", "--bin-dir", refBin]);
@@ -138,10 +80,10 @@ describe("bandwidth after bridge + host-local", () => {
     // the ifb is reported as an interface of the result, as the reference does
     expect(r.interfaces.length).toBe(4);
     expect(r.interfaces[3].name).toMatch(/^bwp[0-9a-f]{12}$/);
-    const toPod = await measure("", p, ipOf(r), 5201);
-    const fromPod = await measure(p, "", "10.91.0.1", 5202);
-    const toPlain = await measure("", u, ipOf(ru), 5203);
-    const fromPlain = await measure(u, "", "10.92.0.1", 5204);
+    const toPod = await measureThroughput("", p, ipOf(r), 5201);
+    const fromPod = await measureThroughput(p, "", "10.91.0.1", 5202);
+    const toPlain = await measureThroughput("", u, ipOf(ru), 5203);
+    const fromPlain = await measureThroughput(u, "", "10.92.0.1", 5204);
     console.log(JSON.stringify({
       ingress: { mbit: toPod / 1e6, ratio: toPod / INGRESS },
       egress: { mbit: fromPod / 1e6, ratio: fromPod / EGRESS },
