@@ -1,0 +1,244 @@
+/**
+ * Multi-node networking end to end, all inside this test's private namespace: a real etcd on an
+ * underlay bridge, three node namespaces each running `cnikit agent`, two pods per node through
+ * `overlay`. With vxlan and again with host-gw every pod reaches every other pod; an agent restart
+ * keeps its subnet; removing a node's lease removes its routes on the others; with etcd stopped for
+ * 10 s pods keep talking and a new pod still gets an address; traffic leaving the cluster network
+ * is masqueraded, traffic between pods is not.
+ */
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, existsSync } from "node:fs";
+import type { Etcd3 } from "etcd3";
+import { Cluster, type Node } from "../../support/cluster.ts";
+import { assertPrivateNetns, must, ping, runPrefix, tempDir } from "../../support/netns.ts";
+import { ask, whoamiServer } from "../../support/tcp.ts";
+
+assertPrivateNetns();
+
+type Pod = { ns: string; ip: string; node: Node };
+
+const subnetOf = (n: Node): string => {
+  const m = /FLANNEL_SUBNET=(\S+)/.exec(readFileSync(n.subnetFile, "utf8"));
+  const [ip, len] = m![1]!.split("/");
+  return `${ip!.replace(/\.1$/, ".0")}/${len}`;
+};
+const leaseKeyOf = (prefix: string, subnet: string) => `${prefix}/subnets/${subnet.replace("/", "-")}`;
+const agentRoutes = (c: Cluster, n: Node) =>
+  (JSON.parse(must(["nsenter", `--net=${n.ns}`, "ip", "-j", "route", "show", "proto", "210"])) as { dst: string; gateway?: string; dev: string; flags: string[] }[]);
+
+/** Every pair of pods on different nodes can ping each other; returns the pairs that cannot. */
+function unreachable(pods: Pod[]): string[] {
+  const bad: string[] = [];
+  for (const a of pods) for (const b of pods) if (a !== b && !ping(a.ns, b.ip)) bad.push(`${a.ip}->${b.ip}`);
+  return bad;
+}
+
+async function bringUp(c: Cluster, prefix: string, backend: Record<string, unknown>): Promise<Etcd3> {
+  await c.startEtcd();
+  const etcd = await c.client();
+  await etcd.put(`${prefix}/config`).value(JSON.stringify({ Network: "10.96.0.0/16", Backend: backend }));
+  for (let i = 1; i <= 3; i++) c.startAgent(c.addNode(i), prefix);
+  for (const n of c.nodes) await c.until(`${n.name}'s subnet.env`, () => existsSync(n.subnetFile));
+  for (const n of c.nodes) await c.until(`${n.name}'s routes to 2 peers`, () => agentRoutes(c, n).length === 2);
+  return etcd;
+}
+
+function twoPodsEach(c: Cluster): Pod[] {
+  const pods: Pod[] = [];
+  for (const n of c.nodes) for (const t of ["a", "b"]) pods.push({ ...c.addPod(n, t), node: n });
+  return pods;
+}
+
+describe("vxlan", () => {
+  const prefix = runPrefix("mv");
+  const tmp = tempDir("cluster-vxlan");
+  const c = new Cluster({ prefix, dir: tmp.path, underlayNet: 77, etcdPort: 23790 });
+  const key = `/${prefix}/network`;
+  let etcd: Etcd3;
+  let pods: Pod[] = [];
+
+  beforeAll(async () => {
+    etcd = await bringUp(c, key, { Type: "vxlan", VNI: 7 });
+    pods = twoPodsEach(c);
+  }, 60_000);
+  afterAll(async () => {
+    await c.destroy();
+    tmp.remove();
+  });
+
+  test("leases carry the public IP and the VTEP; device, MTU and subnet.env are flannel's", async () => {
+    const subnets = c.nodes.map(subnetOf);
+    expect(new Set(subnets).size).toBe(3);
+    for (const [i, n] of c.nodes.entries()) {
+      const lease = JSON.parse((await etcd.get(leaseKeyOf(key, subnets[i]!)).string())!);
+      const dev = JSON.parse(c.inNode(n, ["ip", "-j", "-d", "link", "show", `${prefix}.7`]).stdout)[0];
+      expect(lease).toEqual({ PublicIP: n.ip, BackendType: "vxlan", BackendData: { VNI: 7, VtepMAC: dev.address } });
+      expect(dev.mtu).toBe(1450);
+      expect(dev.linkinfo.info_data).toMatchObject({ id: 7, port: 8472, local: n.ip, learning: false });
+      expect(readFileSync(n.subnetFile, "utf8")).toBe(
+        `FLANNEL_NETWORK=10.96.0.0/16\nFLANNEL_SUBNET=${subnets[i]!.replace(".0/", ".1/")}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`,
+      );
+      // per peer: neighbour, FDB entry and onlink route, pointing at the peer's VTEP and address
+      for (const [j, m] of c.nodes.entries()) {
+        if (i === j) continue;
+        const peerLease = JSON.parse((await etcd.get(leaseKeyOf(key, subnets[j]!)).string())!);
+        const r = agentRoutes(c, n).find((x) => x.dst === subnets[j]);
+        expect(r).toMatchObject({ gateway: subnets[j]!.replace(/\/.*/, ""), dev: `${prefix}.7` });
+        expect(r!.flags).toContain("onlink");
+        expect(c.inNode(n, ["ip", "neigh", "show", "dev", `${prefix}.7`]).stdout).toContain(`${subnets[j]!.replace(/\/.*/, "")} lladdr ${peerLease.BackendData.VtepMAC} PERMANENT`);
+        expect(c.inNode(n, ["bridge", "fdb", "show", "dev", `${prefix}.7`]).stdout).toContain(`${peerLease.BackendData.VtepMAC} dst ${m.ip} self permanent`);
+      }
+    }
+    for (const p of pods) expect(JSON.parse(c.inNode(p.node, ["nsenter", `--net=${p.ns}`, "ip", "-j", "link", "show", "eth0"]).stdout)[0].mtu).toBe(1450);
+  });
+
+  test("every pod reaches every other pod, across nodes", () => {
+    expect(pods.length).toBe(6);
+    expect(unreachable(pods)).toEqual([]);
+  });
+
+  test("pod-to-pod traffic keeps the pod's address; traffic leaving the cluster network is masqueraded", async () => {
+    const [a, , b] = pods; // a on n1, b on n2
+    const inPod = await whoamiServer(b!.ns, 7001);
+    const outside = await whoamiServer("", 7002); // this namespace: etcd's address, outside 10.96/16
+    try {
+      expect(ask(a!.ns, b!.ip, 7001)).toBe(a!.ip);
+      expect(ask(a!.ns, c.etcdIP, 7002)).toBe(a!.node.ip);
+    } finally {
+      inPod.stop();
+      outside.stop();
+    }
+  });
+
+  test("an agent restart keeps its subnet (its lease, or subnet.env when the lease is gone)", async () => {
+    const n1 = c.nodes[0]!;
+    const before = subnetOf(n1);
+    const routesOn2 = JSON.stringify(agentRoutes(c, c.nodes[1]!));
+    await c.stopAgent(n1);
+    c.startAgent(n1, key);
+    await c.until("the restarted agent to be ready", () => readFileSync(n1.agent!.log, "utf8").includes("agent ready"));
+    expect(subnetOf(n1)).toBe(before);
+    expect(JSON.stringify(agentRoutes(c, c.nodes[1]!))).toBe(routesOn2);
+    expect(agentRoutes(c, n1).length).toBe(2);
+    // again with the lease deleted while the agent was down: subnet.env brings the same subnet back
+    await c.stopAgent(n1);
+    await etcd.delete().key(leaseKeyOf(key, before));
+    c.startAgent(n1, key);
+    await c.until("the restarted agent to be ready", () => readFileSync(n1.agent!.log, "utf8").includes("agent ready"));
+    expect(subnetOf(n1)).toBe(before);
+    expect(await etcd.get(leaseKeyOf(key, before)).string()).not.toBeNull();
+    await c.until("n2 to route to n1 again", () => agentRoutes(c, c.nodes[1]!).some((r) => r.dst === before));
+    expect(unreachable(pods)).toEqual([]);
+  }, 60_000);
+
+  test("removing a node's lease removes its routes, neighbours and FDB entries on the others", async () => {
+    const n3 = c.nodes[2]!;
+    const s3 = subnetOf(n3);
+    const lease = JSON.parse((await etcd.get(leaseKeyOf(key, s3)).string())!);
+    await c.stopAgent(n3); // a node going away: nobody writes its lease again
+    await etcd.delete().key(leaseKeyOf(key, s3));
+    for (const n of c.nodes.slice(0, 2)) {
+      await c.until(`${n.name} to drop the route to ${s3}`, () => !agentRoutes(c, n).some((r) => r.dst === s3), 5000);
+      expect(c.inNode(n, ["ip", "neigh", "show", "dev", `${prefix}.7`]).stdout).not.toContain(lease.BackendData.VtepMAC);
+      expect(c.inNode(n, ["bridge", "fdb", "show", "dev", `${prefix}.7`]).stdout).not.toContain(lease.BackendData.VtepMAC);
+    }
+    const p1 = pods[0]!;
+    const p3 = pods[4]!;
+    expect(ping(p1.ns, p3.ip)).toBe(false);
+    // the node comes back: same subnet, routes everywhere again
+    c.startAgent(n3, key);
+    for (const n of c.nodes.slice(0, 2)) await c.until(`${n.name} to route to ${s3} again`, () => agentRoutes(c, n).some((r) => r.dst === s3));
+    expect(subnetOf(n3)).toBe(s3);
+    expect(ping(p1.ns, p3.ip)).toBe(true);
+  }, 60_000);
+
+  test("with etcd stopped for 10 s pods keep talking and a new pod gets an address; the agents recover", async () => {
+    const routes = c.nodes.map((n) => JSON.stringify(agentRoutes(c, n)));
+    await c.stopEtcd();
+    const t0 = Date.now();
+    const fresh = { ...c.addPod(c.nodes[1]!, "c"), node: c.nodes[1]! };
+    expect(fresh.ip.startsWith(subnetOf(c.nodes[1]!).replace(/0\/24$/, ""))).toBe(true);
+    const bad: string[] = [];
+    while (Date.now() - t0 < 10_000) {
+      bad.push(...unreachable([pods[0]!, pods[3]!, pods[5]!, fresh]));
+      await Bun.sleep(1000);
+    }
+    expect(bad).toEqual([]);
+    expect(c.nodes.map((n) => JSON.stringify(agentRoutes(c, n)))).toEqual(routes);
+    await c.startEtcd();
+    // a lease written after the outage reaches every agent (their watches came back)
+    const ghost = leaseKeyOf(key, "10.96.200.0/24");
+    await etcd.put(ghost).value(JSON.stringify({ PublicIP: "192.168.77.40", BackendType: "vxlan", BackendData: { VNI: 7, VtepMAC: "0a:00:00:00:00:28" } }));
+    for (const n of c.nodes) await c.until(`${n.name} to route to the new lease`, () => agentRoutes(c, n).some((r) => r.dst === "10.96.200.0/24"), 8000);
+    await etcd.delete().key(ghost);
+    for (const n of c.nodes) await c.until(`${n.name} to drop it`, () => !agentRoutes(c, n).some((r) => r.dst === "10.96.200.0/24"));
+    expect(unreachable([pods[0]!, pods[3]!, fresh])).toEqual([]);
+  }, 60_000);
+  test("a watch resumed past a compaction is replaced, after a full read", async () => {
+    const n1 = c.nodes[0]!;
+    const ghost = leaseKeyOf(key, "10.96.201.0/24");
+    process.kill(n1.agent!.pid, "SIGSTOP"); // n1 misses what follows
+    try {
+      await c.stopEtcd(); // n1's watch stream is cut (it notices when it runs again)
+      await c.startEtcd();
+      await etcd.put(ghost).value(JSON.stringify({ PublicIP: "192.168.77.41", BackendType: "vxlan", BackendData: { VNI: 7, VtepMAC: "0a:00:00:00:00:29" } }));
+      await etcd.put(`${key}/unrelated`).value("x"); // a later revision to compact up to
+      const rev = (await etcd.get(ghost).exec()).header.revision;
+      await etcd.kv.compact({ revision: rev, physical: true } as never); // n1's resume point is gone
+    } finally {
+      process.kill(n1.agent!.pid, "SIGCONT");
+    }
+    await c.until("n1 to route to the lease it missed", () => agentRoutes(c, n1).some((r) => r.dst === "10.96.201.0/24"), 8000);
+    await etcd.delete().key(ghost);
+    await c.until("n1 to see it go through its new watch", () => !agentRoutes(c, n1).some((r) => r.dst === "10.96.201.0/24"), 8000);
+    expect(readFileSync(n1.agent!.log, "utf8")).toContain("etcd canceled the watch");
+  }, 60_000);
+
+  test("/healthz and /metrics", async () => {
+    const n2 = c.nodes[1]!;
+    await c.stopAgent(n2);
+    c.startAgent(n2, key, ["--healthz", "127.0.0.1:9911"]);
+    await c.until("n2's agent", () => readFileSync(n2.agent!.log, "utf8").includes("agent ready"));
+    const get = (path: string) => c.inNode(n2, [process.execPath, "-e", `const r = await fetch("http://127.0.0.1:9911${path}"); console.log(r.status); console.log(await r.text())`]);
+    expect(get("/healthz").stdout).toBe("200\nok\n\n");
+    const m = get("/metrics").stdout;
+    expect(m).toMatch(/^200\n/);
+    expect(m).toContain("cnikit_agent_peers 2\n");
+    expect(m).toMatch(/cnikit_agent_leases 3\n/);
+    expect(m).toMatch(/cnikit_agent_etcd_errors_total \d+\n/);
+    expect(m).toMatch(/cnikit_agent_last_sync_timestamp_seconds \d{10}\n/);
+  }, 30_000);
+});
+
+describe("host-gw", () => {
+  const prefix = runPrefix("mh");
+  const tmp = tempDir("cluster-hostgw");
+  const c = new Cluster({ prefix, dir: tmp.path, underlayNet: 78, etcdPort: 23794 });
+  const key = `/${prefix}/network`;
+  let pods: Pod[] = [];
+
+  beforeAll(async () => {
+    await bringUp(c, key, { Type: "host-gw" });
+    pods = twoPodsEach(c);
+  }, 60_000);
+  afterAll(async () => {
+    await c.destroy();
+    tmp.remove();
+  });
+
+  test("routes go through the peers' underlay addresses, the MTU is the underlay's", () => {
+    for (const [i, n] of c.nodes.entries()) {
+      const routes = agentRoutes(c, n);
+      const want = c.nodes.filter((_, j) => j !== i).map((m) => ({ dst: subnetOf(m), gateway: m.ip, dev: n.dev }));
+      expect(routes.map((r) => ({ dst: r.dst, gateway: r.gateway, dev: r.dev })).sort((x, y) => x.dst.localeCompare(y.dst))).toEqual(
+        want.sort((x, y) => x.dst.localeCompare(y.dst)),
+      );
+      expect(readFileSync(n.subnetFile, "utf8")).toContain("FLANNEL_MTU=1500\n");
+    }
+  });
+
+  test("every pod reaches every other pod, across nodes", () => {
+    expect(unreachable(pods)).toEqual([]);
+  });
+});

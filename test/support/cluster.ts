@@ -1,0 +1,188 @@
+/**
+ * A small cluster inside the caller's private network namespace, for the multi-node test and
+ * bench: an underlay bridge, a real etcd on it, node namespaces attached to it, a `cnikit agent` in
+ * each (run through nsenter, so its PID is ours to stop), and pods added through `overlay`.
+ * Everything is named with the caller's prefix and removed by `destroy()`.
+ */
+
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Etcd3 } from "etcd3";
+import { must, Namespaces, run, type Ran } from "./netns.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+export const CNIKIT = join(ROOT, "dist/cnikit");
+
+/** The underlay: 192.168.<net>.0/24; etcd on .254, node i on .i. */
+export interface ClusterOptions {
+  prefix: string;
+  dir: string;
+  underlayNet?: number;
+  etcdPort?: number;
+}
+
+export interface Node {
+  name: string;
+  ns: string;
+  ip: string;
+  dev: string;
+  subnetFile: string;
+  confDir: string;
+  agent?: { pid: number; proc: ReturnType<typeof Bun.spawn>; log: string };
+}
+
+export class Cluster {
+  readonly ns: Namespaces;
+  readonly bridge: string;
+  readonly etcdIP: string;
+  readonly etcdURL: string;
+  readonly nodes: Node[] = [];
+  readonly bin: string;
+  private etcd: ReturnType<typeof Bun.spawn> | undefined;
+  private starts = 0;
+  private clients: Etcd3[] = [];
+  private readonly net: number;
+  private readonly port: number;
+
+  constructor(readonly o: ClusterOptions) {
+    this.ns = new Namespaces(o.prefix);
+    this.bridge = `${o.prefix}u`;
+    this.net = o.underlayNet ?? 77;
+    this.port = o.etcdPort ?? 23790;
+    this.etcdIP = `192.168.${this.net}.254`;
+    this.etcdURL = `http://${this.etcdIP}:${this.port}`;
+    this.bin = join(o.dir, "bin");
+    must(["ip", "link", "set", "lo", "up"]);
+    must(["ip", "link", "add", this.bridge, "type", "bridge"]);
+    must(["ip", "addr", "add", `${this.etcdIP}/24`, "dev", this.bridge]);
+    must(["ip", "link", "set", this.bridge, "up"]);
+    must([CNIKIT, "install", "--bin-dir", this.bin]);
+  }
+
+  /** Start (or restart, keeping its data) etcd and wait until it answers. */
+  async startEtcd(): Promise<void> {
+    const data = join(this.o.dir, "etcd");
+    const peer = `http://127.0.0.1:${this.port + 1}`;
+    this.etcd = Bun.spawn(
+      ["etcd", "--name", "e", "--data-dir", data, "--listen-client-urls", this.etcdURL, "--advertise-client-urls", this.etcdURL,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", `e=${peer}`, "--log-level", "error"],
+      { stdout: "ignore", stderr: Bun.file(join(this.o.dir, "etcd.log")), env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === "x64" ? "" : process.arch } },
+    );
+    const c = await this.client();
+    for (let i = 0; ; i++) {
+      try {
+        await c.get("/ping").string();
+        return;
+      } catch (e) {
+        if (i > 100) throw new Error(`etcd did not come up: ${(e as Error).message}; ${readFileSync(join(this.o.dir, "etcd.log"), "utf8").slice(-2000)}`);
+        await Bun.sleep(100);
+      }
+    }
+  }
+
+  /** Stop etcd (SIGTERM, wait for it). */
+  async stopEtcd(): Promise<void> {
+    if (!this.etcd) return;
+    this.etcd.kill("SIGTERM");
+    await this.etcd.exited;
+    this.etcd = undefined;
+  }
+
+  /** An etcd client from the test's own namespace. */
+  async client(): Promise<Etcd3> {
+    const { Etcd3 } = await import("etcd3");
+    const c = new Etcd3({ hosts: [this.etcdURL], dialTimeout: 2000, defaultCallOptions: (ctx: { isStream: boolean }) => (ctx.isStream ? {} : { deadline: Date.now() + 3000 }) } as ConstructorParameters<typeof Etcd3>[0]);
+    this.clients.push(c);
+    return c;
+  }
+
+  /**
+   * A node namespace on the underlay with a pod network config for `overlay` (by default with the
+   * delegate keys kube-flannel's manifest sets).
+   */
+  addNode(i: number, delegate: Record<string, unknown> = { hairpinMode: true, isDefaultGateway: true }): Node {
+    const name = `n${i}`;
+    const nsPath = this.ns.add(name);
+    const nsName = `${this.o.prefix}${name}`;
+    const dev = `${this.o.prefix}e${i}`;
+    const peer = `${this.o.prefix}h${i}`;
+    must(["ip", "link", "add", peer, "type", "veth", "peer", "name", dev, "netns", nsName]);
+    must(["ip", "link", "set", peer, "master", this.bridge, "up"]);
+    const ip = `192.168.${this.net}.${i}`;
+    must(["ip", "-n", nsName, "addr", "add", `${ip}/24`, "dev", dev]);
+    must(["ip", "-n", nsName, "link", "set", dev, "up"]);
+    const dir = join(this.o.dir, name);
+    const confDir = join(dir, "net.d");
+    mkdirSync(confDir, { recursive: true });
+    const subnetFile = join(dir, "subnet.env");
+    writeFileSync(join(confDir, "10-cluster.conflist"), JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "cluster",
+      plugins: [{
+        type: "overlay", subnetFile, dataDir: join(dir, "overlay"), subnetFileWaitMs: 3000,
+        delegate: { bridge: `${this.o.prefix}b`, ...delegate, ipam: { dataDir: join(dir, "ipam") } },
+      }],
+    }));
+    const node: Node = { name, ns: nsPath, ip, dev, subnetFile, confDir };
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** Start `cnikit agent` in a node (it runs until `stopAgent`). */
+  startAgent(n: Node, prefix: string, extra: string[] = []): void {
+    const log = join(this.o.dir, `${n.name}-agent-${++this.starts}.log`);
+    const proc = Bun.spawn(
+      ["nsenter", `--net=${n.ns}`, CNIKIT, "agent", "--etcd-endpoints", this.etcdURL, "--etcd-prefix", prefix, "--iface", n.dev,
+        "--subnet-file", n.subnetFile, "--device-prefix", this.o.prefix, "--ip-masq", ...extra],
+      { stdout: "ignore", stderr: Bun.file(log) },
+    );
+    n.agent = { pid: proc.pid, proc, log };
+  }
+
+  /** Stop a node's agent by its PID and wait for it. */
+  async stopAgent(n: Node): Promise<void> {
+    if (!n.agent) return;
+    n.agent.proc.kill("SIGTERM");
+    await n.agent.proc.exited;
+    n.agent = undefined;
+  }
+
+  /** Wait until `fn` is true (polling), or throw naming `what`. */
+  async until(what: string, fn: () => boolean | Promise<boolean>, ms = 15000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await fn())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await Bun.sleep(50);
+    }
+  }
+
+  /** Run `cnikit` in a node with its network config. */
+  cnikit(n: Node, args: string[]): Ran {
+    return run(["nsenter", `--net=${n.ns}`, CNIKIT, ...args], {
+      env: { ...process.env, NETCONFPATH: n.confDir, CNI_PATH: this.bin, CNI_CACHE_DIR: join(this.o.dir, n.name, "cache") },
+    });
+  }
+
+  /** A pod on a node through `overlay`; returns its namespace path and IPv4 address. */
+  addPod(n: Node, tag: string): { ns: string; ip: string } {
+    const p = this.ns.add(`${n.name}${tag}`);
+    const r = this.cnikit(n, ["add", "cluster", p]);
+    if (r.code !== 0) throw new Error(`pod ${tag} on ${n.name}: ${r.stdout} ${r.stderr}`);
+    const ip = (JSON.parse(r.stdout).ips[0].address as string).split("/")[0]!;
+    return { ns: p, ip };
+  }
+
+  /** Run a command in a node's namespace. */
+  inNode(n: Node, cmd: string[]): Ran {
+    return run(["nsenter", `--net=${n.ns}`, ...cmd]);
+  }
+
+  /** Stop every agent and etcd, close clients, remove namespaces and links. */
+  async destroy(): Promise<void> {
+    for (const n of this.nodes) await this.stopAgent(n).catch(() => {});
+    for (const c of this.clients) c.close();
+    await this.stopEtcd().catch(() => {});
+    this.ns.cleanup();
+    run(["ip", "link", "del", this.bridge]);
+  }
+}
