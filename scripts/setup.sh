@@ -23,6 +23,7 @@ declare -A NEED=(
   [podman]=podman
   [runc]=runc
   [etcd]=etcd-server
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -6,6 +6,7 @@
 
 import { readFileSync } from "node:fs";
 import type { Etcd3, Lease } from "etcd3";
+import type { ConnectionOptions } from "node:tls";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { formatCIDR, type IPNet } from "../spec/ip.ts";
 import { decodeLease, encodeLease, leaseKey, subnetOfKey, type LeaseAttrs } from "./lease.ts";
@@ -30,8 +31,33 @@ export interface SubnetLease {
   attrs: LeaseAttrs;
 }
 
+let sniPatched = false;
+
+/**
+ * gRPC names the server in TLS SNI even when it is an IP address (`https://10.0.0.5:2379`, the
+ * usual way to list etcd members). RFC 6066 forbids IP addresses in SNI; Node ignores them, Bun
+ * refuses the connection. Drop an IP servername before it reaches `tls.connect`: the certificate
+ * is still checked against the address (its IP SANs), which is what the endpoint names.
+ */
+async function dropIPServerName(): Promise<void> {
+  if (sniPatched) return;
+  sniPatched = true;
+  const tls = await import("node:tls");
+  const { isIP } = await import("node:net");
+  const mod = (tls as unknown as { default?: typeof tls }).default ?? tls;
+  const connect = mod.connect;
+  (mod as { connect: unknown }).connect = function (this: unknown, first: unknown, ...rest: unknown[]) {
+    if (first && typeof first === "object" && typeof (first as ConnectionOptions).servername === "string" && isIP((first as ConnectionOptions).servername!)) {
+      const { servername: _ip, ...o } = first as ConnectionOptions;
+      return (connect as (...a: unknown[]) => unknown).call(this, o, ...rest);
+    }
+    return (connect as (...a: unknown[]) => unknown).call(this, first, ...rest);
+  };
+}
+
 /** Open an etcd client (TLS client certificates and username/password when given). */
 export async function connectEtcd(opts: EtcdOptions): Promise<Etcd3> {
+  if (opts.caFile || opts.endpoints.some((e) => e.startsWith("https://"))) await dropIPServerName();
   const { Etcd3, isRecoverableError } = await import("etcd3");
   const { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } = await import("cockatiel");
   const o: Record<string, unknown> = {

@@ -61,12 +61,15 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
       ...(hz ? { healthz: hz } : {}),
     });
-    const done = new Promise<void>((resolve) => {
-      process.on("SIGTERM", () => resolve());
-      process.on("SIGINT", () => resolve());
+    const signal = new Promise<"signal">((resolve) => {
+      process.on("SIGTERM", () => resolve("signal"));
+      process.on("SIGINT", () => resolve("signal"));
     });
-    await agent.start();
-    await done;
+    // a signal also ends an agent that is still starting (waiting for etcd or its network config);
+    // a start that fails for good (a bad flag value, no such interface) is reported as an error
+    const started = agent.start().then(() => "started" as const);
+    started.catch(() => {});
+    if ((await Promise.race([started, signal])) === "started") await signal;
     await agent.stop();
     return 0;
   } catch (e) {
