@@ -128,6 +128,8 @@ export class Agent {
     this.conn = NetlinkConn.open();
     this.store = new LeaseStore(await connectEtcd(this.opts.etcd), this.opts.prefix);
     this.config = await this.retry("reading the network config", () => this.store.getConfig());
+    if (!this.config.v4) throw new CniError(ErrorCode.InvalidNetworkConfig, "agent: the network config has no IPv4 Network; IPv6-only networks are not supported yet");
+    if (this.config.v6) this.log({ level: "warn", msg: "IPv6Network is not leased yet: pods get IPv4 addresses only" });
     const { iface, publicIP, mtu } = this.underlay();
     const b = this.config.backend;
     this.attrs = { publicIP, backendType: b.type, ...(b.type === "vxlan" ? { backendData: { VNI: b.vni } } : {}) };
