@@ -13,11 +13,11 @@ import { listRoutes } from "../net/route.ts";
 import { readSubnetEnv, writeSubnetEnv } from "../ipam/subnet-env.ts";
 import { addIP } from "../ipam/range.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { formatCIDR, formatIP, networkOf, parseCIDR, type IPNet } from "../spec/ip.ts";
-import { createBackend, type Backend } from "./backend.ts";
-import { encodeLease, pickFreeSubnet, type LeaseAttrs } from "./lease.ts";
+import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, type IPNet } from "../spec/ip.ts";
+import { createBackend, type Backend, type Peer } from "./backend.ts";
+import { encodeLease, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { installMasquerade } from "./masq.ts";
-import type { NetworkConfig } from "./netconfig.ts";
+import type { FamilyPlan, NetworkConfig } from "./netconfig.ts";
 import { connectEtcd, LeaseStore, type EtcdOptions, type SubnetLease } from "./store.ts";
 
 /** What `cnikit agent` is told. */
@@ -28,6 +28,8 @@ export interface AgentOptions {
   iface?: string;
   /** Address other nodes reach this one at (default: the underlay interface's first IPv4). */
   publicIP?: string;
+  /** Its IPv6 address, for an IPv6 network (default: the interface's first global IPv6). */
+  publicIPv6?: string;
   subnetFile: string;
   ipMasq: boolean;
   /** etcd lease TTL in seconds (default 24 h). */
@@ -55,8 +57,11 @@ export class Agent {
   readonly metrics: AgentMetrics = { leases: 0, peers: 0, etcdErrors: 0, lastSyncMs: 0 };
   private store!: LeaseStore;
   private backend!: Backend;
+  /** The IPv6 side of a dual-stack network. */
+  private backend6: Backend | undefined;
   private config!: NetworkConfig;
   private subnet!: IPNet;
+  private subnet6: IPNet | undefined;
   private attrs!: LeaseAttrs;
   private conn!: NetlinkConn;
   private stopWatch: (() => Promise<void>) | undefined;
@@ -86,7 +91,7 @@ export class Agent {
     }
   }
 
-  private underlay(): { iface: string; publicIP: string; mtu: number } {
+  private underlay(): { iface: string; publicIP: string; publicIPv6?: string; mtu: number } {
     let iface = this.opts.iface;
     if (!iface) {
       const r = listRoutes(this.conn, { family: 4 }).find((x) => x.dst === "0.0.0.0/0" && x.oif);
@@ -94,33 +99,56 @@ export class Agent {
       iface = getLink(this.conn, r.oif!).name;
     }
     const link = getLink(this.conn, iface);
-    const publicIP = this.opts.publicIP ?? listAddresses(this.conn, { link: link.index, family: 4 }).find((a) => a.scope === 0)?.cidr.split("/")[0];
+    const first = (family: 4 | 6) => listAddresses(this.conn, { link: link.index, family }).find((a) => a.scope === 0)?.cidr.split("/")[0];
+    const publicIP = this.opts.publicIP ?? first(4);
     if (!publicIP) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: ${iface} has no IPv4 address; give --public-ip`);
-    return { iface, publicIP, mtu: link.mtu };
+    if (!this.config.v6) return { iface, publicIP, mtu: link.mtu };
+    const publicIPv6 = this.opts.publicIPv6 ?? first(6);
+    if (!publicIPv6) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: the network has an IPv6Network but ${iface} has no global IPv6 address; give --public-ipv6`);
+    return { iface, publicIP, publicIPv6, mtu: link.mtu };
   }
 
-  /** Our subnet: the lease we already hold, else the one in subnet.env if free, else a free one. */
-  private async lease(publicIP: string): Promise<IPNet> {
-    const plan = this.config.v4;
-    if (!plan) throw new CniError(ErrorCode.InvalidNetworkConfig, "agent: only IPv4 networks are supported by the agent so far");
+  /**
+   * Our subnets: the lease we already hold (same public IP), else those in subnet.env if free,
+   * else free ones. A lease of ours without the IPv6 subnet the network now wants is replaced.
+   */
+  private async lease(publicIP: string): Promise<LeaseSubnets> {
+    const plan = this.config.v4!;
+    const plan6 = this.config.v6;
     for (let attempt = 0; attempt < 20; attempt++) {
       const leases = await this.store.listLeases();
       const own = leases.find((l) => l.attrs.publicIP === publicIP && l.subnet.prefix === plan.subnetLen);
-      if (own) {
-        await this.store.renew(own.subnet, this.attrs, this.opts.ttlSec);
-        this.log({ level: "info", msg: "reusing our lease", subnet: formatCIDR(own.subnet) });
-        return own.subnet;
+      if (own && (!plan6 || own.subnet6?.prefix === plan6.subnetLen) && (plan6 || !own.subnet6)) {
+        const s: LeaseSubnets = { v4: own.subnet, ...(own.subnet6 ? { v6: own.subnet6 } : {}) };
+        await this.store.renew(s, this.attrs, this.opts.ttlSec);
+        this.log({ level: "info", msg: "reusing our lease", subnet: formatCIDR(own.subnet), ...(own.subnet6 ? { subnet6: formatCIDR(own.subnet6) } : {}) });
+        return s;
       }
-      const taken = new Set(leases.map((l) => formatCIDR(l.subnet)));
+      if (own) {
+        await this.store.remove(own.key); // the network's families changed: lease again (same IPv4 subnet)
+        continue;
+      }
       const previous = readSubnetEnvSafe(this.opts.subnetFile);
-      const want = previous && !taken.has(formatCIDR(previous)) ? previous : pickFreeSubnet(plan, taken);
-      if (!want) throw new CniError(ErrorCode.TryAgainLater, `agent: no free subnet left in ${formatCIDR(plan.network)}`);
+      const pick = (p: FamilyPlan, taken: Set<string>, prev: IPNet | undefined) =>
+        prev && prev.prefix === p.subnetLen && containsIP(p.network, prev.ip) && !taken.has(formatCIDR(prev)) ? prev : pickFreeSubnet(p, taken);
+      const v4 = pick(plan, new Set(leases.map((l) => formatCIDR(l.subnet))), previous?.v4);
+      if (!v4) throw new CniError(ErrorCode.TryAgainLater, `agent: no free subnet left in ${formatCIDR(plan.network)}`);
+      let v6: IPNet | undefined;
+      if (plan6) {
+        v6 = pick(plan6, new Set(leases.flatMap((l) => (l.subnet6 ? [formatCIDR(l.subnet6)] : []))), previous?.v6);
+        if (!v6) throw new CniError(ErrorCode.TryAgainLater, `agent: no free IPv6 subnet left in ${formatCIDR(plan6.network)}`);
+      }
+      const want: LeaseSubnets = { v4, ...(v6 ? { v6 } : {}) };
       if (await this.store.acquire(want, this.attrs, this.opts.ttlSec)) {
-        this.log({ level: "info", msg: "leased a subnet", subnet: formatCIDR(want) });
+        this.log({ level: "info", msg: "leased a subnet", subnet: formatCIDR(v4), ...(v6 ? { subnet6: formatCIDR(v6) } : {}) });
         return want;
       }
     }
     throw new CniError(ErrorCode.TryAgainLater, "agent: could not lease a subnet (too many conflicts)");
+  }
+
+  private ours(): LeaseSubnets {
+    return { v4: this.subnet, ...(this.subnet6 ? { v6: this.subnet6 } : {}) };
   }
 
   /** Start: lease, backend, subnet.env, programmed peers, watch. */
@@ -129,29 +157,41 @@ export class Agent {
     this.store = new LeaseStore(await connectEtcd(this.opts.etcd), this.opts.prefix);
     this.config = await this.retry("reading the network config", () => this.store.getConfig());
     if (!this.config.v4) throw new CniError(ErrorCode.InvalidNetworkConfig, "agent: the network config has no IPv4 Network; IPv6-only networks are not supported yet");
-    if (this.config.v6) this.log({ level: "warn", msg: "IPv6Network is not leased yet: pods get IPv4 addresses only" });
-    const { iface, publicIP, mtu } = this.underlay();
+    const { iface, publicIP, publicIPv6, mtu } = this.underlay();
     const b = this.config.backend;
-    this.attrs = { publicIP, backendType: b.type, ...(b.type === "vxlan" ? { backendData: { VNI: b.vni } } : {}) };
-    this.subnet = await this.retry("leasing a subnet", () => this.lease(publicIP));
-    this.backend = createBackend(b.type, {
-      conn: this.conn,
-      localSubnet: formatCIDR(this.subnet),
+    this.attrs = {
       publicIP,
-      underlay: iface,
-      vni: b.vni,
-      port: b.port,
-      ...(b.mtu ? { mtu: b.mtu } : {}),
-      directRouting: b.directRouting,
-      deviceName: `${this.opts.devicePrefix ?? "cnikit"}.${b.vni}`,
-    });
+      ...(publicIPv6 ? { publicIPv6 } : {}),
+      backendType: b.type,
+      ...(b.type === "vxlan" ? { backendData: { VNI: b.vni }, ...(publicIPv6 ? { backendV6Data: { VNI: b.vni } } : {}) } : {}),
+    };
+    const leased = await this.retry("leasing a subnet", () => this.lease(publicIP));
+    this.subnet = leased.v4;
+    this.subnet6 = leased.v6;
+    const prefix = this.opts.devicePrefix ?? "cnikit";
+    const common = { conn: this.conn, underlay: iface, vni: b.vni, port: b.port, directRouting: b.directRouting, ...(b.mtu ? { mtu: b.mtu } : {}) };
+    this.backend = createBackend(b.type, { ...common, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
     const set = this.backend.setup();
-    this.attrs = { ...this.attrs, backendData: { ...(this.attrs.backendData ?? {}), ...set.backendData } };
-    await this.retry("writing our lease", () => this.store.renew(this.subnet, this.attrs, this.opts.ttlSec));
-    const network = this.config.v4!.network;
-    const gw = { ip: addIP(networkOf(this.subnet).ip, 1n), prefix: this.subnet.prefix };
-    writeSubnetEnv(this.opts.subnetFile, { network: formatCIDR(network), subnet: formatCIDR(gw), mtu: set.mtu || mtu, ipMasq: this.opts.ipMasq });
-    if (this.opts.ipMasq) installMasquerade([network]);
+    this.attrs.backendData = { ...(this.attrs.backendData ?? {}), ...set.backendData };
+    let podMtu = set.mtu || mtu;
+    if (this.subnet6 && publicIPv6) {
+      this.backend6 = createBackend(b.type, { ...common, family: 6, localSubnet: formatCIDR(this.subnet6), publicIP: publicIPv6, deviceName: `${prefix}-v6.${b.vni}` });
+      const set6 = this.backend6.setup();
+      if (b.type === "vxlan") this.attrs.backendV6Data = { ...(this.attrs.backendV6Data ?? {}), ...set6.backendData };
+      podMtu = Math.min(podMtu, set6.mtu || mtu);
+    }
+    await this.retry("writing our lease", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec));
+    const network = this.config.v4.network;
+    const gateway = (n: IPNet) => formatCIDR({ ip: addIP(networkOf(n).ip, 1n), prefix: n.prefix });
+    const network6 = this.config.v6?.network;
+    writeSubnetEnv(this.opts.subnetFile, {
+      network: formatCIDR(network),
+      subnet: gateway(this.subnet),
+      ...(network6 && this.subnet6 ? { ipv6Network: formatCIDR(network6), ipv6Subnet: gateway(this.subnet6) } : {}),
+      mtu: podMtu,
+      ipMasq: this.opts.ipMasq,
+    });
+    if (this.opts.ipMasq) installMasquerade(network6 ? [network, network6] : [network]);
     // watch first, then read: a change between the two is seen twice (harmless), never missed
     await this.startWatch();
     await this.retry("the first sync", () => this.resync());
@@ -163,7 +203,7 @@ export class Agent {
       });
     }, 30_000);
     if (this.opts.healthz) this.serve(this.opts.healthz);
-    this.log({ level: "info", msg: "agent ready", subnet: formatCIDR(this.subnet), publicIP, backend: b.type });
+    this.log({ level: "info", msg: "agent ready", subnet: formatCIDR(this.subnet), ...(this.subnet6 ? { subnet6: formatCIDR(this.subnet6), publicIPv6 } : {}), publicIP, backend: b.type });
   }
 
   /** Watch the leases; a watch the server cancels (compacted revision) is replaced after a full read. */
@@ -201,49 +241,68 @@ export class Agent {
     return formatCIDR(subnet) === formatCIDR(this.subnet);
   }
 
-  private peerOf(l: SubnetLease) {
-    const mac = l.attrs.backendData?.VtepMAC;
-    return { subnet: formatCIDR(l.subnet), publicIP: l.attrs.publicIP, ...(typeof mac === "string" ? { vtepMAC: mac } : {}) };
+  private backends(): Backend[] {
+    return this.backend6 ? [this.backend, this.backend6] : [this.backend];
   }
 
-  /** A lease we program: another node's, of our backend, complete (a vxlan lease gets its VTEP MAC
-   * only once its node has set up its device; until then it is left alone). */
-  private wanted(l: SubnetLease): boolean {
-    if (this.isOurs(l.subnet) || l.attrs.backendType !== this.backend.type) return false;
-    return this.backend.type !== "vxlan" || typeof l.attrs.backendData?.VtepMAC === "string";
+  /**
+   * What to program for another node's lease: its IPv4 side, and its IPv6 side when both have one.
+   * A vxlan side is left alone until its VTEP MAC is in the lease (written once the node has set
+   * up its device).
+   */
+  private peersOf(l: SubnetLease): [Backend, Peer][] {
+    if (this.isOurs(l.subnet) || l.attrs.backendType !== this.backend.type) return [];
+    const vxlan = this.backend.type === "vxlan";
+    const out: [Backend, Peer][] = [];
+    const mac = l.attrs.backendData?.VtepMAC;
+    if (!vxlan || typeof mac === "string") out.push([this.backend, { subnet: formatCIDR(l.subnet), publicIP: l.attrs.publicIP, ...(vxlan ? { vtepMAC: mac as string } : {}) }]);
+    const mac6 = l.attrs.backendV6Data?.VtepMAC;
+    if (this.backend6 && l.subnet6 && l.attrs.publicIPv6 && (!vxlan || typeof mac6 === "string")) {
+      out.push([this.backend6, { subnet: formatCIDR(l.subnet6), publicIP: l.attrs.publicIPv6, ...(vxlan ? { vtepMAC: mac6 as string } : {}) }]);
+    }
+    return out;
+  }
+
+  private countPeers(): number {
+    return this.backends().reduce((n, b) => n + b.programmedSubnets().length, 0);
   }
 
   private onPut(l: SubnetLease): void {
-    if (!this.wanted(l)) return;
-    const peer = this.peerOf(l);
-    if (this.known.get(peer.subnet) === JSON.stringify(peer)) return; // a rewrite that changes nothing
-    try {
-      this.backend.addPeer(peer);
-      this.known.set(peer.subnet, JSON.stringify(peer));
-      this.metrics.peers = this.backend.programmedSubnets().length;
-      this.log({ level: "info", msg: "peer added", subnet: formatCIDR(l.subnet), publicIP: l.attrs.publicIP });
-    } catch (e) {
-      this.log({ level: "error", msg: "adding a peer failed", subnet: formatCIDR(l.subnet), error: (e as Error).message });
+    for (const [backend, peer] of this.peersOf(l)) {
+      if (this.known.get(peer.subnet) === JSON.stringify(peer)) continue; // a rewrite that changes nothing
+      try {
+        backend.addPeer(peer);
+        this.known.set(peer.subnet, JSON.stringify(peer));
+        this.log({ level: "info", msg: "peer added", subnet: peer.subnet, publicIP: peer.publicIP });
+      } catch (e) {
+        this.log({ level: "error", msg: "adding a peer failed", subnet: peer.subnet, error: (e as Error).message });
+      }
     }
+    this.metrics.peers = this.countPeers();
   }
 
-  private onDelete(subnet: IPNet): void {
-    if (this.isOurs(subnet)) {
+  private onDelete(s: LeaseSubnets): void {
+    if (this.isOurs(s.v4)) {
       // somebody removed our lease while we run: take it back, or pods here would lose their routes
       if (!this.stopped) {
-        this.log({ level: "warn", msg: "our lease was removed, writing it again", subnet: formatCIDR(subnet) });
-        void this.retry("writing our lease again", () => this.store.renew(this.subnet, this.attrs, this.opts.ttlSec));
+        this.log({ level: "warn", msg: "our lease was removed, writing it again", subnet: formatCIDR(s.v4) });
+        void this.retry("writing our lease again", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec));
       }
       return;
     }
-    try {
-      this.backend.removePeer({ subnet: formatCIDR(subnet) });
-      this.known.delete(formatCIDR(subnet));
-      this.metrics.peers = this.backend.programmedSubnets().length;
-      this.log({ level: "info", msg: "peer removed", subnet: formatCIDR(subnet) });
-    } catch (e) {
-      this.log({ level: "error", msg: "removing a peer failed", subnet: formatCIDR(subnet), error: (e as Error).message });
+    const sides: [Backend | undefined, IPNet | undefined][] = [[this.backend, s.v4], [this.backend6, s.v6]];
+    for (const [backend, subnet] of sides) {
+      if (!backend || !subnet) continue;
+      const key = formatCIDR(subnet);
+      try {
+        backend.removePeer({ subnet: key });
+        this.known.delete(key);
+        this.log({ level: "info", msg: "peer removed", subnet: key });
+      } catch (e) {
+        this.log({ level: "error", msg: "removing a peer failed", subnet: key, error: (e as Error).message });
+      }
     }
+    this.metrics.peers = this.countPeers();
   }
 
   /** Full read: program every other lease, remove what is programmed but has no lease, rewrite ours if needed. */
@@ -252,31 +311,33 @@ export class Agent {
     // our key lives as long as our etcd lease (kept alive by the client); write it only when it is
     // gone or says something else, so that peers are not woken up for nothing
     const own = leases.find((l) => this.isOurs(l.subnet));
-    if (!own || encodeLease(own.attrs) !== encodeLease(this.attrs)) await this.store.renew(this.subnet, this.attrs, this.opts.ttlSec);
-    const want = new Map<string, SubnetLease>();
-    for (const l of leases) if (this.wanted(l)) want.set(formatCIDR(l.subnet), l);
-    const before = new Set(this.backend.programmedSubnets());
+    const ownKey = leaseKey(this.opts.prefix, this.subnet, this.subnet6);
+    if (!own || own.key !== ownKey || encodeLease(own.attrs) !== encodeLease(this.attrs)) await this.store.renew(this.ours(), this.attrs, this.opts.ttlSec);
+    const want = new Map<Backend, Map<string, Peer>>(this.backends().map((b) => [b, new Map()]));
+    for (const l of leases) for (const [b, p] of this.peersOf(l)) want.get(b)!.set(p.subnet, p);
     let added = 0;
     let removed = 0;
-    for (const l of want.values()) {
-      try {
-        const peer = this.peerOf(l);
-        this.backend.addPeer(peer);
-        this.known.set(peer.subnet, JSON.stringify(peer));
-        if (!before.has(formatCIDR(l.subnet))) added++;
-      } catch (e) {
-        // one bad peer must not keep the others from being programmed
-        this.log({ level: "error", msg: "adding a peer failed", subnet: formatCIDR(l.subnet), error: (e as Error).message });
+    for (const [backend, peers] of want) {
+      const before = new Set(backend.programmedSubnets());
+      for (const peer of peers.values()) {
+        try {
+          backend.addPeer(peer);
+          this.known.set(peer.subnet, JSON.stringify(peer));
+          if (!before.has(peer.subnet)) added++;
+        } catch (e) {
+          // one bad peer must not keep the others from being programmed
+          this.log({ level: "error", msg: "adding a peer failed", subnet: peer.subnet, error: (e as Error).message });
+        }
+      }
+      for (const s of before) {
+        if (peers.has(s)) continue;
+        backend.removePeer({ subnet: s });
+        this.known.delete(s);
+        removed++;
       }
     }
-    for (const s of before) {
-      if (want.has(s)) continue;
-      this.backend.removePeer({ subnet: s });
-      this.known.delete(s);
-      removed++;
-    }
     this.metrics.leases = leases.length;
-    this.metrics.peers = this.backend.programmedSubnets().length;
+    this.metrics.peers = this.countPeers();
     this.metrics.lastSyncMs = Date.now();
     if (added || removed) this.log({ level: "info", msg: "resynced", peers: this.metrics.peers, added, removed });
   }
@@ -320,11 +381,16 @@ export class Agent {
   }
 }
 
-function readSubnetEnvSafe(path: string): IPNet | undefined {
+function readSubnetEnvSafe(path: string): { v4?: IPNet; v6?: IPNet } | undefined {
   try {
     const env = readSubnetEnv(path);
-    const n = env?.subnet ? parseCIDR(env.subnet) : undefined;
-    return n ? networkOf(n) : undefined;
+    const net = (c: string | undefined) => {
+      const n = c ? parseCIDR(c) : undefined;
+      return n ? networkOf(n) : undefined;
+    };
+    const v4 = net(env?.subnet);
+    const v6 = net(env?.ipv6Subnet);
+    return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
   } catch {
     return undefined;
   }

@@ -18,7 +18,7 @@ export class HostGwBackend implements Backend {
     const link = getLink(this.o.conn, this.o.underlay);
     this.underlayIndex = link.index;
     // routes an earlier run left: known, so a resync removes those whose lease is gone
-    for (const [dst, r] of agentRoutes(this.o.conn)) if (r.gateway && r.oif === link.index) this.programmed.set(dst, r.gateway);
+    for (const [dst, r] of agentRoutes(this.o.conn, this.o.family ?? 4)) if (r.gateway && r.oif === link.index) this.programmed.set(dst, r.gateway);
     return { backendData: {}, mtu: link.mtu };
   }
 

@@ -1,6 +1,7 @@
 /**
  * vxlan (flannel's layout): one device `cnikit.<VNI>` (local = our underlay address, learning off,
- * MTU = underlay MTU - 50) holding our subnet's network address as a /32. Per peer, in this order:
+ * MTU = underlay MTU - 50) holding our subnet's network address as a /32; for IPv6 a second device
+ * (`cnikit-v6.<VNI>`, over the underlay's IPv6 address, MTU - 70, a /128). Per peer, in this order:
  * a permanent neighbour (the peer's subnet address -> its VTEP MAC), an FDB entry (that MAC -> its
  * underlay address) and an onlink route (its subnet via its subnet address on the device); a failed
  * step undoes the ones before it. With DirectRouting, a peer on our underlay subnet gets a plain
@@ -35,6 +36,7 @@ export class VxlanBackend implements Backend {
   readonly vni: number;
   readonly port: number;
   readonly name: string;
+  readonly family: 4 | 6;
   private readonly peers = new Map<string, PeerState>();
   private dev!: Link;
   private underlayIndex = 0;
@@ -43,7 +45,8 @@ export class VxlanBackend implements Backend {
   constructor(private readonly o: BackendOptions) {
     this.vni = o.vni ?? 1;
     this.port = o.port ?? 8472;
-    this.name = o.deviceName ?? `cnikit.${this.vni}`;
+    this.family = o.family ?? 4;
+    this.name = o.deviceName ?? (this.family === 6 ? `cnikit-v6.${this.vni}` : `cnikit.${this.vni}`);
     if (this.name.length > 15) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: device name ${this.name} is longer than 15 characters`);
   }
 
@@ -57,10 +60,11 @@ export class VxlanBackend implements Backend {
     const { conn } = this.o;
     const underlay = getLink(conn, this.o.underlay);
     this.underlayIndex = underlay.index;
-    this.underlayNets = listAddresses(conn, { link: underlay.index, family: 4 }).map((a) => parseCIDR(a.cidr)!).filter(Boolean);
+    const fam = this.family;
+    this.underlayNets = listAddresses(conn, { link: underlay.index, family: fam }).filter((a) => a.scope === 0).map((a) => parseCIDR(a.cidr)!).filter(Boolean);
     const local = parseIP(this.o.publicIP);
-    if (!local || local.length !== 4) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: public IP ${this.o.publicIP} is not an IPv4 address`);
-    const mtu = this.o.mtu ?? underlay.mtu - 50;
+    if (!local || local.length !== (fam === 6 ? 16 : 4)) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: public IP ${this.o.publicIP} is not an IPv${fam} address`);
+    const mtu = this.o.mtu ?? underlay.mtu - (fam === 6 ? 70 : 50);
     let dev = findLink(conn, this.name);
     if (dev && !this.fits(dev, local)) {
       // a device from another configuration: its MAC is in nobody's lease any more, start afresh
@@ -76,10 +80,12 @@ export class VxlanBackend implements Backend {
     } else if (dev.mtu !== mtu) {
       setLink(conn, dev.index, { mtu });
     }
-    // our subnet's network address as a /32; anything else on the device is from an older lease
-    const want = `${netAddr(this.o.localSubnet)}/32`;
-    for (const a of listAddresses(conn, { link: dev.index, family: 4 })) if (a.cidr !== want) deleteAddress(conn, { link: dev.index, address: a.cidr });
-    addAddress(conn, { link: dev.index, address: want }, { existOk: true });
+    // our subnet's network address as a host address; any other global one is from an older lease
+    const want = `${netAddr(this.o.localSubnet)}/${fam === 6 ? 128 : 32}`;
+    for (const a of listAddresses(conn, { link: dev.index, family: fam })) {
+      if (a.scope === 0 && a.cidr !== want) deleteAddress(conn, { link: dev.index, address: a.cidr });
+    }
+    addAddress(conn, { link: dev.index, address: want, ...(fam === 6 ? { nodad: true } : {}) }, { existOk: true });
     setLinkUp(conn, dev.index);
     this.dev = getLink(conn, dev.index);
     this.recover();
@@ -91,7 +97,7 @@ export class VxlanBackend implements Backend {
     const { conn } = this.o;
     const neigh = new Map(listNeighbors(conn, { link: this.dev.index }).filter((n) => n.ip).map((n) => [n.ip!, n.mac]));
     const fdb = new Map(listNeighbors(conn, { link: this.dev.index, fdb: true }).filter((n) => n.ip).map((n) => [n.mac, n.ip!]));
-    for (const [dst, r] of agentRoutes(conn)) {
+    for (const [dst, r] of agentRoutes(conn, this.family)) {
       if (r.oif === this.dev.index) {
         const mac = neigh.get(netAddr(dst));
         this.peers.set(dst, { publicIP: (mac && fdb.get(mac)) || "", ...(mac ? { mac } : {}) });

@@ -48,7 +48,9 @@ export interface BackendOptions {
   publicIP: string;
   /** The underlay interface. */
   underlay: string;
-  /** vxlan: VNI (default 1), UDP port (default 8472), device MTU (default underlay MTU - 50). */
+  /** Which family this backend carries (default 4); a dual-stack node runs one of each. */
+  family?: 4 | 6;
+  /** vxlan: VNI (default 1), UDP port (default 8472), device MTU (default underlay MTU - 50, or - 70 over IPv6). */
   vni?: number;
   port?: number;
   mtu?: number;

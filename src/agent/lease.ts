@@ -1,6 +1,7 @@
 /**
- * Subnet leases in flannel's key layout: `<prefix>/subnets/<a.b.c.d>-<len>` holding
- * `{"PublicIP", "BackendType", "BackendData": {"VNI", "VtepMAC"}}`; and picking a free subnet.
+ * Subnet leases in flannel's key layout: `<prefix>/subnets/<a.b.c.d>-<len>` (dual-stack:
+ * `<a.b.c.d>-<len>&<ipv6>-<len>`) holding `{"PublicIP", "PublicIPv6", "BackendType",
+ * "BackendData": {"VNI", "VtepMAC"}, "BackendV6Data": {...}}`; and picking a free subnet.
  */
 
 import { CniError, ErrorCode } from "../spec/error.ts";
@@ -13,25 +14,51 @@ export interface LeaseAttrs {
   publicIP: string;
   publicIPv6?: string;
   backendType: string;
-  backendData?: { VNI?: number; VtepMAC?: string; [k: string]: unknown };
+  backendData?: BackendData;
+  /** The IPv6 side's backend data (its own VTEP). */
+  backendV6Data?: BackendData;
+}
+
+/** A backend's data in a lease. */
+export type BackendData = { VNI?: number; VtepMAC?: string; [k: string]: unknown };
+
+/** The subnets a lease key names. */
+export interface LeaseSubnets {
+  v4: IPNet;
+  v6?: IPNet;
 }
 
 /** The default key prefix. */
 export const DEFAULT_PREFIX = "/coreos.com/network";
 
-/** The key of a subnet's lease. */
-export function leaseKey(prefix: string, subnet: IPNet): string {
-  return `${prefix}/subnets/${formatIP(subnet.ip)}-${subnet.prefix}`;
+/** The key of a subnet's lease (with its IPv6 subnet for a dual-stack node). */
+export function leaseKey(prefix: string, subnet: IPNet, subnet6?: IPNet): string {
+  const v6 = subnet6 ? `&${formatIP(subnet6.ip)}-${subnet6.prefix}` : "";
+  return `${prefix}/subnets/${formatIP(subnet.ip)}-${subnet.prefix}${v6}`;
 }
 
-/** The subnet a lease key names, or undefined for a key of another shape. */
-export function subnetOfKey(prefix: string, key: string): IPNet | undefined {
+function parsePart(part: string, len: 4 | 16): IPNet | undefined {
+  const dash = part.lastIndexOf("-");
+  if (dash < 0) return undefined;
+  const n = parseCIDR(`${part.slice(0, dash)}/${part.slice(dash + 1)}`);
+  return n && n.ip.length === len ? n : undefined;
+}
+
+/** The subnets a lease key names, or undefined for a key of another shape. */
+export function subnetsOfKey(prefix: string, key: string): LeaseSubnets | undefined {
   const base = `${prefix}/subnets/`;
   if (!key.startsWith(base)) return undefined;
-  const name = key.slice(base.length);
-  const dash = name.lastIndexOf("-");
-  if (dash < 0) return undefined;
-  return parseCIDR(`${name.slice(0, dash)}/${name.slice(dash + 1)}`) ?? undefined;
+  const [a, b, extra] = key.slice(base.length).split("&");
+  const v4 = parsePart(a!, 4);
+  if (!v4 || extra !== undefined) return undefined;
+  if (b === undefined) return { v4 };
+  const v6 = parsePart(b, 16);
+  return v6 ? { v4, v6 } : undefined;
+}
+
+/** The IPv4 subnet a lease key names (a node's identity), or undefined. */
+export function subnetOfKey(prefix: string, key: string): IPNet | undefined {
+  return subnetsOfKey(prefix, key)?.v4;
 }
 
 /** A lease value as JSON, in flannel's field names. */
@@ -39,6 +66,7 @@ export function encodeLease(a: LeaseAttrs): string {
   const o: Record<string, unknown> = { PublicIP: a.publicIP, BackendType: a.backendType };
   if (a.publicIPv6) o.PublicIPv6 = a.publicIPv6;
   if (a.backendData) o.BackendData = a.backendData;
+  if (a.backendV6Data) o.BackendV6Data = a.backendV6Data;
   return JSON.stringify(o);
 }
 
@@ -53,7 +81,8 @@ export function decodeLease(text: string): LeaseAttrs {
   if (typeof o?.PublicIP !== "string" || !parseIP(o.PublicIP)) throw new CniError(ErrorCode.DecodingFailure, "lease: PublicIP missing or invalid");
   const out: LeaseAttrs = { publicIP: o.PublicIP, backendType: String(o.BackendType ?? "") };
   if (typeof o.PublicIPv6 === "string") out.publicIPv6 = o.PublicIPv6;
-  if (o.BackendData && typeof o.BackendData === "object") out.backendData = o.BackendData as LeaseAttrs["backendData"];
+  if (o.BackendData && typeof o.BackendData === "object") out.backendData = o.BackendData as BackendData;
+  if (o.BackendV6Data && typeof o.BackendV6Data === "object") out.backendV6Data = o.BackendV6Data as BackendData;
   return out;
 }
 

@@ -6,10 +6,10 @@ import { addRoute, deleteRoute, listRoutes, type Route, type RouteSpec } from ".
 /** Route protocol of the agent's routes (not used by any routing daemon iproute2 knows). */
 export const RTPROT_CNIKIT = 210;
 
-/** The agent's IPv4 routes in the main table, by destination. */
-export function agentRoutes(conn: NetlinkConn): Map<string, Route> {
+/** The agent's routes of one family in the main table, by destination. */
+export function agentRoutes(conn: NetlinkConn, family: 4 | 6 = 4): Map<string, Route> {
   const out = new Map<string, Route>();
-  for (const r of listRoutes(conn, { family: 4 })) if (r.protocol === RTPROT_CNIKIT) out.set(r.dst, r);
+  for (const r of listRoutes(conn, { family })) if (r.protocol === RTPROT_CNIKIT) out.set(r.dst, r);
   return out;
 }
 
@@ -20,7 +20,7 @@ export function setAgentRoute(conn: NetlinkConn, spec: Omit<RouteSpec, "protocol
 
 /** Remove the agent's route to `dst` (only when it is the agent's); false when there was none. */
 export function deleteAgentRoute(conn: NetlinkConn, dst: string): boolean {
-  const r = agentRoutes(conn).get(dst);
+  const r = agentRoutes(conn, dst.includes(":") ? 6 : 4).get(dst);
   if (!r) return false;
   return deleteRoute(conn, { dst, ...(r.oif !== undefined ? { link: r.oif } : {}), ...(r.gateway ? { gateway: r.gateway } : {}) });
 }

@@ -9,7 +9,7 @@ import type { Etcd3, Lease } from "etcd3";
 import type { ConnectionOptions } from "node:tls";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { formatCIDR, type IPNet } from "../spec/ip.ts";
-import { decodeLease, encodeLease, leaseKey, subnetOfKey, type LeaseAttrs } from "./lease.ts";
+import { decodeLease, encodeLease, leaseKey, subnetsOfKey, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { parseNetworkConfig, type NetworkConfig } from "./netconfig.ts";
 
 /** How to reach etcd. */
@@ -28,7 +28,13 @@ export interface EtcdOptions {
 export interface SubnetLease {
   key: string;
   subnet: IPNet;
+  /** A dual-stack node's IPv6 subnet. */
+  subnet6?: IPNet;
   attrs: LeaseAttrs;
+}
+
+function toLease(key: string, s: LeaseSubnets, value: string): SubnetLease {
+  return { key, subnet: s.v4, ...(s.v6 ? { subnet6: s.v6 } : {}), attrs: decodeLease(value) };
 }
 
 let sniPatched = false;
@@ -107,10 +113,10 @@ export class LeaseStore {
     const all = await this.client.getAll().prefix(`${this.prefix}/subnets/`).strings();
     const out: SubnetLease[] = [];
     for (const [key, value] of Object.entries(all)) {
-      const subnet = subnetOfKey(this.prefix, key);
-      if (!subnet) continue;
+      const subnets = subnetsOfKey(this.prefix, key);
+      if (!subnets) continue;
       try {
-        out.push({ key, subnet, attrs: decodeLease(value) });
+        out.push(toLease(key, subnets, value));
       } catch {
         // a foreign or broken value: not a peer we can program
       }
@@ -128,24 +134,29 @@ export class LeaseStore {
     return await this.lease.grant();
   }
 
-  /** Take `subnet` if nobody holds it (compare-and-create); true when it is ours now. */
-  async acquire(subnet: IPNet, attrs: LeaseAttrs, ttlSec: number): Promise<boolean> {
-    const key = leaseKey(this.prefix, subnet);
+  /** Take the subnets if nobody holds them (compare-and-create); true when they are ours now. */
+  async acquire(s: LeaseSubnets, attrs: LeaseAttrs, ttlSec: number): Promise<boolean> {
+    const key = leaseKey(this.prefix, s.v4, s.v6);
     const id = await this.etcdLease(ttlSec);
     const res = await this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(encodeLease(attrs)).lease(id)).commit();
     return res.succeeded;
   }
 
-  /** Rewrite our own lease (same subnet) with new attributes and our current etcd lease. */
-  async renew(subnet: IPNet, attrs: LeaseAttrs, ttlSec: number): Promise<void> {
+  /** Rewrite our own lease (same subnets) with new attributes and our current etcd lease. */
+  async renew(s: LeaseSubnets, attrs: LeaseAttrs, ttlSec: number): Promise<void> {
     const id = await this.etcdLease(ttlSec);
-    await this.client.put(leaseKey(this.prefix, subnet)).value(encodeLease(attrs)).lease(id);
+    await this.client.put(leaseKey(this.prefix, s.v4, s.v6)).value(encodeLease(attrs)).lease(id);
+  }
+
+  /** Remove a lease key. */
+  async remove(key: string): Promise<void> {
+    await this.client.delete().key(key);
   }
 
   /** Watch the leases; returns a function that stops the watch. */
   async watch(handlers: {
     put: (l: SubnetLease) => void;
-    del: (subnet: IPNet) => void;
+    del: (s: LeaseSubnets) => void;
     reconnected: () => void;
     /** The server canceled the watch (its revision was compacted away): it is dead, start anew. */
     canceled: (e: Error) => void;
@@ -155,17 +166,17 @@ export class LeaseStore {
     let lost = false;
     w.on("put", (kv) => {
       const key = kv.key.toString();
-      const subnet = subnetOfKey(this.prefix, key);
-      if (!subnet) return;
+      const subnets = subnetsOfKey(this.prefix, key);
+      if (!subnets) return;
       try {
-        handlers.put({ key, subnet, attrs: decodeLease(kv.value.toString()) });
+        handlers.put(toLease(key, subnets, kv.value.toString()));
       } catch (e) {
         handlers.error(e as Error);
       }
     });
     w.on("delete", (kv) => {
-      const subnet = subnetOfKey(this.prefix, kv.key.toString());
-      if (subnet) handlers.del(subnet);
+      const subnets = subnetsOfKey(this.prefix, kv.key.toString());
+      if (subnets) handlers.del(subnets);
     });
     w.on("disconnected", (e) => {
       lost = true;

@@ -15,6 +15,7 @@ nodes' subnets (vxlan or host-gw, as the network config in etcd says). Runs unti
   --etcd-prefix PREFIX    key prefix (default /coreos.com/network)
   --iface NAME            underlay interface (default: the default route's)
   --public-ip IP          address other nodes reach this one at (default: the interface's)
+  --public-ipv6 IP        the same for an IPv6 network (default: the interface's global IPv6)
   --subnet-file FILE      where subnet.env goes (default /run/flannel/subnet.env)
   --ip-masq               masquerade traffic leaving the cluster network
   --device-prefix NAME    vxlan device is NAME.<VNI> (default cnikit)
@@ -30,7 +31,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       process.stdout.write(AGENT_USAGE);
       return 0;
     }
-    const known = new Set(["help", "ip-masq", "etcd-endpoints", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "subnet-file", "lease-ttl", "healthz", "device-prefix"]);
+    const known = new Set(["help", "ip-masq", "etcd-endpoints", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "healthz", "device-prefix"]);
     const unknown = Object.keys(p.flags).filter((k) => !known.has(k));
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
     const { Agent } = await import("../agent/agent.ts");
@@ -55,6 +56,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       prefix: opt("etcd-prefix") ?? "/coreos.com/network",
       ...(opt("iface") ? { iface: opt("iface")! } : {}),
       ...(opt("public-ip") ? { publicIP: opt("public-ip")! } : {}),
+      ...(opt("public-ipv6") ? { publicIPv6: opt("public-ipv6")! } : {}),
       subnetFile: opt("subnet-file") ?? "/run/flannel/subnet.env",
       ipMasq: p.flags["ip-masq"] === true,
       ttlSec: ttl,

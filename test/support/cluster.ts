@@ -19,12 +19,15 @@ export interface ClusterOptions {
   dir: string;
   underlayNet?: number;
   etcdPort?: number;
+  /** Give the underlay IPv6 addresses too (fd00:<net>::<i>/64). */
+  dualStack?: boolean;
 }
 
 export interface Node {
   name: string;
   ns: string;
   ip: string;
+  ip6?: string;
   dev: string;
   subnetFile: string;
   confDir: string;
@@ -55,6 +58,7 @@ export class Cluster {
     must(["ip", "link", "set", "lo", "up"]);
     must(["ip", "link", "add", this.bridge, "type", "bridge"]);
     must(["ip", "addr", "add", `${this.etcdIP}/24`, "dev", this.bridge]);
+    if (o.dualStack) must(["ip", "addr", "add", `fd00:${this.net}::fe/64`, "dev", this.bridge, "nodad"]);
     must(["ip", "link", "set", this.bridge, "up"]);
     must([CNIKIT, "install", "--bin-dir", this.bin]);
   }
@@ -110,6 +114,8 @@ export class Cluster {
     must(["ip", "link", "set", peer, "master", this.bridge, "up"]);
     const ip = `192.168.${this.net}.${i}`;
     must(["ip", "-n", nsName, "addr", "add", `${ip}/24`, "dev", dev]);
+    const ip6 = this.o.dualStack ? `fd00:${this.net}::${i}` : undefined;
+    if (ip6) must(["ip", "-n", nsName, "addr", "add", `${ip6}/64`, "dev", dev, "nodad"]);
     must(["ip", "-n", nsName, "link", "set", dev, "up"]);
     const dir = join(this.o.dir, name);
     const confDir = join(dir, "net.d");
@@ -123,7 +129,7 @@ export class Cluster {
         delegate: { bridge: `${this.o.prefix}b`, ...delegate, ipam: { dataDir: join(dir, "ipam") } },
       }],
     }));
-    const node: Node = { name, ns: nsPath, ip, dev, subnetFile, confDir };
+    const node: Node = { name, ns: nsPath, ip, ...(ip6 ? { ip6 } : {}), dev, subnetFile, confDir };
     this.nodes.push(node);
     return node;
   }
@@ -163,13 +169,14 @@ export class Cluster {
     });
   }
 
-  /** A pod on a node through `overlay`; returns its namespace path and IPv4 address. */
-  addPod(n: Node, tag: string): { ns: string; ip: string } {
+  /** A pod on a node through `overlay`; returns its namespace path and addresses. */
+  addPod(n: Node, tag: string): { ns: string; ip: string; ip6?: string } {
     const p = this.ns.add(`${n.name}${tag}`);
     const r = this.cnikit(n, ["add", "cluster", p]);
     if (r.code !== 0) throw new Error(`pod ${tag} on ${n.name}: ${r.stdout} ${r.stderr}`);
-    const ip = (JSON.parse(r.stdout).ips[0].address as string).split("/")[0]!;
-    return { ns: p, ip };
+    const ips = (JSON.parse(r.stdout).ips as { address: string }[]).map((x) => x.address.split("/")[0]!);
+    const ip6 = ips.find((x) => x.includes(":"));
+    return { ns: p, ip: ips.find((x) => !x.includes(":"))!, ...(ip6 ? { ip6 } : {}) };
   }
 
   /** Run a command in a node's namespace. */

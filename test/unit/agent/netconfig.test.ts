@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decodeLease, encodeLease, leaseKey, pickFreeSubnet, subnetOfKey } from "../../../src/agent/lease.ts";
+import { decodeLease, encodeLease, leaseKey, pickFreeSubnet, subnetOfKey, subnetsOfKey } from "../../../src/agent/lease.ts";
 import { parseNetworkConfig } from "../../../src/agent/netconfig.ts";
 import { formatCIDR, formatIP, parseCIDR } from "../../../src/spec/ip.ts";
 
@@ -50,6 +50,23 @@ describe("leases", () => {
     expect(JSON.parse(v)).toEqual({ PublicIP: "192.0.2.7", BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:ff" } });
     expect(decodeLease(v).backendData?.VtepMAC).toBe("aa:bb:cc:dd:ee:ff");
     expect(() => decodeLease("{}")).toThrow(/PublicIP/);
+  });
+  test("dual-stack keys and values (flannel's `v4&v6` key, PublicIPv6, BackendV6Data)", () => {
+    const key = leaseKey("/p", parseCIDR("10.244.3.0/24")!, parseCIDR("fd00:244:0:3::/64")!);
+    expect(key).toBe("/p/subnets/10.244.3.0-24&fd00:244:0:3::-64");
+    const s = subnetsOfKey("/p", key)!;
+    expect([formatCIDR(s.v4), formatCIDR(s.v6!)]).toEqual(["10.244.3.0/24", "fd00:244:0:3::/64"]);
+    expect(formatCIDR(subnetOfKey("/p", key)!)).toBe("10.244.3.0/24");
+    expect(subnetsOfKey("/p", "/p/subnets/10.244.3.0-24")).toEqual({ v4: parseCIDR("10.244.3.0/24")! });
+    for (const bad of ["/p/subnets/fd00::-64", "/p/subnets/10.0.0.0-24&10.1.0.0-24", "/p/subnets/10.0.0.0-24&fd00::-64&x", "/p/subnets/10.0.0.0"]) {
+      expect(subnetsOfKey("/p", bad)).toBeUndefined();
+    }
+    const attrs = { publicIP: "192.0.2.7", publicIPv6: "2001:db8::7", backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:01" }, backendV6Data: { VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:02" } };
+    const v = encodeLease(attrs);
+    expect(JSON.parse(v)).toEqual({ PublicIP: "192.0.2.7", PublicIPv6: "2001:db8::7", BackendType: "vxlan", BackendData: attrs.backendData, BackendV6Data: attrs.backendV6Data });
+    expect(decodeLease(v)).toEqual(attrs);
+    // flannel writes "PublicIPv6": null for IPv4-only nodes
+    expect(decodeLease('{"PublicIP":"192.0.2.7","PublicIPv6":null,"BackendType":"host-gw"}')).toEqual({ publicIP: "192.0.2.7", backendType: "host-gw" });
   });
   test("a free subnet is picked among the free ones; none when full", () => {
     const plan = parseNetworkConfig(JSON.stringify({ Network: "10.9.0.0/22" })).v4!; // /24s: .1 .2 .3 (.0 is skipped)
