@@ -115,7 +115,11 @@ export class Cluster {
     const ip = `192.168.${this.net}.${i}`;
     must(["ip", "-n", nsName, "addr", "add", `${ip}/24`, "dev", dev]);
     const ip6 = this.o.dualStack ? `fd00:${this.net}::${i}` : undefined;
-    if (ip6) must(["ip", "-n", nsName, "addr", "add", `${ip6}/64`, "dev", dev, "nodad"]);
+    if (ip6) {
+      // a node's underlay has long been up in real life: its link-local address is not tentative
+      must(["ip", "netns", "exec", nsName, "sysctl", "-qw", `net.ipv6.conf.${dev}.accept_dad=0`]);
+      must(["ip", "-n", nsName, "addr", "add", `${ip6}/64`, "dev", dev, "nodad"]);
+    }
     must(["ip", "-n", nsName, "link", "set", dev, "up"]);
     const dir = join(this.o.dir, name);
     const confDir = join(dir, "net.d");

@@ -122,7 +122,19 @@ async function add(args: CmdArgs): Promise<Result> {
   let masqDone: string[] = [];
   let spoof: { port: string; mac: string } | undefined;
   try {
-    let br = ensureBridge(host, conf.bridge, conf.mtu ? { mtu: conf.mtu } : {});
+    let br = ensureBridge(host, conf.bridge, { ...(conf.mtu ? { mtu: conf.mtu } : {}), up: false });
+    if (!br.up) {
+      // Before the bridge first comes up: no DAD for its IPv6 link-local address. While that
+      // address is tentative the kernel sends no neighbour solicitation for packets it routes into
+      // the bridge, so traffic from the host or another node to a new pod waits ~2 s.
+      try {
+        setSysctl(`net/ipv6/conf/${conf.bridge}/accept_dad`, 0);
+      } catch {
+        // IPv6 disabled on this host: nothing to wait for
+      }
+      setLink(host, br.index, { up: true });
+      br = getLink(host, br.index);
+    }
     if (conf.promiscMode && !(br.flags & IFF_PROMISC)) {
       host.request(RTM_NEWLINK, encodeLink({ index: br.index, flags: IFF_PROMISC, change: IFF_PROMISC }));
     }

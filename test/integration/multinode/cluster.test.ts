@@ -237,10 +237,7 @@ describe("dual-stack", () => {
       beforeAll(async () => {
         etcd = await bringUp(c, key, { Type: type }, { IPv6Network: "fd96::/48" });
         for (const n of c.nodes) await c.until(`${n.name}'s IPv6 routes`, () => agentRoutes(c, n, "-6").length === 2);
-        pods = twoPodsEach(c);
-        // Known and left for later (see the issue note): in the first ~2 s after a node's first pod,
-        // the first cross-node IPv6 packet can be lost (IPv4 is not affected); a retry then passes.
-        await Bun.sleep(2500);
+        pods = twoPodsEach(c); // pinged at once: a new pod must be reachable over IPv6 without delay
       }, 60_000);
       afterAll(async () => {
         await c.destroy();
