@@ -43,6 +43,8 @@ export class Cluster {
   readonly bin: string;
   private etcd: ReturnType<typeof Bun.spawn> | undefined;
   private starts = 0;
+  /** Set by destroy(): a test body that timed out keeps running and must not start anything more. */
+  private destroyed = false;
   private clients: Etcd3[] = [];
   private readonly net: number;
   private readonly port: number;
@@ -65,6 +67,7 @@ export class Cluster {
 
   /** Start (or restart, keeping its data) etcd and wait until it answers. */
   async startEtcd(): Promise<void> {
+    if (this.destroyed) throw new Error("cluster already destroyed");
     const data = join(this.o.dir, "etcd");
     const peer = `http://127.0.0.1:${this.port + 1}`;
     this.etcd = Bun.spawn(
@@ -140,6 +143,7 @@ export class Cluster {
 
   /** Start `cnikit agent` in a node (it runs until `stopAgent`). */
   startAgent(n: Node, prefix: string, extra: string[] = []): void {
+    if (this.destroyed) throw new Error("cluster already destroyed");
     const log = join(this.o.dir, `${n.name}-agent-${++this.starts}.log`);
     const proc = Bun.spawn(
       ["nsenter", `--net=${n.ns}`, CNIKIT, "agent", "--etcd-endpoints", this.etcdURL, "--etcd-prefix", prefix, "--iface", n.dev,
@@ -190,6 +194,7 @@ export class Cluster {
 
   /** Stop every agent and etcd, close clients, remove namespaces and links. */
   async destroy(): Promise<void> {
+    this.destroyed = true;
     for (const n of this.nodes) await this.stopAgent(n).catch(() => {});
     for (const c of this.clients) c.close();
     await this.stopEtcd().catch(() => {});

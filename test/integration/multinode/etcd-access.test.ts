@@ -19,11 +19,13 @@ const prefix = runPrefix("ea");
 const tmp = tempDir("etcd-access");
 const up = `${prefix}u`;
 const procs: ReturnType<typeof Bun.spawn>[] = [];
+let finished = false; // a test body that timed out keeps running: it must not start processes after afterAll
 const clients: Etcd3[] = [];
 const f = (n: string) => join(tmp.path, n);
 const CONFIG = JSON.stringify({ Network: "10.71.0.0/16", Backend: { Type: "host-gw" } });
 
 function etcd(name: string, port: number, extra: string[], scheme = "http"): ReturnType<typeof Bun.spawn> {
+  if (finished) throw new Error("test already finished");
   const url = `${scheme}://127.0.0.1:${port}`;
   const peer = `http://127.0.0.1:${port + 1}`;
   const p = Bun.spawn(["etcd", "--name", name, "--data-dir", f(`${name}.etcd`), "--listen-client-urls", url, "--advertise-client-urls", url,
@@ -53,6 +55,7 @@ async function ready(c: Etcd3): Promise<void> {
 
 /** Start an agent with `flags`; returns a handle to wait for subnet.env and stop it by PID. */
 function agent(tag: string, flags: string[]) {
+  if (finished) throw new Error("test already finished");
   const subnetFile = f(`${tag}.env`);
   const log = f(`${tag}.log`);
   const p = Bun.spawn([CNIKIT, "agent", "--iface", up, "--subnet-file", subnetFile, "--device-prefix", prefix, "--etcd-prefix", "/ea/network", ...flags],
@@ -84,6 +87,7 @@ beforeAll(() => {
   must(["ip", "link", "set", `${prefix}p`, "up"]);
 });
 afterAll(async () => {
+  finished = true;
   for (const c of clients) c.close();
   for (const p of procs) p.kill("SIGKILL");
   await Promise.all(procs.map((p) => p.exited));
