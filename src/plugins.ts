@@ -16,6 +16,7 @@ export const BUILTIN_PLUGINS: Record<string, PluginLoader> = {
   loopback: async () => (await import("./plugins/main/loopback.ts")).default,
   "host-local": async () => (await import("./plugins/ipam/host-local.ts")).default,
   static: async () => (await import("./plugins/ipam/static.ts")).default,
+  "cluster-ipam": async () => (await import("./plugins/ipam/cluster-ipam.ts")).default,
   tuning: async () => (await import("./plugins/meta/tuning.ts")).default,
   sbr: async () => (await import("./plugins/meta/sbr.ts")).default,
   firewall: async () => (await import("./plugins/meta/firewall.ts")).default,

@@ -1,0 +1,197 @@
+/**
+ * cluster-ipam's records in etcd, under `<prefix>/<pool>/` ("/cnikit/ipam/10.100.0.0-16/"):
+ *   blocks/<block>          = the node the block is affine to (claimed with compare-and-create)
+ *   ips/<block>/<address>   = {"containerID","ifname","node"}
+ *   handles/<id>/<ifname>   = "<block>/<address>"
+ * An address is taken in one transaction that creates its ips key and its handle key and checks
+ * the block's owner, so two writers can never hold one address, whatever their caches say.
+ */
+
+import type { Etcd3 } from "etcd3";
+
+/** One reservation. */
+export interface IPRecord {
+  ip: string;
+  /** Its block's key part ("10.100.0.64-26"). */
+  block: string;
+  containerID: string;
+  ifname: string;
+  node: string;
+}
+
+/** What a reservation attempt found. */
+export type ReserveOutcome =
+  | { ok: true }
+  /** `handle`: the attachment already holds this ("<block>/<address>"); `ipTaken`: the address is
+   * someone's; `owner`: who the block belongs to now (undefined: nobody). */
+  | { ok: false; handle?: string; ipTaken: boolean; owner?: string };
+
+/** The operations cluster-ipam needs; each is one etcd round trip. */
+export interface ClusterStore {
+  /** Every claimed block and its node. */
+  blocks(): Promise<Map<string, string>>;
+  /** Claim a free block for `node`; false when someone has it. */
+  claimBlock(block: string, node: string): Promise<boolean>;
+  /** The reservations in one block, or in all of them. */
+  ips(block?: string): Promise<IPRecord[]>;
+  /** How many reservations there are. */
+  countIPs(): Promise<number>;
+  /** Reserve an address if it is free, the handle unused and the block still `owner`'s. */
+  reserve(r: IPRecord, owner: string): Promise<ReserveOutcome>;
+  /** The handle's "<block>/<address>", if it holds one. */
+  handle(containerID: string, ifname: string): Promise<string | undefined>;
+  /** Release the handle's address (only while the handle still says `held`); false when it held none. */
+  releaseIf(containerID: string, ifname: string, held: string): Promise<boolean>;
+  close(): void;
+}
+
+const recordValue = (r: Pick<IPRecord, "containerID" | "ifname" | "node">) => JSON.stringify({ containerID: r.containerID, ifname: r.ifname, node: r.node });
+
+/** The store over a real etcd client. */
+export class EtcdClusterStore implements ClusterStore {
+  constructor(
+    private readonly client: Etcd3,
+    /** "<prefix>/<pool>" */
+    private readonly base: string,
+  ) {}
+
+  private k(...parts: string[]): string {
+    return `${this.base}/${parts.join("/")}`;
+  }
+
+  async blocks(): Promise<Map<string, string>> {
+    const all = await this.client.getAll().prefix(this.k("blocks", "")).strings();
+    const out = new Map<string, string>();
+    for (const [key, node] of Object.entries(all)) out.set(key.slice(this.k("blocks", "").length), node);
+    return out;
+  }
+
+  async claimBlock(block: string, node: string): Promise<boolean> {
+    const key = this.k("blocks", block);
+    const r = await this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(node)).commit();
+    return r.succeeded;
+  }
+
+  async ips(block?: string): Promise<IPRecord[]> {
+    const prefix = block ? this.k("ips", block, "") : this.k("ips", "");
+    const all = await this.client.getAll().prefix(prefix).strings();
+    const out: IPRecord[] = [];
+    for (const [key, value] of Object.entries(all)) {
+      const [b, ip] = key.slice(this.k("ips", "").length).split("/");
+      try {
+        const v = JSON.parse(value) as Omit<IPRecord, "ip" | "block">;
+        out.push({ ip: ip!, block: b!, containerID: v.containerID, ifname: v.ifname, node: v.node });
+      } catch {
+        // not ours: skip
+      }
+    }
+    return out;
+  }
+
+  async countIPs(): Promise<number> {
+    return await this.client.getAll().prefix(this.k("ips", "")).count();
+  }
+
+  async reserve(r: IPRecord, owner: string): Promise<ReserveOutcome> {
+    const ipKey = this.k("ips", r.block, r.ip);
+    const handleKey = this.k("handles", r.containerID, r.ifname);
+    const blockKey = this.k("blocks", r.block);
+    const res = await this.client
+      .if(ipKey, "Create", "==", 0)
+      .and(handleKey, "Create", "==", 0)
+      .and(blockKey, "Value", "==", owner)
+      .then(this.client.put(ipKey).value(recordValue(r)), this.client.put(handleKey).value(`${r.block}/${r.ip}`))
+      .else(this.client.get(handleKey), this.client.get(ipKey), this.client.get(blockKey))
+      .commit();
+    if (res.succeeded) return { ok: true };
+    // the same round trip tells why it failed
+    const value = (i: number) => res.responses[i]?.response_range?.kvs?.[0]?.value?.toString();
+    const handle = value(0);
+    const owned = value(2);
+    return { ok: false, ...(handle ? { handle } : {}), ipTaken: value(1) !== undefined, ...(owned !== undefined ? { owner: owned } : {}) };
+  }
+
+  async handle(containerID: string, ifname: string): Promise<string | undefined> {
+    return (await this.client.get(this.k("handles", containerID, ifname)).string()) ?? undefined;
+  }
+
+  async releaseIf(containerID: string, ifname: string, held: string): Promise<boolean> {
+    const handleKey = this.k("handles", containerID, ifname);
+    const [block, ip] = held.split("/");
+    const res = await this.client
+      .if(handleKey, "Value", "==", held)
+      .then(this.client.delete().key(handleKey), this.client.delete().key(this.k("ips", block!, ip!)))
+      .commit();
+    return res.succeeded;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** An in-memory store with etcd's semantics, counting round trips (for unit tests). */
+export class FakeClusterStore implements ClusterStore {
+  readonly kv = new Map<string, string>();
+  roundTrips = 0;
+
+  async blocks(): Promise<Map<string, string>> {
+    this.roundTrips++;
+    const out = new Map<string, string>();
+    for (const [k, v] of this.kv) if (k.startsWith("blocks/")) out.set(k.slice(7), v);
+    return out;
+  }
+
+  async claimBlock(block: string, node: string): Promise<boolean> {
+    this.roundTrips++;
+    if (this.kv.has(`blocks/${block}`)) return false;
+    this.kv.set(`blocks/${block}`, node);
+    return true;
+  }
+
+  async ips(block?: string): Promise<IPRecord[]> {
+    this.roundTrips++;
+    const out: IPRecord[] = [];
+    for (const [k, v] of this.kv) {
+      if (!k.startsWith(block ? `ips/${block}/` : "ips/")) continue;
+      const [, b, ip] = k.split("/");
+      out.push({ ip: ip!, block: b!, ...(JSON.parse(v) as Omit<IPRecord, "ip" | "block">) });
+    }
+    return out;
+  }
+
+  async countIPs(): Promise<number> {
+    this.roundTrips++;
+    return [...this.kv.keys()].filter((k) => k.startsWith("ips/")).length;
+  }
+
+  async reserve(r: IPRecord, owner: string): Promise<ReserveOutcome> {
+    this.roundTrips++;
+    const ipKey = `ips/${r.block}/${r.ip}`;
+    const handleKey = `handles/${r.containerID}/${r.ifname}`;
+    const blockOwner = this.kv.get(`blocks/${r.block}`);
+    if (!this.kv.has(ipKey) && !this.kv.has(handleKey) && blockOwner === owner) {
+      this.kv.set(ipKey, recordValue(r));
+      this.kv.set(handleKey, `${r.block}/${r.ip}`);
+      return { ok: true };
+    }
+    const handle = this.kv.get(handleKey);
+    return { ok: false, ...(handle ? { handle } : {}), ipTaken: this.kv.has(ipKey), ...(blockOwner !== undefined ? { owner: blockOwner } : {}) };
+  }
+
+  async handle(containerID: string, ifname: string): Promise<string | undefined> {
+    this.roundTrips++;
+    return this.kv.get(`handles/${containerID}/${ifname}`);
+  }
+
+  async releaseIf(containerID: string, ifname: string, held: string): Promise<boolean> {
+    this.roundTrips++;
+    const handleKey = `handles/${containerID}/${ifname}`;
+    if (this.kv.get(handleKey) !== held) return false;
+    this.kv.delete(handleKey);
+    this.kv.delete(`ips/${held}`);
+    return true;
+  }
+
+  close(): void {}
+}
