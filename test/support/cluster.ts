@@ -23,6 +23,19 @@ export interface ClusterOptions {
   dualStack?: boolean;
 }
 
+/** Wait until etcd answers through `c` (up to ~10 s). */
+export async function etcdReady(c: Etcd3): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await c.get("/ping").string();
+      return;
+    } catch (e) {
+      if (i > 100) throw e;
+      await Bun.sleep(100);
+    }
+  }
+}
+
 export interface Node {
   name: string;
   ns: string;
@@ -75,16 +88,9 @@ export class Cluster {
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", `e=${peer}`, "--log-level", "error"],
       { stdout: "ignore", stderr: Bun.file(join(this.o.dir, "etcd.log")), env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === "x64" ? "" : process.arch } },
     );
-    const c = await this.client();
-    for (let i = 0; ; i++) {
-      try {
-        await c.get("/ping").string();
-        return;
-      } catch (e) {
-        if (i > 100) throw new Error(`etcd did not come up: ${(e as Error).message}; ${readFileSync(join(this.o.dir, "etcd.log"), "utf8").slice(-2000)}`);
-        await Bun.sleep(100);
-      }
-    }
+    await etcdReady(await this.client()).catch((e) => {
+      throw new Error(`etcd did not come up: ${(e as Error).message}; ${readFileSync(join(this.o.dir, "etcd.log"), "utf8").slice(-2000)}`);
+    });
   }
 
   /** Stop etcd (SIGTERM, wait for it). */

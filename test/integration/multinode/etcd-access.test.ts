@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { connectEtcd, type EtcdOptions } from "../../../src/agent/store.ts";
-import { CNIKIT } from "../../support/cluster.ts";
+import { CNIKIT, etcdReady } from "../../support/cluster.ts";
 import { assertPrivateNetns, must, run, runPrefix, tempDir } from "../../support/netns.ts";
 
 assertPrivateNetns();
@@ -39,18 +39,6 @@ async function client(opts: EtcdOptions): Promise<Etcd3> {
   const c = await connectEtcd({ timeoutMs: 3000, ...opts });
   clients.push(c);
   return c;
-}
-
-async function ready(c: Etcd3): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await c.get("/ping").string();
-      return;
-    } catch (e) {
-      if (i > 100) throw e;
-      await Bun.sleep(100);
-    }
-  }
 }
 
 /** Start an agent with `flags`; returns a handle to wait for subnet.env and stop it by PID. */
@@ -107,7 +95,7 @@ describe("etcd access", () => {
     }
     etcd("tls", 24010, ["--cert-file", f("server.crt"), "--key-file", f("server.key"), "--client-cert-auth", "--trusted-ca-file", f("ca.crt")], "https");
     const admin = await client({ endpoints: ["https://127.0.0.1:24010"], caFile: f("ca.crt"), certFile: f("client.crt"), keyFile: f("client.key") });
-    await ready(admin);
+    await etcdReady(admin);
     await admin.put("/ea/network/config").value(CONFIG);
 
     const noCert = agent("nocert", ["--etcd-endpoints", "https://127.0.0.1:24010", "--etcd-cafile", f("ca.crt")]);
@@ -126,7 +114,7 @@ describe("etcd access", () => {
   test("username and password; a wrong password is refused", async () => {
     etcd("auth", 24020, []);
     const admin = await client({ endpoints: ["http://127.0.0.1:24020"] });
-    await ready(admin);
+    await etcdReady(admin);
     await admin.put("/ea/network/config").value(CONFIG);
     await admin.role("root").create();
     await admin.user("root").create("rootpw");
@@ -150,7 +138,7 @@ describe("etcd access", () => {
   test("no network config yet: the agent waits with backoff and starts once one is written", async () => {
     etcd("late", 24030, []);
     const admin = await client({ endpoints: ["http://127.0.0.1:24030"] });
-    await ready(admin);
+    await etcdReady(admin);
     const a = agent("late", ["--etcd-endpoints", "http://127.0.0.1:24030"]);
     expect(await a.waitSubnet(1500)).toBe(false);
     expect(a.log()).toContain("no network config at /ea/network/config");

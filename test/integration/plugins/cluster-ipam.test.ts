@@ -12,7 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { connectEtcd } from "../../../src/ipam/etcd.ts";
-import { CNIKIT } from "../../support/cluster.ts";
+import { CNIKIT, etcdReady } from "../../support/cluster.ts";
 import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
 
 assertPrivateNetns();
@@ -51,15 +51,7 @@ beforeAll(async () => {
     "--listen-peer-urls", "http://127.0.0.1:24311", "--initial-advertise-peer-urls", "http://127.0.0.1:24311", "--initial-cluster", "ci=http://127.0.0.1:24311", "--log-level", "error"],
   { stdout: "ignore", stderr: "ignore" });
   etcd = await connectEtcd({ endpoints: [ENDPOINT], timeoutMs: 3000 });
-  for (let i = 0; ; i++) {
-    try {
-      await etcd.get("/ping").string();
-      break;
-    } catch (e) {
-      if (i > 100) throw e;
-      await Bun.sleep(100);
-    }
-  }
+  await etcdReady(etcd);
 }, 30_000);
 afterAll(async () => {
   etcd?.close();
