@@ -75,7 +75,7 @@ export class VxlanBackend implements Backend {
       dev = createLink(conn, {
         name: this.name,
         mtu,
-        info: { kind: "vxlan", vxlan: { id: this.vni, local, link: underlay.index, port: this.port, learning: false } },
+        info: { kind: "vxlan", vxlan: { id: this.vni, local, link: underlay.index, port: this.port, learning: false, udpCsum: false } },
       });
     } else if (dev.mtu !== mtu) {
       setLink(conn, dev.index, { mtu });

@@ -43,7 +43,7 @@ describe("vxlan backend", () => {
     const s = vxlan().setup();
     const l = linkOf(dev);
     expect(l.mtu).toBe(1450);
-    expect(l.linkinfo.info_data).toMatchObject({ id: 9, local: "192.168.90.1", port: 8472, learning: false, link: up });
+    expect(l.linkinfo.info_data).toMatchObject({ id: 9, local: "192.168.90.1", port: 8472, learning: false, udp_csum: false, link: up });
     expect(must(["ip", "-4", "-o", "addr", "show", "dev", dev])).toContain("inet 10.50.1.0/32");
     expect(s).toEqual({ backendData: { VNI: 9, VtepMAC: l.address }, mtu: 1450 });
     // a restarted agent keeps the device and so its MAC (other nodes' FDB entries stay right)

@@ -225,7 +225,7 @@ describe("vxlan", () => {
 });
 
 describe("dual-stack", () => {
-  for (const [type, tag, net, port] of [["vxlan", "dv", 83, 23798], ["host-gw", "dh", 78, 23794]] as const) {
+  for (const [type, tag, net, port] of [["vxlan", "dv", 83, 23798], ["host-gw", "dh", 85, 23802]] as const) {
     describe(type, () => {
       const prefix = runPrefix(tag);
       const tmp = tempDir(`cluster-${type}`);
@@ -293,9 +293,10 @@ describe("host-gw", () => {
   const c = new Cluster({ prefix, dir: tmp.path, underlayNet: 78, etcdPort: 23794 });
   const key = `/${prefix}/network`;
   let pods: Pod[] = [];
+  let etcd: Etcd3;
 
   beforeAll(async () => {
-    await bringUp(c, key, { Type: "host-gw" });
+    etcd = await bringUp(c, key, { Type: "host-gw" });
     pods = twoPodsEach(c);
   }, 60_000);
   afterAll(async () => {
@@ -317,4 +318,19 @@ describe("host-gw", () => {
   test("every pod reaches every other pod, across nodes", () => {
     expect(unreachable(pods)).toEqual([]);
   });
+
+  test("a node that dies: its lease expires and the others drop its routes", async () => {
+    const n3 = c.nodes[2]!;
+    const s3 = subnetOf(n3);
+    await c.stopAgent(n3);
+    c.startAgent(n3, key, ["--lease-ttl", "10"]);
+    await c.until("n3's agent", () => readFileSync(n3.agent!.log, "utf8").includes("agent ready"));
+    process.kill(n3.agent!.pid, "SIGKILL"); // no goodbye: only the lease's TTL tells the others
+    await n3.agent!.proc.exited;
+    n3.agent = undefined;
+    const t0 = Date.now();
+    for (const n of c.nodes.slice(0, 2)) await c.until(`${n.name} to drop ${s3}`, () => !agentRoutes(c, n).some((r) => r.dst === s3), 20_000);
+    expect(Date.now() - t0).toBeGreaterThan(3000); // it was the expiry, not something else
+    expect(await etcd.get(leaseKeyOf(key, s3)).string()).toBeNull();
+  }, 40_000);
 });
