@@ -7,7 +7,7 @@
  * the block's owner, so two writers can never hold one address, whatever their caches say.
  */
 
-import type { Etcd3 } from "etcd3";
+import type { EtcdGateway } from "./gateway.ts";
 
 /** One reservation. */
 export interface IPRecord {
@@ -47,10 +47,10 @@ export interface ClusterStore {
 
 const recordValue = (r: Pick<IPRecord, "containerID" | "ifname" | "node">) => JSON.stringify({ containerID: r.containerID, ifname: r.ifname, node: r.node });
 
-/** The store over a real etcd client. */
+/** The store over etcd's JSON gateway (no gRPC client to load in a plugin process). */
 export class EtcdClusterStore implements ClusterStore {
   constructor(
-    private readonly client: Etcd3,
+    private readonly etcd: EtcdGateway,
     /** "<prefix>/<pool>" */
     private readonly base: string,
   ) {}
@@ -60,26 +60,22 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   async blocks(): Promise<Map<string, string>> {
-    const all = await this.client.getAll().prefix(this.k("blocks", "")).strings();
-    const out = new Map<string, string>();
-    for (const [key, node] of Object.entries(all)) out.set(key.slice(this.k("blocks", "").length), node);
-    return out;
+    const start = this.k("blocks", "").length;
+    return new Map((await this.etcd.range(this.k("blocks", ""))).map((kv) => [kv.key.slice(start), kv.value]));
   }
 
   async claimBlock(block: string, node: string): Promise<boolean> {
     const key = this.k("blocks", block);
-    const r = await this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(node)).commit();
-    return r.succeeded;
+    return (await this.etcd.txn([{ key, created: false }], [{ put: key, value: node }])).succeeded;
   }
 
   async ips(block?: string): Promise<IPRecord[]> {
-    const prefix = block ? this.k("ips", block, "") : this.k("ips", "");
-    const all = await this.client.getAll().prefix(prefix).strings();
+    const start = this.k("ips", "").length;
     const out: IPRecord[] = [];
-    for (const [key, value] of Object.entries(all)) {
-      const [b, ip] = key.slice(this.k("ips", "").length).split("/");
+    for (const kv of await this.etcd.range(block ? this.k("ips", block, "") : this.k("ips", ""))) {
+      const [b, ip] = kv.key.slice(start).split("/");
       try {
-        const v = JSON.parse(value) as Omit<IPRecord, "ip" | "block">;
+        const v = JSON.parse(kv.value) as Omit<IPRecord, "ip" | "block">;
         out.push({ ip: ip!, block: b!, containerID: v.containerID, ifname: v.ifname, node: v.node });
       } catch {
         // not ours: skip
@@ -89,45 +85,36 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   async countIPs(): Promise<number> {
-    return await this.client.getAll().prefix(this.k("ips", "")).count();
+    return await this.etcd.count(this.k("ips", ""));
   }
 
   async reserve(r: IPRecord, owner: string): Promise<ReserveOutcome> {
     const ipKey = this.k("ips", r.block, r.ip);
     const handleKey = this.k("handles", r.containerID, r.ifname);
     const blockKey = this.k("blocks", r.block);
-    const res = await this.client
-      .if(ipKey, "Create", "==", 0)
-      .and(handleKey, "Create", "==", 0)
-      .and(blockKey, "Value", "==", owner)
-      .then(this.client.put(ipKey).value(recordValue(r)), this.client.put(handleKey).value(`${r.block}/${r.ip}`))
-      .else(this.client.get(handleKey), this.client.get(ipKey), this.client.get(blockKey))
-      .commit();
+    const res = await this.etcd.txn(
+      [{ key: ipKey, created: false }, { key: handleKey, created: false }, { key: blockKey, value: owner }],
+      [{ put: ipKey, value: recordValue(r) }, { put: handleKey, value: `${r.block}/${r.ip}` }],
+      // the same round trip tells why it failed
+      [{ get: handleKey }, { get: ipKey }, { get: blockKey }],
+    );
     if (res.succeeded) return { ok: true };
-    // the same round trip tells why it failed
-    const value = (i: number) => res.responses[i]?.response_range?.kvs?.[0]?.value?.toString();
-    const handle = value(0);
-    const owned = value(2);
-    return { ok: false, ...(handle ? { handle } : {}), ipTaken: value(1) !== undefined, ...(owned !== undefined ? { owner: owned } : {}) };
+    const [handle, ip, owned] = res.values;
+    return { ok: false, ...(handle ? { handle } : {}), ipTaken: ip !== undefined, ...(owned !== undefined ? { owner: owned } : {}) };
   }
 
   async handle(containerID: string, ifname: string): Promise<string | undefined> {
-    return (await this.client.get(this.k("handles", containerID, ifname)).string()) ?? undefined;
+    return await this.etcd.get(this.k("handles", containerID, ifname));
   }
 
   async releaseIf(containerID: string, ifname: string, held: string): Promise<boolean> {
     const handleKey = this.k("handles", containerID, ifname);
     const [block, ip] = held.split("/");
-    const res = await this.client
-      .if(handleKey, "Value", "==", held)
-      .then(this.client.delete().key(handleKey), this.client.delete().key(this.k("ips", block!, ip!)))
-      .commit();
+    const res = await this.etcd.txn([{ key: handleKey, value: held }], [{ del: handleKey }, { del: this.k("ips", block!, ip!) }]);
     return res.succeeded;
   }
 
-  close(): void {
-    this.client.close();
-  }
+  close(): void {}
 }
 
 /** An in-memory store with etcd's semantics, counting round trips (for unit tests). */

@@ -17,8 +17,9 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { allocate, emptyCache, release, type NodeCache } from "../../ipam/cluster/allocate.ts";
 import { parsePool, poolCapacity, poolKey, type Pool } from "../../ipam/cluster/pool.ts";
+import { EtcdGateway } from "../../ipam/cluster/gateway.ts";
 import { EtcdClusterStore, type ClusterStore } from "../../ipam/cluster/store.ts";
-import { connectEtcd, type EtcdOptions } from "../../ipam/etcd.ts";
+import type { EtcdOptions } from "../../ipam/etcd.ts";
 import { requestedIPs } from "../../ipam/requested.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { lockFile } from "../../sys/flock.ts";
@@ -110,14 +111,14 @@ function openCache(c: ClusterIpamConf) {
 async function withStore<T>(c: ClusterIpamConf, fn: (s: ClusterStore) => Promise<T>): Promise<T> {
   let store: ClusterStore | undefined;
   try {
-    store = new EtcdClusterStore(await connectEtcd(c.etcd), `${c.prefix}/${poolKey(c.pool)}`);
+    store = new EtcdClusterStore(new EtcdGateway(c.etcd), `${c.prefix}/${poolKey(c.pool)}`);
     return await fn(store);
   } catch (e) {
     if (e instanceof CniError) throw e;
     const msg = (e as Error).message;
     throw new CniError(ErrorCode.TryAgainLater, `cluster-ipam: etcd (${c.etcd.endpoints.join(",")}): ${msg}`);
   } finally {
-    store?.close(); // an open client would keep the plugin process alive
+    store?.close();
   }
 }
 

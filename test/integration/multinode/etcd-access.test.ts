@@ -6,7 +6,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { connectEtcd, type EtcdOptions } from "../../../src/agent/store.ts";
@@ -67,8 +67,16 @@ function agent(tag: string, flags: string[]) {
   };
 }
 
+/** Run cluster-ipam ADD as its own process against an etcd reached with `ipamKeys`. */
+function clusterIpamAdd(id: string, ipamKeys: Record<string, unknown>) {
+  const conf = { cniVersion: "1.1.0", name: "pool", type: "cluster-ipam", ipam: { type: "cluster-ipam", subnet: "10.140.0.0/16", dataDir: f(`ipam-${id}`), ...ipamKeys } };
+  const r = run([f("cluster-ipam")], { env: { ...process.env, CNI_COMMAND: "ADD", CNI_CONTAINERID: id, CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: "/nonexistent", CNIKIT_NODE_NAME: "n1" }, stdin: JSON.stringify(conf) });
+  return { code: r.code, json: r.stdout ? JSON.parse(r.stdout) : undefined };
+}
+
 beforeAll(() => {
   must(["ip", "link", "set", "lo", "up"]);
+  symlinkSync(CNIKIT, f("cluster-ipam")); // the multicall binary runs the plugin its name says
   must(["ip", "link", "add", up, "type", "veth", "peer", "name", `${prefix}p`]);
   must(["ip", "addr", "add", "192.168.91.1/24", "dev", up]);
   must(["ip", "link", "set", up, "up"]);
@@ -88,7 +96,7 @@ describe("etcd access", () => {
     const ssl = (args: string[]) => must(["openssl", ...args]);
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     ssl(["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "1", "-subj", "/CN=cnikit-test-ca"]);
-    for (const [name, ext] of [["server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"], ["client", "extendedKeyUsage=clientAuth"]] as const) {
+    for (const [name, ext] of [["server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"], ["client", "extendedKeyUsage=clientAuth"]] as const) {
       Bun.write(f(`${name}.ext`), `${ext}\n`);
       ssl(["req", ...ec, "-keyout", f(`${name}.key`), "-out", f(`${name}.csr`), "-subj", `/CN=${name}`]);
       ssl(["x509", "-req", "-in", f(`${name}.csr`), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f(`${name}.crt`), "-days", "1", "-extfile", f(`${name}.ext`)]);
@@ -109,6 +117,15 @@ describe("etcd access", () => {
     const leases = await admin.getAll().prefix("/ea/network/subnets/").strings();
     expect(Object.values(leases).map((v) => JSON.parse(v).PublicIP)).toEqual(["192.168.91.1"]);
     await a.stop();
+
+    // cluster-ipam (etcd's JSON gateway over fetch) with the same certificates, and without them
+    const tls = { etcdEndpoints: ["https://127.0.0.1:24010"], etcdCAFile: f("ca.crt") };
+    const ok = clusterIpamAdd("tls1", { ...tls, etcdCertFile: f("client.crt"), etcdKeyFile: f("client.key") });
+    expect(ok.code).toBe(0);
+    expect(ok.json.ips[0].address).toMatch(/^10\.140\./);
+    const refused = clusterIpamAdd("tls2", tls);
+    expect(refused.code).toBe(1);
+    expect(refused.json.code).toBe(11);
   }, 30_000);
 
   test("username and password; a wrong password is refused", async () => {
@@ -123,6 +140,10 @@ describe("etcd access", () => {
     await admin.role("agent").grant({ permission: "Readwrite", range: admin.range({ prefix: "/ea/network/" }) });
     await admin.user("agent").create("s3cret");
     await admin.user("agent").addRole("agent");
+    await admin.role("ipam").create();
+    await admin.role("ipam").grant({ permission: "Readwrite", range: admin.range({ prefix: "/ea/ipam/" }) });
+    await admin.user("ipam").create("ipam-pw");
+    await admin.user("ipam").addRole("ipam");
     await admin.auth.authEnable({});
 
     const wrong = agent("wrongpw", ["--etcd-endpoints", "http://127.0.0.1:24020", "--etcd-username", "agent", "--etcd-password", "nope"]);
@@ -133,6 +154,14 @@ describe("etcd access", () => {
     const a = agent("userpw", ["--etcd-endpoints", "http://127.0.0.1:24020", "--etcd-username", "agent", "--etcd-password", "s3cret"]);
     expect(await a.waitSubnet(10_000)).toBe(true);
     await a.stop();
+
+    // cluster-ipam with a user allowed under its prefix, and with a wrong password
+    const keys = { etcdEndpoints: ["http://127.0.0.1:24020"], etcdPrefix: "/ea/ipam", etcdUsername: "ipam" };
+    const ok = clusterIpamAdd("pw1", { ...keys, etcdPassword: "ipam-pw" });
+    expect(ok.code).toBe(0);
+    const wrongIpam = clusterIpamAdd("pw2", { ...keys, etcdPassword: "nope" });
+    expect(wrongIpam.code).toBe(1);
+    expect(wrongIpam.json.msg).toContain("authentication failed");
   }, 30_000);
 
   test("no network config yet: the agent waits with backoff and starts once one is written", async () => {
