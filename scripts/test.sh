@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, build, type check, unit tests, integration tests (each file in a
 # private network namespace of its own). JUnit reports go to .test-out/; the last line printed is
-# "N passed, N failed[, N skipped]".
+# "N passed, N failed" (after a line counting skipped tests, if any).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
