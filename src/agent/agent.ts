@@ -119,8 +119,9 @@ export class Agent {
       const leases = await this.store.listLeases();
       const own = leases.find((l) => l.attrs.publicIP === publicIP && l.subnet.prefix === plan.subnetLen);
       if (own && (!plan6 || own.subnet6?.prefix === plan6.subnetLen) && (plan6 || !own.subnet6)) {
+        // not rewritten yet: that happens once the backend is set up, with its VTEP MAC; a value
+        // without one now would make the other nodes drop their routes to us meanwhile
         const s: LeaseSubnets = { v4: own.subnet, ...(own.subnet6 ? { v6: own.subnet6 } : {}) };
-        await this.store.renew(s, this.attrs, this.opts.ttlSec);
         this.log({ level: "info", msg: "reusing our lease", subnet: formatCIDR(own.subnet), ...(own.subnet6 ? { subnet6: formatCIDR(own.subnet6) } : {}) });
         return s;
       }

@@ -202,7 +202,9 @@ describe("vxlan", () => {
     } finally {
       process.kill(n1.agent!.pid, "SIGCONT");
     }
-    await c.until("n1 to route to the lease it missed", () => agentRoutes(c, n1).some((r) => r.dst === "10.96.201.0/24"), 8000);
+    await c.until("n1 to route to the lease it missed", () => agentRoutes(c, n1).some((r) => r.dst === "10.96.201.0/24"), 15_000).catch((e) => {
+      throw new Error(`${(e as Error).message}; n1's log: ${readFileSync(n1.agent!.log, "utf8").slice(-3000)}`);
+    });
     await etcd.delete().key(ghost);
     await c.until("n1 to see it go through its new watch", () => !agentRoutes(c, n1).some((r) => r.dst === "10.96.201.0/24"), 8000);
     expect(readFileSync(n1.agent!.log, "utf8")).toContain("etcd canceled the watch");
