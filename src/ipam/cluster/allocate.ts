@@ -39,6 +39,25 @@ export interface AllocRequest {
 const MAX_ATTEMPTS = 64;
 const handleOf = (r: Pick<AllocRequest, "containerID" | "ifname">) => `${r.containerID}/${r.ifname}`;
 
+/**
+ * The pool record in etcd must be the one this config writes (created on first use): a writer with
+ * another block size would key the same address differently and could hand it out twice.
+ */
+async function checkPool(store: ClusterStore, pool: Pool, found: string | undefined): Promise<void> {
+  const now = found ?? (await store.createPool());
+  if (now === store.pool) return;
+  let size: unknown = now;
+  try {
+    size = (JSON.parse(now) as { blockSize?: unknown }).blockSize ?? now;
+  } catch {
+    // not a record of ours: show it as it is
+  }
+  throw new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `cluster-ipam: pool ${formatCIDR(pool.net)} is cut into /${String(size)} blocks in etcd, but this config says blockSize ${pool.blockLen}`,
+  );
+}
+
 function setUsed(cache: NodeCache, records: IPRecord[], block: string): void {
   cache.used[block] = Object.fromEntries(records.map((r) => [r.ip, `${r.containerID}/${r.ifname}`]));
 }
@@ -69,7 +88,9 @@ export async function allocate(store: ClusterStore, pool: Pool, cache: NodeCache
       const block = blockKey(blockOf(pool, req.requested));
       let owner = cache.blocks.includes(block) ? req.node : (knownBlocks ??= await store.blocks()).get(block);
       if (owner === undefined) {
-        if (await store.claimBlock(block, req.node)) cache.blocks.push(block);
+        const claim = await store.claimBlock(block, req.node);
+        if (claim.ok) cache.blocks.push(block);
+        else if (claim.pool !== store.pool) await checkPool(store, pool, claim.pool);
         knownBlocks = undefined;
         continue;
       }
@@ -103,10 +124,13 @@ export async function allocate(store: ClusterStore, pool: Pool, cache: NodeCache
       for (let k = 0n; k < n; k++) {
         const block = blockKey(blockAt(pool, (start + k) % n));
         if (knownBlocks.has(block)) continue;
-        if (await store.claimBlock(block, req.node)) {
+        const claim = await store.claimBlock(block, req.node);
+        if (claim.ok) {
           cache.blocks.push(block);
           cache.used[block] = {};
           claimed = true;
+        } else if (claim.pool !== store.pool) {
+          await checkPool(store, pool, claim.pool); // the first block of a new pool: create its record
         } else {
           knownBlocks = await store.blocks();
         }
@@ -140,6 +164,10 @@ export async function allocate(store: ClusterStore, pool: Pool, cache: NodeCache
       // this attachment already holds an address: the same ADD again
       cache.handles[handle] = out.handle;
       return parseIP(out.handle.split("/")[1]!)!;
+    }
+    if (out.pool !== store.pool) {
+      await checkPool(store, pool, out.pool);
+      continue; // the same pick again, now that the pool record is there
     }
     delete cache.handles[handle];
     if (req.requested && out.ipTaken) {

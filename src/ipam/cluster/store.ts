@@ -3,8 +3,11 @@
  *   blocks/<block>          = the node the block is affine to (claimed with compare-and-create)
  *   ips/<block>/<address>   = {"containerID","ifname","node"}
  *   handles/<id>/<ifname>   = "<block>/<address>"
+ *   pool                    = {"blockSize":26}, how the pool is cut (created once)
  * An address is taken in one transaction that creates its ips key and its handle key and checks
- * the block's owner, so two writers can never hold one address, whatever their caches say.
+ * the block's owner and the pool record, so two writers can never hold one address, whatever their
+ * caches say: the ips key of an address depends on the block size, and a writer configured with
+ * another block size than the pool's fails the check instead of writing a second key for it.
  */
 
 import type { EtcdGateway } from "./gateway.ts";
@@ -24,19 +27,26 @@ export type ReserveOutcome =
   | { ok: true }
   /** `handle`: the attachment already holds this ("<block>/<address>"); `ipTaken`: the address is
    * someone's; `owner`: who the block belongs to now (undefined: nobody). */
-  | { ok: false; handle?: string; ipTaken: boolean; owner?: string };
+  | { ok: false; handle?: string; ipTaken: boolean; owner?: string; pool?: string };
+
+/** The pool record a store expects for a pool cut into /`blockLen` blocks. */
+export const poolRecord = (blockLen: number): string => JSON.stringify({ blockSize: blockLen });
 
 /** The operations cluster-ipam needs; each is one etcd round trip. */
 export interface ClusterStore {
+  /** The pool record this store writes under (from `poolRecord`); every write checks it. */
+  readonly pool: string;
+  /** Create the pool record if there is none; returns the record now in etcd. */
+  createPool(): Promise<string>;
   /** Every claimed block and its node. */
   blocks(): Promise<Map<string, string>>;
-  /** Claim a free block for `node`; false when someone has it. */
-  claimBlock(block: string, node: string): Promise<boolean>;
+  /** Claim a free block for `node`; not ok when someone has it (or the pool record differs: `pool`). */
+  claimBlock(block: string, node: string): Promise<{ ok: boolean; pool?: string }>;
   /** The reservations in one block, or in all of them. */
   ips(block?: string): Promise<IPRecord[]>;
   /** How many reservations there are. */
   countIPs(): Promise<number>;
-  /** Reserve an address if it is free, the handle unused and the block still `owner`'s. */
+  /** Reserve an address if it is free, the handle unused, the block still `owner`'s and the pool record ours. */
   reserve(r: IPRecord, owner: string): Promise<ReserveOutcome>;
   /** The handle's "<block>/<address>", if it holds one. */
   handle(containerID: string, ifname: string): Promise<string | undefined>;
@@ -53,6 +63,7 @@ export class EtcdClusterStore implements ClusterStore {
     private readonly etcd: EtcdGateway,
     /** "<prefix>/<pool>" */
     private readonly base: string,
+    readonly pool: string,
   ) {}
 
   private k(...parts: string[]): string {
@@ -64,9 +75,17 @@ export class EtcdClusterStore implements ClusterStore {
     return new Map((await this.etcd.range(this.k("blocks", ""))).map((kv) => [kv.key.slice(start), kv.value]));
   }
 
-  async claimBlock(block: string, node: string): Promise<boolean> {
+  async createPool(): Promise<string> {
+    const key = this.k("pool");
+    const res = await this.etcd.txn([{ key, created: false }], [{ put: key, value: this.pool }], [{ get: key }]);
+    return res.succeeded ? this.pool : (res.values[0] ?? "");
+  }
+
+  async claimBlock(block: string, node: string): Promise<{ ok: boolean; pool?: string }> {
     const key = this.k("blocks", block);
-    return (await this.etcd.txn([{ key, created: false }], [{ put: key, value: node }])).succeeded;
+    const pool = this.k("pool");
+    const res = await this.etcd.txn([{ key, created: false }, { key: pool, value: this.pool }], [{ put: key, value: node }], [{ get: pool }]);
+    return res.succeeded ? { ok: true } : { ok: false, ...(res.values[0] !== undefined ? { pool: res.values[0] } : {}) };
   }
 
   async ips(block?: string): Promise<IPRecord[]> {
@@ -92,15 +111,16 @@ export class EtcdClusterStore implements ClusterStore {
     const ipKey = this.k("ips", r.block, r.ip);
     const handleKey = this.k("handles", r.containerID, r.ifname);
     const blockKey = this.k("blocks", r.block);
+    const poolKey = this.k("pool");
     const res = await this.etcd.txn(
-      [{ key: ipKey, created: false }, { key: handleKey, created: false }, { key: blockKey, value: owner }],
+      [{ key: ipKey, created: false }, { key: handleKey, created: false }, { key: blockKey, value: owner }, { key: poolKey, value: this.pool }],
       [{ put: ipKey, value: recordValue(r) }, { put: handleKey, value: `${r.block}/${r.ip}` }],
       // the same round trip tells why it failed
-      [{ get: handleKey }, { get: ipKey }, { get: blockKey }],
+      [{ get: handleKey }, { get: ipKey }, { get: blockKey }, { get: poolKey }],
     );
     if (res.succeeded) return { ok: true };
-    const [handle, ip, owned] = res.values;
-    return { ok: false, ...(handle ? { handle } : {}), ipTaken: ip !== undefined, ...(owned !== undefined ? { owner: owned } : {}) };
+    const [handle, ip, owned, pool] = res.values;
+    return { ok: false, ...(handle ? { handle } : {}), ipTaken: ip !== undefined, ...(owned !== undefined ? { owner: owned } : {}), ...(pool !== undefined ? { pool } : {}) };
   }
 
   async handle(containerID: string, ifname: string): Promise<string | undefined> {
@@ -119,8 +139,19 @@ export class EtcdClusterStore implements ClusterStore {
 
 /** An in-memory store with etcd's semantics, counting round trips (for unit tests). */
 export class FakeClusterStore implements ClusterStore {
-  readonly kv = new Map<string, string>();
   roundTrips = 0;
+
+  constructor(
+    readonly pool: string = poolRecord(28),
+    /** Pass another store's map to share one "etcd" between differently configured writers. */
+    readonly kv = new Map<string, string>(),
+  ) {}
+
+  async createPool(): Promise<string> {
+    this.roundTrips++;
+    if (!this.kv.has("pool")) this.kv.set("pool", this.pool);
+    return this.kv.get("pool")!;
+  }
 
   async blocks(): Promise<Map<string, string>> {
     this.roundTrips++;
@@ -129,11 +160,12 @@ export class FakeClusterStore implements ClusterStore {
     return out;
   }
 
-  async claimBlock(block: string, node: string): Promise<boolean> {
+  async claimBlock(block: string, node: string): Promise<{ ok: boolean; pool?: string }> {
     this.roundTrips++;
-    if (this.kv.has(`blocks/${block}`)) return false;
+    const pool = this.kv.get("pool");
+    if (this.kv.has(`blocks/${block}`) || pool !== this.pool) return { ok: false, ...(pool !== undefined ? { pool } : {}) };
     this.kv.set(`blocks/${block}`, node);
-    return true;
+    return { ok: true };
   }
 
   async ips(block?: string): Promise<IPRecord[]> {
@@ -157,13 +189,14 @@ export class FakeClusterStore implements ClusterStore {
     const ipKey = `ips/${r.block}/${r.ip}`;
     const handleKey = `handles/${r.containerID}/${r.ifname}`;
     const blockOwner = this.kv.get(`blocks/${r.block}`);
-    if (!this.kv.has(ipKey) && !this.kv.has(handleKey) && blockOwner === owner) {
+    const pool = this.kv.get("pool");
+    if (!this.kv.has(ipKey) && !this.kv.has(handleKey) && blockOwner === owner && pool === this.pool) {
       this.kv.set(ipKey, recordValue(r));
       this.kv.set(handleKey, `${r.block}/${r.ip}`);
       return { ok: true };
     }
     const handle = this.kv.get(handleKey);
-    return { ok: false, ...(handle ? { handle } : {}), ipTaken: this.kv.has(ipKey), ...(blockOwner !== undefined ? { owner: blockOwner } : {}) };
+    return { ok: false, ...(handle ? { handle } : {}), ipTaken: this.kv.has(ipKey), ...(blockOwner !== undefined ? { owner: blockOwner } : {}), ...(pool !== undefined ? { pool } : {}) };
   }
 
   async handle(containerID: string, ifname: string): Promise<string | undefined> {

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { allocate, emptyCache, release, type NodeCache } from "../../ipam/cluster/allocate.ts";
 import { parsePool, poolCapacity, poolKey, type Pool } from "../../ipam/cluster/pool.ts";
 import { EtcdGateway } from "../../ipam/cluster/gateway.ts";
-import { EtcdClusterStore, type ClusterStore } from "../../ipam/cluster/store.ts";
+import { EtcdClusterStore, poolRecord, type ClusterStore } from "../../ipam/cluster/store.ts";
 import type { EtcdOptions } from "../../ipam/etcd.ts";
 import { requestedIPs } from "../../ipam/requested.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
@@ -111,7 +111,7 @@ function openCache(c: ClusterIpamConf) {
 async function withStore<T>(c: ClusterIpamConf, fn: (s: ClusterStore) => Promise<T>): Promise<T> {
   let store: ClusterStore | undefined;
   try {
-    store = new EtcdClusterStore(new EtcdGateway(c.etcd), `${c.prefix}/${poolKey(c.pool)}`);
+    store = new EtcdClusterStore(new EtcdGateway(c.etcd), `${c.prefix}/${poolKey(c.pool)}`, poolRecord(c.pool.blockLen));
     return await fn(store);
   } catch (e) {
     if (e instanceof CniError) throw e;

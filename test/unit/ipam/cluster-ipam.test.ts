@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { allocate, emptyCache, release, type NodeCache } from "../../../src/ipam/cluster/allocate.ts";
 import { blockAt, blockCount, blockKey, blockOf, parseBlockKey, parsePool, pickFree, poolCapacity } from "../../../src/ipam/cluster/pool.ts";
-import { FakeClusterStore } from "../../../src/ipam/cluster/store.ts";
+import { FakeClusterStore, poolRecord } from "../../../src/ipam/cluster/store.ts";
 import { parseClusterIpam } from "../../../src/plugins/ipam/cluster-ipam.ts";
 import { CniError } from "../../../src/spec/error.ts";
 import { formatIP, parseIP } from "../../../src/spec/ip.ts";
@@ -109,6 +109,23 @@ describe("allocation", () => {
     expect(err.code).toBe(11);
     expect(err.message).toContain("pool 10.100.0.0/26 is exhausted");
     expect(s.kv.has("handles/one-too-many/eth0")).toBe(false);
+  });
+
+  test("a writer configured with another block size is refused with code 7 and writes nothing", async () => {
+    const s28 = new FakeClusterStore(poolRecord(28));
+    expect(await add(s28, pool(), emptyCache("n1"), "a")).toBe("10.100.0.1");
+    const before = new Map(s28.kv);
+    const s26 = new FakeClusterStore(poolRecord(26), s28.kv); // the same etcd
+    const err = await add(s26, pool("10.100.0.0/24", 26), emptyCache("n2"), "b").catch((e) => e);
+    expect(err).toBeInstanceOf(CniError);
+    expect(err.code).toBe(7);
+    expect(err.message).toContain("pool 10.100.0.0/24 is cut into /28 blocks in etcd, but this config says blockSize 26");
+    expect(s28.kv).toEqual(before);
+    // with a cache that already names a block (as if written under another config): refused too
+    const c = emptyCache("n1");
+    c.blocks = ["10.100.0.0-26"];
+    await expect(add(s26, pool("10.100.0.0/24", 26), c, "c")).rejects.toThrow(/blockSize 26/);
+    expect(s28.kv).toEqual(before);
   });
 
   test("a requested address: given when free (claiming its block), refused when taken or outside", async () => {
