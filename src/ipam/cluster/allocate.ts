@@ -106,14 +106,15 @@ export async function allocate(store: ClusterStore, pool: Pool, cache: NodeCache
       }
     }
     if (!pick && !refreshed) {
-      // our blocks look full, or we know none (first ADD, lost cache): read what we hold
+      // our blocks look full, or we know none (first ADD, lost cache): read what we hold as it is
+      // now (others may have released addresses they borrowed or requested in our blocks)
       refreshed = true;
       knownBlocks = await store.blocks();
       const mine = [...knownBlocks].filter(([, n]) => n === req.node).map(([b]) => b);
-      const fresh = mine.filter((b) => !cache.blocks.includes(b) || cache.used[b] === undefined);
       cache.blocks = mine;
-      for (const b of fresh) setUsed(cache, await store.ips(b), b);
-      if (fresh.length > 0) continue;
+      const read = await Promise.all(mine.map((b) => store.ips(b)));
+      mine.forEach((b, i) => setUsed(cache, read[i]!, b));
+      if (mine.length > 0) continue;
     }
     if (!pick) {
       // claim a free block, starting at a random one so nodes claiming together rarely collide

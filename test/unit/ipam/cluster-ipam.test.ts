@@ -128,6 +128,19 @@ describe("allocation", () => {
     expect(s28.kv).toEqual(before);
   });
 
+  test("addresses released behind the cache's back are found before a new block is claimed", async () => {
+    const s = new FakeClusterStore();
+    const p = pool(); // /28 blocks: 15 addresses in the first (10.100.0.0 is the pool's)
+    const c = emptyCache("n1");
+    for (let i = 0; i < 15; i++) await add(s, p, c, `f${i}`);
+    expect([...s.kv.keys()].filter((k) => k.startsWith("blocks/"))).toEqual(["blocks/10.100.0.0-28"]);
+    // another invocation of this node, without this cache, released two (a GC with a lost cache)
+    for (const id of ["f3", "f9"]) expect(await release(s, emptyCache("n1"), id, "eth0")).toBe(true);
+    const got = [await add(s, p, c, "g1"), await add(s, p, c, "g2")].sort();
+    expect(got).toEqual(["10.100.0.10", "10.100.0.4"]);
+    expect([...s.kv.keys()].filter((k) => k.startsWith("blocks/"))).toEqual(["blocks/10.100.0.0-28"]);
+  });
+
   test("a requested address: given when free (claiming its block), refused when taken or outside", async () => {
     const s = new FakeClusterStore();
     const p = pool();
