@@ -17,6 +17,7 @@ export interface Pool {
   exclude: Set<string>;
 }
 
+const MAX_BLOCK_BITS = 16;
 const bad = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `cluster-ipam: ${msg}`);
 
 /** Check and build a pool from the config's `subnet`, `blockSize` and `gateway`. */
@@ -26,8 +27,10 @@ export function parsePool(subnet: unknown, blockLen: unknown, gateway?: unknown)
   const net = networkOf(n);
   const bits = net.ip.length * 8;
   const len = blockLen === undefined ? (bits === 32 ? 26 : 122) : blockLen;
-  if (typeof len !== "number" || !Number.isInteger(len) || len < net.prefix || len > bits - 2) {
-    throw bad(`'blockSize' ${JSON.stringify(blockLen)} must be a prefix length from ${net.prefix} to ${bits - 2} (the pool is /${net.prefix})`);
+  // a block is scanned address by address when it looks full: at most 2^16 addresses
+  const min = Math.max(net.prefix, bits - MAX_BLOCK_BITS);
+  if (typeof len !== "number" || !Number.isInteger(len) || len < min || len > bits - 2) {
+    throw bad(`'blockSize' ${JSON.stringify(blockLen)} must be a prefix length from ${min} to ${bits - 2} (the pool is /${net.prefix}, a block holds at most 2^${MAX_BLOCK_BITS} addresses)`);
   }
   const exclude = new Set([formatIP(net.ip)]);
   if (bits === 32) exclude.add(formatIP(addIP(net.ip, (1n << BigInt(32 - net.prefix)) - 1n)));

@@ -39,6 +39,9 @@ describe("pool", () => {
     expect(() => parsePool("banana", 26)).toThrow(/subnet/);
     expect(() => parsePool("10.0.0.0/24", 23)).toThrow(/blockSize/);
     expect(() => parsePool("10.0.0.0/24", 31)).toThrow(/blockSize/);
+    expect(() => parsePool("10.0.0.0/8", 15)).toThrow(/from 16 to 30/); // a block of 2^17 addresses
+    expect(parsePool("10.0.0.0/8", 16).blockLen).toBe(16);
+    expect(() => parsePool("fd00::/48", 64)).toThrow(/from 112 to 126/);
     expect(() => parsePool("10.0.0.0/24", 26, "10.0.1.1")).toThrow(/gateway/);
   });
 });
