@@ -1,17 +1,21 @@
 /**
  * cluster-ipam against a real etcd (on loopback of this test's private namespace), each ADD and DEL
  * a process of the built plugin as a runtime runs it: ADDs on three nodes at once never share an
- * address; DEL releases (twice, unknown); a repeated ADD keeps its address; a lost cache yields no
- * duplicate; a small pool is exhausted with a clear error and nothing half-written; GC touches only
+ * address; with a warm cache an ADD and a DEL are one etcd request each (etcd's own counters); DEL
+ * releases (twice, unknown) and the address can be had again; a repeated ADD keeps its address; a
+ * lost or stale cache yields no duplicate; a node with another blockSize is refused; a small pool is exhausted with a clear error and nothing half-written; GC touches only
  * this node's stale reservations; STATUS; and a pod on cnikit's bridge gets its address from the
  * pool and reaches the gateway.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
+import type { NodeCache } from "../../../src/ipam/cluster/allocate.ts";
+import { parseBlockKey, parsePool, pickFree } from "../../../src/ipam/cluster/pool.ts";
 import { connectEtcd } from "../../../src/ipam/etcd.ts";
+import { formatIP } from "../../../src/spec/ip.ts";
 import { CNIKIT, etcdReady } from "../../support/cluster.ts";
 import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
 
@@ -41,6 +45,17 @@ async function plugin(cmd: string, node: string, id: string, stdin: string, extr
   return { code, json: out ? JSON.parse(out) : undefined };
 }
 const addrOf = (r: { json: { ips: { address: string }[] } }) => r.json.ips[0]!.address;
+const handles = async () => Object.values(await etcd.getAll().prefix(`/${prefix}/10.120.0.0-16/handles/`).strings());
+
+/** The KV and Auth requests etcd has answered so far (its gRPC counters; the JSON gateway goes through them). */
+async function etcdRequests(): Promise<number> {
+  let n = 0;
+  for (const line of (await (await fetch(`${ENDPOINT}/metrics`)).text()).split("\n")) {
+    const m = /^grpc_server_handled_total\{(.*)\} (\d+)$/.exec(line);
+    if (m && /grpc_service="etcdserverpb\.(KV|Auth)"/.test(m[1]!) && m[1]!.includes('grpc_type="unary"')) n += Number(m[2]);
+  }
+  return n;
+}
 const keys = async (part: string) => Object.keys(await etcd.getAll().prefix(`/${prefix}/10.120.0.0-16/${part}/`).strings());
 
 beforeAll(async () => {
@@ -81,11 +96,29 @@ describe("cluster-ipam", () => {
     expect((await keys("handles")).length).toBe(75);
   }, 60_000);
 
+  test("with the node's cache warm, an ADD is one etcd request and its DEL one more", async () => {
+    const before = await etcdRequests();
+    const a = await plugin("ADD", "n1", "one-trip", conf("n1"));
+    expect(a.code).toBe(0);
+    const between = await etcdRequests();
+    expect(between - before).toBe(1);
+    expect((await plugin("DEL", "n1", "one-trip", conf("n1"))).code).toBe(0);
+    expect((await etcdRequests()) - between).toBe(1);
+  });
+
   test("a repeated ADD keeps its address; DEL releases it (twice, and for unknown attachments, too)", async () => {
     const a = await plugin("ADD", "n1", "rep", conf("n1"));
     expect((await plugin("ADD", "n1", "rep", conf("n1"))).json).toEqual(a.json);
     expect((await plugin("DEL", "n1", "rep", conf("n1"))).code).toBe(0);
     expect(await etcd.get(`/${prefix}/10.120.0.0-16/handles/rep/eth0`).string()).toBeNull();
+    const ip = addrOf(a).split("/")[0]!;
+    expect((await keys("ips")).some((k) => k.endsWith(`/${ip}`))).toBe(false);
+    expect((await keys("ips")).length).toBe(75);
+    // the address is free again: another node may ask for it by name
+    const again = await plugin("ADD", "n2", "rep-again", conf("n2"), { CNI_ARGS: `IP=${ip}` });
+    expect(again.code).toBe(0);
+    expect(addrOf(again)).toBe(addrOf(a));
+    expect((await plugin("DEL", "n2", "rep-again", conf("n2"))).code).toBe(0);
     expect((await keys("ips")).length).toBe(75);
     expect((await plugin("DEL", "n1", "rep", conf("n1"))).code).toBe(0);
     expect((await plugin("DEL", "n2", "never-added", conf("n2"))).code).toBe(0);
@@ -93,12 +126,36 @@ describe("cluster-ipam", () => {
 
   test("a lost cache (dataDir gone) yields no duplicate", async () => {
     rmSync(join(tmp.path, "n1"), { recursive: true, force: true });
-    const before = new Set(Object.values(await etcd.getAll().prefix(`/${prefix}/10.120.0.0-16/handles/`).strings()));
+    const before = new Set(await handles());
     const fresh = await Promise.all(Array.from({ length: 5 }, (_, i) => plugin("ADD", "n1", `lost${i}`, conf("n1"))));
     for (const r of fresh) expect(r.code).toBe(0);
-    const all = Object.values(await etcd.getAll().prefix(`/${prefix}/10.120.0.0-16/handles/`).strings());
+    const all = await handles();
     expect(new Set(all).size).toBe(all.length);
     expect(all.length).toBe(before.size + 5);
+  });
+
+  test("a stale cache (another node took the address it would hand out next) yields no duplicate", async () => {
+    const cache = JSON.parse(readFileSync(join(tmp.path, "n1", "10.120.0.0-16.json"), "utf8")) as NodeCache;
+    const pool = parsePool("10.120.0.0/16", 26);
+    const next = cache.blocks.map((b) => pickFree(pool, parseBlockKey(pool, b)!, new Set(Object.keys(cache.used[b] ?? {})), cache.last)).find(Boolean);
+    const ip = formatIP(next!);
+    const n3 = await plugin("ADD", "n3", "stale-n3", conf("n3"), { CNI_ARGS: `IP=${ip}` });
+    expect(addrOf(n3)).toBe(`${ip}/16`);
+    const before = await etcdRequests();
+    const n1 = await plugin("ADD", "n1", "stale-n1", conf("n1"));
+    expect(n1.code).toBe(0);
+    expect((await etcdRequests()) - before).toBe(3); // the refused transaction, a read of the block, the retry
+    expect(addrOf(n1)).not.toBe(`${ip}/16`);
+    const all = await handles();
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  test("a node configured with another blockSize for the pool is refused and writes nothing", async () => {
+    const before = await etcd.getAll().prefix(`/${prefix}/`).strings();
+    const r = await plugin("ADD", "n4", "other-size", conf("n4", { blockSize: 24 }));
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ code: 7, msg: expect.stringContaining("is cut into /26 blocks in etcd, but this config says blockSize 24") });
+    expect(await etcd.getAll().prefix(`/${prefix}/`).strings()).toEqual(before);
   });
 
   test("GC releases this node's reservations that are not valid, and nobody else's", async () => {
