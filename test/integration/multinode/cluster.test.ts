@@ -65,19 +65,22 @@ function twoPodsEach(c: Cluster): Pod[] {
 
 describe("vxlan", () => {
   const prefix = runPrefix("mv");
-  const tmp = tempDir("cluster-vxlan");
-  const c = new Cluster({ prefix, dir: tmp.path, underlayNet: 77, etcdPort: 23790 });
+  // made in beforeAll, so that a run filtered to other tests (-t) makes nothing it will not remove
+  let tmp!: ReturnType<typeof tempDir>;
+  let c!: Cluster;
   const key = `/${prefix}/network`;
   let etcd: Etcd3;
   let pods: Pod[] = [];
 
   beforeAll(async () => {
+    tmp = tempDir("cluster-vxlan");
+    c = new Cluster({ prefix, dir: tmp.path, underlayNet: 77, etcdPort: 23790 });
     etcd = await bringUp(c, key, { Type: "vxlan", VNI: 7 });
     pods = twoPodsEach(c);
   }, 60_000);
   afterAll(async () => {
-    await c.destroy();
-    tmp.remove();
+    await c?.destroy();
+    tmp?.remove();
   });
 
   test("leases carry the public IP and the VTEP; device, MTU and subnet.env are flannel's", async () => {
@@ -230,20 +233,22 @@ describe("dual-stack", () => {
   for (const [type, tag, net, port] of [["vxlan", "dv", 83, 23798], ["host-gw", "dh", 85, 23802]] as const) {
     describe(type, () => {
       const prefix = runPrefix(tag);
-      const tmp = tempDir(`cluster-${type}`);
-      const c = new Cluster({ prefix, dir: tmp.path, underlayNet: net, etcdPort: port, dualStack: true });
+      let tmp!: ReturnType<typeof tempDir>;
+      let c!: Cluster;
       const key = `/${prefix}/network`;
       let etcd: Etcd3;
       let pods: Pod[] = [];
 
       beforeAll(async () => {
+        tmp = tempDir(`cluster-${type}`);
+        c = new Cluster({ prefix, dir: tmp.path, underlayNet: net, etcdPort: port, dualStack: true });
         etcd = await bringUp(c, key, { Type: type }, { IPv6Network: "fd96::/48" });
         for (const n of c.nodes) await c.until(`${n.name}'s IPv6 routes`, () => agentRoutes(c, n, "-6").length === 2);
         pods = twoPodsEach(c); // pinged at once: a new pod must be reachable over IPv6 without delay
       }, 60_000);
       afterAll(async () => {
-        await c.destroy();
-        tmp.remove();
+        await c?.destroy();
+        tmp?.remove();
       });
 
       test("leases carry both subnets, both public addresses and (vxlan) both VTEPs; subnet.env has both", async () => {
@@ -291,19 +296,21 @@ describe("dual-stack", () => {
 
 describe("host-gw", () => {
   const prefix = runPrefix("mh");
-  const tmp = tempDir("cluster-hostgw");
-  const c = new Cluster({ prefix, dir: tmp.path, underlayNet: 78, etcdPort: 23794 });
+  let tmp!: ReturnType<typeof tempDir>;
+  let c!: Cluster;
   const key = `/${prefix}/network`;
   let pods: Pod[] = [];
   let etcd: Etcd3;
 
   beforeAll(async () => {
+    tmp = tempDir("cluster-hostgw");
+    c = new Cluster({ prefix, dir: tmp.path, underlayNet: 78, etcdPort: 23794 });
     etcd = await bringUp(c, key, { Type: "host-gw" });
     pods = twoPodsEach(c);
   }, 60_000);
   afterAll(async () => {
-    await c.destroy();
-    tmp.remove();
+    await c?.destroy();
+    tmp?.remove();
   });
 
   test("routes go through the peers' underlay addresses, the MTU is the underlay's", () => {
