@@ -7,9 +7,11 @@
  *
  * Config (`ipam`): `etcdEndpoints` (list or comma string), `etcdPrefix` (default `/cnikit/ipam`),
  * `etcdCAFile` / `etcdCertFile` / `etcdKeyFile`, `etcdUsername` / `etcdPassword`, `subnet` (the
- * pool), `blockSize` (block prefix length, default 26 for IPv4, 122 for IPv6), `gateway`, `routes`,
- * `nodeName` (default `$CNIKIT_NODE_NAME`, else the host name), `dataDir` (the node's cache,
- * default `/var/lib/cni/cluster-ipam`). Requested addresses as host-local takes them.
+ * pool), `blockSize` (block prefix length, default 26 for IPv4, 122 for IPv6; a block holds at
+ * most 2^16 addresses; every node of a pool must use the same one, which the first block claim
+ * records in etcd), `gateway`, `routes`, `nodeName` (default `$CNIKIT_NODE_NAME`, else the host
+ * name), `dataDir` (the node's cache, default `/var/lib/cni/cluster-ipam`). Requested addresses as
+ * host-local takes them. Blocks stay claimed by their node when they empty.
  */
 
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
