@@ -13,7 +13,7 @@ import { listRoutes } from "../net/route.ts";
 import { readSubnetEnv, writeSubnetEnv } from "../ipam/subnet-env.ts";
 import { addIP } from "../ipam/range.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, type IPNet } from "../spec/ip.ts";
+import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { createBackend, type Backend, type Peer } from "./backend.ts";
 import { encodeLease, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { installMasquerade } from "./masq.ts";
@@ -97,6 +97,14 @@ export class Agent {
       const r = listRoutes(this.conn, { family: 4 }).find((x) => x.dst === "0.0.0.0/0" && x.oif);
       if (!r) throw new CniError(ErrorCode.InvalidNetworkConfig, "agent: no --iface given and no default route to find one");
       iface = getLink(this.conn, r.oif!).name;
+    }
+    const asIP = parseIP(iface);
+    if (asIP) {
+      // --iface may name the interface by one of its addresses, as flannel allows
+      const want = formatIP(asIP);
+      const hit = listAddresses(this.conn, {}).find((a) => a.cidr.split("/")[0] === want);
+      if (!hit) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: no interface has the address ${want} (--iface)`);
+      iface = getLink(this.conn, hit.index).name;
     }
     const link = getLink(this.conn, iface);
     const first = (family: 4 | 6) => listAddresses(this.conn, { link: link.index, family }).find((a) => a.scope === 0)?.cidr.split("/")[0];

@@ -13,7 +13,8 @@ nodes' subnets (vxlan or host-gw, as the network config in etcd says). Runs unti
   --etcd-cafile FILE      TLS: CA certificate        --etcd-certfile FILE  client certificate
   --etcd-keyfile FILE     TLS: client key            --etcd-username USER / --etcd-password PASS
   --etcd-prefix PREFIX    key prefix (default /coreos.com/network)
-  --iface NAME            underlay interface (default: the default route's)
+  --iface NAME|IP         underlay interface, by name or by one of its addresses
+                          (default: the default route's)
   --public-ip IP          address other nodes reach this one at (default: the interface's)
   --public-ipv6 IP        the same for an IPv6 network (default: the interface's global IPv6)
   --subnet-file FILE      where subnet.env goes (default /run/flannel/subnet.env)

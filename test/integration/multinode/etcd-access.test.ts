@@ -168,11 +168,14 @@ describe("etcd access", () => {
     etcd("late", 24030, []);
     const admin = await client({ endpoints: ["http://127.0.0.1:24030"] });
     await etcdReady(admin);
-    const a = agent("late", ["--etcd-endpoints", "http://127.0.0.1:24030"]);
+    // --iface given as an address of the interface, as flannel allows (it comes after agent()'s own)
+    const a = agent("late", ["--etcd-endpoints", "http://127.0.0.1:24030", "--iface", "192.168.91.1"]);
     expect(await a.waitSubnet(1500)).toBe(false);
     expect(a.log()).toContain("no network config at /ea/network/config");
     await admin.put("/ea/network/config").value(CONFIG);
     expect(await a.waitSubnet(10_000)).toBe(true);
+    const lease = Object.values(await admin.getAll().prefix("/ea/network/subnets/").strings());
+    expect(lease.map((v) => JSON.parse(v).PublicIP)).toEqual(["192.168.91.1"]);
     await a.stop();
   }, 30_000);
 
@@ -182,5 +185,9 @@ describe("etcd access", () => {
     expect(JSON.parse(r.stdout).msg).toContain("unknown argument --etcd-endpoint");
     const h = run([CNIKIT, "agent", "--lease-ttl", "3"]);
     expect(JSON.parse(h.stdout).msg).toContain("--lease-ttl");
+    // an --iface address no interface has (etcd and the config from the test before are there)
+    const noIf = run([CNIKIT, "agent", "--etcd-endpoints", "http://127.0.0.1:24030", "--etcd-prefix", "/ea/network", "--iface", "10.9.9.9", "--subnet-file", f("noif.env")]);
+    expect(noIf.code).toBe(1);
+    expect(JSON.parse(noIf.stdout)).toMatchObject({ code: 7, msg: "agent: no interface has the address 10.9.9.9 (--iface)" });
   });
 });
