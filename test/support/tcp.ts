@@ -5,10 +5,11 @@ import { run } from "./netns.ts";
 
 const TOOL = join(import.meta.dir, "tcptool.ts");
 const inNs = (netns: string, cmd: string[]) => (netns ? ["nsenter", `--net=${netns}`, ...cmd] : cmd);
+const pinTo = (cpu: number | undefined) => (cpu === undefined ? [] : ["taskset", "-c", String(cpu)]);
 
 /** Start `tool MODE PORT` in a namespace and wait for its "ready"; returns the process and a reader. */
-async function startServer(netns: string, mode: "recv" | "whoami", port: number) {
-  const proc = Bun.spawn(inNs(netns, [process.execPath, TOOL, mode, String(port)]), { stdout: "pipe", stderr: "pipe" });
+async function startServer(netns: string, mode: "recv" | "whoami", port: number, cpu?: number) {
+  const proc = Bun.spawn(inNs(netns, [...pinTo(cpu), process.execPath, TOOL, mode, String(port)]), { stdout: "pipe", stderr: "pipe" });
   const reader = proc.stdout.getReader();
   const dec = new TextDecoder();
   let out = "";
@@ -20,10 +21,13 @@ async function startServer(netns: string, mode: "recv" | "whoami", port: number)
   return { proc, reader, dec, rest: out.replace("ready\n", "") };
 }
 
-/** Send for `ms` from `from` to `to` (netns paths, "" for this namespace); the received rate in bits/s. */
-export async function measureThroughput(from: string, to: string, toIp: string, port: number, ms = 2500): Promise<number> {
-  const s = await startServer(to, "recv", port);
-  const send = Bun.spawn(inNs(from, [process.execPath, TOOL, "send", toIp, String(port), String(ms)]), { stdout: "ignore", stderr: "pipe" });
+/**
+ * Send for `ms` from `from` to `to` (netns paths, "" for this namespace); the received rate in
+ * bits/s. `pin` puts the sender on CPU 0 and the receiver on CPU 1 (steadier numbers for benches).
+ */
+export async function measureThroughput(from: string, to: string, toIp: string, port: number, ms = 2500, pin = false): Promise<number> {
+  const s = await startServer(to, "recv", port, pin ? 1 : undefined);
+  const send = Bun.spawn(inNs(from, [...pinTo(pin ? 0 : undefined), process.execPath, TOOL, "send", toIp, String(port), String(ms)]), { stdout: "ignore", stderr: "pipe" });
   const sendCode = await send.exited;
   if (sendCode !== 0) {
     s.proc.kill();
