@@ -1,7 +1,7 @@
 /**
  * What the link plugins that create a device on a master (macvlan, ipvlan, vlan) share: finding
  * the default route's interface, creating the device inside the pod under CNI_IFNAME, the
- * neighbour-notification sysctls, and checking a pod interface against prevResult.
+ * neighbour-notification sysctls, the ADD result, and checking a pod interface against prevResult.
  */
 
 import { NetlinkConn } from "../../netlink/conn.ts";
@@ -9,6 +9,7 @@ import { NLM_F_CREATE, NLM_F_EXCL } from "../../netlink/message.ts";
 import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
 import { listAddresses } from "../../net/addr.ts";
 import { deleteLink, findLink, getLink, setLink, type Link } from "../../net/link.ts";
+import { configureIface } from "../../net/ipconfig.ts";
 import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
@@ -145,4 +146,25 @@ export function confString(kind: string, conf: Record<string, unknown>, key: str
   if (v === undefined || v === null || v === "") return undefined;
   if (typeof v !== "string") throw new CniError(ErrorCode.InvalidNetworkConfig, `${kind}: '${key}' must be a string, not ${JSON.stringify(v)}`);
   return v;
+}
+
+/**
+ * Finish a link plugin's ADD: the result names the pod interface; with an IPAM result its
+ * addresses (on interface 0) and routes go on the interface (after the neighbour-notification
+ * sysctls when `notify`), without one the interface is only brought up; DNS comes from the config
+ * only, as the reference does.
+ */
+export function podLinkResult(pod: NetlinkConn, link: Link, args: CmdArgs, ipam: Result | undefined, opts: { notify: boolean }): Result {
+  const out: Result = { cniVersion: "1.1.0", interfaces: [{ name: args.ifName, mac: link.mac, sandbox: args.netns }] };
+  if (ipam) {
+    out.ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: 0 }));
+    if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;
+    if (opts.notify) notifySysctls(args);
+    configureIface(pod, link.index, { ips: out.ips, routes: ipam.routes ?? [] });
+  } else {
+    setLink(pod, link.index, { up: true });
+  }
+  const dns = args.config.dns;
+  if (dns && Object.keys(dns).length > 0) out.dns = dns;
+  return out;
 }

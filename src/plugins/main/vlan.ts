@@ -7,10 +7,9 @@
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
-import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkMasterName, checkPodIface, ipamTypeOf, createInPod } from "../common/link-pod.ts";
+import { checkMasterName, checkPodIface, ipamTypeOf, createInPod, podLinkResult } from "../common/link-pod.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import type { NetConf } from "../../spec/netconf.ts";
@@ -112,16 +111,7 @@ async function add(args: CmdArgs): Promise<Result> {
     const ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
     ipamDone = true;
     if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
-    const out: Result = {
-      cniVersion: "1.1.0",
-      interfaces: [{ name: args.ifName, mac: link.mac, sandbox: args.netns }],
-      ips: ipam.ips.map((ip) => ({ ...ip, interface: 0 })),
-    };
-    if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;
-    configureIface(pod, link.index, { ips: out.ips!, routes: ipam.routes ?? [] });
-    const dns = args.config.dns;
-    if (dns && Object.keys(dns).length > 0) out.dns = dns;
-    return out;
+    return podLinkResult(pod, link, args, ipam, { notify: false }); // the reference's vlan sets no notification sysctls
   } catch (e) {
     await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
