@@ -18,9 +18,10 @@ export function setAgentRoute(conn: NetlinkConn, spec: Omit<RouteSpec, "protocol
   addRoute(conn, { ...spec, protocol: RTPROT_CNIKIT }, { replace: true });
 }
 
-/** Remove the agent's route to `dst` (only when it is the agent's); false when there was none. */
+/**
+ * Remove the agent's route to `dst` (the kernel matches the protocol, so no other route to `dst` is
+ * touched and no dump is needed); false when there was none.
+ */
 export function deleteAgentRoute(conn: NetlinkConn, dst: string): boolean {
-  const r = agentRoutes(conn, dst.includes(":") ? 6 : 4).get(dst);
-  if (!r) return false;
-  return deleteRoute(conn, { dst, ...(r.oif !== undefined ? { link: r.oif } : {}), ...(r.gateway ? { gateway: r.gateway } : {}) });
+  return deleteRoute(conn, { dst, protocol: RTPROT_CNIKIT });
 }

@@ -41,7 +41,7 @@ export interface RouteSpec {
   advmss?: number;
   /** Preferred source address. */
   src?: IPInput;
-  /** RTPROT_* (default RTPROT_BOOT, as iproute2 and the reference use). */
+  /** RTPROT_* (default RTPROT_BOOT, as iproute2 and the reference use); on delete, only a route of this protocol (default any). */
   protocol?: number;
   /** RTN_* (default unicast). */
   type?: number;
@@ -92,8 +92,9 @@ function toMessage(conn: NetlinkConn, spec: RouteSpec, forDelete: boolean): Rout
     family,
     dstLen: dst.prefix,
     table: spec.table ?? RT_TABLE_MAIN,
-    // On delete, protocol 0, type 0 and scope NOWHERE mean "any", as iproute2 sends them.
-    protocol: forDelete ? 0 : spec.protocol ?? RTPROT_BOOT,
+    // On delete, protocol 0, type 0 and scope NOWHERE mean "any", as iproute2 sends them; a given
+    // protocol makes the kernel delete only a route of that protocol.
+    protocol: forDelete ? spec.protocol ?? 0 : spec.protocol ?? RTPROT_BOOT,
     scope: spec.scope ?? (forDelete ? RT_SCOPE_NOWHERE : gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK),
     type: spec.type ?? (forDelete ? 0 : RTN_UNICAST),
     flags: spec.onlink ? RTNH_F_ONLINK : 0,
