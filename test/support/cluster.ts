@@ -5,7 +5,7 @@
  * Everything is named with the caller's prefix and removed by `destroy()`.
  */
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { must, Namespaces, run, type Ran } from "./netns.ts";
@@ -34,6 +34,30 @@ export async function etcdReady(c: Etcd3): Promise<void> {
       await Bun.sleep(100);
     }
   }
+}
+
+/**
+ * A single-member etcd listening on loopback (client port `port`, peer port `port + 1`) with its data
+ * under `dir`; returns a connected client and a stop() that closes it and stops etcd by its PID.
+ */
+export async function loopbackEtcd(dir: string, port: number): Promise<{ etcd: Etcd3; endpoint: string; stop: () => Promise<void> }> {
+  const endpoint = `http://127.0.0.1:${port}`;
+  const peer = `http://127.0.0.1:${port + 1}`;
+  const proc = Bun.spawn(["etcd", "--name", "e", "--data-dir", join(dir, "etcd"), "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", `e=${peer}`, "--log-level", "error"],
+  { stdout: "ignore", stderr: "ignore" });
+  const { connectEtcd } = await import("../../src/ipam/etcd.ts");
+  const etcd = await connectEtcd({ endpoints: [endpoint], timeoutMs: 3000 });
+  const stop = async () => {
+    etcd.close();
+    proc.kill();
+    await proc.exited;
+  };
+  await etcdReady(etcd).catch(async (e) => {
+    await stop();
+    throw e;
+  });
+  return { etcd, endpoint, stop };
 }
 
 export interface Node {
@@ -171,9 +195,20 @@ export class Cluster {
   async until(what: string, fn: () => boolean | Promise<boolean>, ms = 15000): Promise<void> {
     const end = Date.now() + ms;
     while (!(await fn())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}${this.agentLogTails()}`);
       await Bun.sleep(50);
     }
+  }
+
+  /** The last lines of every running agent's log, for a failure message. */
+  private agentLogTails(): string {
+    let out = "";
+    for (const n of this.nodes) {
+      if (!n.agent) continue;
+      const text = existsSync(n.agent.log) ? readFileSync(n.agent.log, "utf8") : "";
+      out += `\n--- ${n.name} agent log (tail):\n${text.split("\n").slice(-15).join("\n")}`;
+    }
+    return out;
   }
 
   /** Run `cnikit` in a node with its network config. */

@@ -14,9 +14,8 @@ import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import type { NodeCache } from "../../../src/ipam/cluster/allocate.ts";
 import { parseBlockKey, parsePool, pickFree } from "../../../src/ipam/cluster/pool.ts";
-import { connectEtcd } from "../../../src/ipam/etcd.ts";
 import { formatIP } from "../../../src/spec/ip.ts";
-import { CNIKIT, etcdReady } from "../../support/cluster.ts";
+import { CNIKIT, loopbackEtcd } from "../../support/cluster.ts";
 import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
 
 assertPrivateNetns();
@@ -26,8 +25,8 @@ const tmp = tempDir("cluster-ipam");
 const ns = new Namespaces(prefix);
 const bin = join(tmp.path, "bin");
 const ENDPOINT = "http://127.0.0.1:24310";
-let etcdProc: ReturnType<typeof Bun.spawn> | undefined;
 let etcd: Etcd3;
+let stopEtcd: (() => Promise<void>) | undefined;
 
 const ipam = (extra: Record<string, unknown> = {}) => ({ type: "cluster-ipam", etcdEndpoints: [ENDPOINT], etcdPrefix: `/${prefix}`, subnet: "10.120.0.0/16", ...extra });
 const conf = (node: string, extra: Record<string, unknown> = {}, more: Record<string, unknown> = {}) =>
@@ -61,17 +60,10 @@ const keys = async (part: string) => Object.keys(await etcd.getAll().prefix(`/${
 beforeAll(async () => {
   must(["ip", "link", "set", "lo", "up"]);
   must([CNIKIT, "install", "--bin-dir", bin]);
-  const data = join(tmp.path, "etcd");
-  etcdProc = Bun.spawn(["etcd", "--name", "ci", "--data-dir", data, "--listen-client-urls", ENDPOINT, "--advertise-client-urls", ENDPOINT,
-    "--listen-peer-urls", "http://127.0.0.1:24311", "--initial-advertise-peer-urls", "http://127.0.0.1:24311", "--initial-cluster", "ci=http://127.0.0.1:24311", "--log-level", "error"],
-  { stdout: "ignore", stderr: "ignore" });
-  etcd = await connectEtcd({ endpoints: [ENDPOINT], timeoutMs: 3000 });
-  await etcdReady(etcd);
+  ({ etcd, stop: stopEtcd } = await loopbackEtcd(tmp.path, 24310));
 }, 30_000);
 afterAll(async () => {
-  etcd?.close();
-  etcdProc?.kill();
-  await etcdProc?.exited;
+  await stopEtcd?.();
   ns.cleanup();
   run(["ip", "link", "del", `${prefix}b`]);
   tmp.remove();
