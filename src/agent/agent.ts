@@ -123,8 +123,8 @@ export class Agent {
   private async lease(publicIP: string): Promise<LeaseSubnets> {
     const plan = this.config.v4!;
     const plan6 = this.config.v6;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const leases = await this.store.listLeases();
+    for (let attempt = 0; attempt < 60; attempt++) {
+      const { leases, revision } = await this.store.listLeasesAt();
       const own = leases.find((l) => l.attrs.publicIP === publicIP && l.subnet.prefix === plan.subnetLen);
       if (own && (!plan6 || own.subnet6?.prefix === plan6.subnetLen) && (plan6 || !own.subnet6)) {
         // not rewritten yet: that happens once the backend is set up, with its VTEP MAC; a value
@@ -148,10 +148,13 @@ export class Agent {
         if (!v6) throw new CniError(ErrorCode.TryAgainLater, `agent: no free IPv6 subnet left in ${formatCIDR(plan6.network)}`);
       }
       const want: LeaseSubnets = { v4, ...(v6 ? { v6 } : {}) };
-      if (await this.store.acquire(want, this.attrs, this.opts.ttlSec)) {
+      if (await this.store.acquire(want, this.attrs, this.opts.ttlSec, v6 ? revision : undefined)) {
         this.log({ level: "info", msg: "leased a subnet", subnet: formatCIDR(v4), ...(v6 ? { subnet6: formatCIDR(v6) } : {}) });
         return want;
       }
+      // another node leased meanwhile: read again, after a short random pause so that nodes
+      // starting together do not keep colliding
+      await Bun.sleep(20 + Math.random() * 80);
     }
     throw new CniError(ErrorCode.TryAgainLater, "agent: could not lease a subnet (too many conflicts)");
   }

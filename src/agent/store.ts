@@ -46,18 +46,24 @@ export class LeaseStore {
 
   /** Every lease under the prefix (values that do not parse are skipped). */
   async listLeases(): Promise<SubnetLease[]> {
-    const all = await this.client.getAll().prefix(`${this.prefix}/subnets/`).strings();
-    const out: SubnetLease[] = [];
-    for (const [key, value] of Object.entries(all)) {
+    return (await this.listLeasesAt()).leases;
+  }
+
+  /** Every lease under the prefix and the etcd revision they were read at. */
+  async listLeasesAt(): Promise<{ leases: SubnetLease[]; revision: string }> {
+    const res = await this.client.getAll().prefix(`${this.prefix}/subnets/`).exec();
+    const leases: SubnetLease[] = [];
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
       const subnets = subnetsOfKey(this.prefix, key);
       if (!subnets) continue;
       try {
-        out.push(toLease(key, subnets, value));
+        leases.push(toLease(key, subnets, kv.value.toString()));
       } catch {
         // a foreign or broken value: not a peer we can program
       }
     }
-    return out;
+    return { leases, revision: String(res.header.revision) };
   }
 
   private async etcdLease(ttlSec: number): Promise<string> {
@@ -70,11 +76,32 @@ export class LeaseStore {
     return await this.lease.grant();
   }
 
-  /** Take the subnets if nobody holds them (compare-and-create); true when they are ours now. */
-  async acquire(s: LeaseSubnets, attrs: LeaseAttrs, ttlSec: number): Promise<boolean> {
+  /**
+   * Take the subnets if nobody holds them (compare-and-create); true when they are ours now.
+   * With `unchangedSince` (the revision the leases were listed at) it also fails when any lease
+   * was written since: a dual-stack key names both subnets, so two nodes picking the same IPv6
+   * subnet (or the same IPv4 one) with a different other half would otherwise both succeed.
+   */
+  async acquire(s: LeaseSubnets, attrs: LeaseAttrs, ttlSec: number, unchangedSince?: string): Promise<boolean> {
     const key = leaseKey(this.prefix, s.v4, s.v6);
     const id = await this.etcdLease(ttlSec);
-    const res = await this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(encodeLease(attrs)).lease(id)).commit();
+    // etcd's CompareTarget CREATE = 1, MOD = 2; CompareResult EQUAL = 0, LESS = 2
+    const compare: object[] = [{ key: Buffer.from(key), target: 1, result: 0, create_revision: 0 }];
+    if (unchangedSince !== undefined) {
+      // every key in [<prefix>/subnets/, <prefix>/subnets0) last modified before the listing
+      compare.push({
+        key: Buffer.from(`${this.prefix}/subnets/`),
+        range_end: Buffer.from(`${this.prefix}/subnets0`),
+        target: 2,
+        result: 2,
+        mod_revision: String(BigInt(unchangedSince) + 1n),
+      });
+    }
+    const res = await this.client.kv.txn({
+      compare,
+      success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(encodeLease(attrs)), lease: id } }],
+      failure: [],
+    });
     return res.succeeded;
   }
 
