@@ -24,6 +24,7 @@ declare -A NEED=(
   [runc]=runc
   [etcd]=etcd-server
   [openssl]=openssl
+  [iperf3]=iperf3
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

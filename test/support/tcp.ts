@@ -43,6 +43,31 @@ export async function measureThroughput(from: string, to: string, toIp: string, 
   return Number(out.trim());
 }
 
+/**
+ * One TCP transfer of `ms` from `from` to `to` with iperf3 (native, so the rate is the data path's,
+ * not the sending program's); the received rate in bits/s, the first 300 ms left out. `pin` puts
+ * the sender on CPU 0 and the receiver on CPU 1.
+ */
+export async function iperf3Throughput(from: string, to: string, toIp: string, port: number, ms = 2500, pin = false): Promise<number> {
+  const server = Bun.spawn(inNs(to, [...pinTo(pin ? 1 : undefined), "iperf3", "--server", "--one-off", "--forceflush", "--port", String(port)]), { stdout: "pipe", stderr: "pipe" });
+  try {
+    const reader = server.stdout.getReader();
+    const dec = new TextDecoder();
+    for (let out = ""; !out.includes("Server listening");) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`iperf3 server died: ${await new Response(server.stderr).text()}`);
+      out += dec.decode(value);
+    }
+    reader.releaseLock();
+    const client = run(inNs(from, [...pinTo(pin ? 0 : undefined), "iperf3", "--client", toIp, "--port", String(port), "--time", String(ms / 1000), "--omit", "0.3", "--json"]));
+    if (client.code !== 0) throw new Error(`iperf3 client failed: ${client.stdout.slice(-500)} ${client.stderr}`);
+    return Number(JSON.parse(client.stdout).end.sum_received.bits_per_second);
+  } finally {
+    server.kill();
+    await server.exited;
+  }
+}
+
 /** A server in `netns` answering each connection with the source address it saw; stop() kills it. */
 export async function whoamiServer(netns: string, port: number): Promise<{ stop: () => void }> {
   const s = await startServer(netns, "whoami", port);
