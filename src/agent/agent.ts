@@ -15,7 +15,7 @@ import { addIP } from "../ipam/range.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { createBackend, type Backend, type Peer } from "./backend.ts";
-import { encodeLease, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
+import { encodeLease, leaseId, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { installMasquerade } from "./masq.ts";
 import type { FamilyPlan, NetworkConfig } from "./netconfig.ts";
 import { connectEtcd, LeaseStore, type EtcdOptions, type SubnetLease } from "./store.ts";
@@ -56,11 +56,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class Agent {
   readonly metrics: AgentMetrics = { leases: 0, peers: 0, etcdErrors: 0, lastSyncMs: 0 };
   private store!: LeaseStore;
-  private backend!: Backend;
-  /** The IPv6 side of a dual-stack network. */
+  /** The IPv4 side (none on an IPv6-only network). */
+  private backend: Backend | undefined;
+  /** The IPv6 side of a dual-stack or IPv6-only network. */
   private backend6: Backend | undefined;
   private config!: NetworkConfig;
-  private subnet!: IPNet;
+  private subnet: IPNet | undefined;
   private subnet6: IPNet | undefined;
   private attrs!: LeaseAttrs;
   private conn!: NetlinkConn;
@@ -91,6 +92,11 @@ export class Agent {
     }
   }
 
+  /**
+   * The underlay interface, its MTU and this node's public addresses. An IPv6-only network's lease
+   * still carries a PublicIP, as flannel's does: the interface's IPv4 address if it has one, else
+   * 0.0.0.0.
+   */
   private underlay(): { iface: string; publicIP: string; publicIPv6?: string; mtu: number } {
     let iface = this.opts.iface;
     if (!iface) {
@@ -108,7 +114,7 @@ export class Agent {
     }
     const link = getLink(this.conn, iface);
     const first = (family: 4 | 6) => listAddresses(this.conn, { link: link.index, family }).find((a) => a.scope === 0)?.cidr.split("/")[0];
-    const publicIP = this.opts.publicIP ?? first(4);
+    const publicIP = this.opts.publicIP ?? first(4) ?? (this.config.v4 ? undefined : "0.0.0.0");
     if (!publicIP) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: ${iface} has no IPv4 address; give --public-ip`);
     if (!this.config.v6) return { iface, publicIP, mtu: link.mtu };
     const publicIPv6 = this.opts.publicIPv6 ?? first(6);
@@ -117,39 +123,45 @@ export class Agent {
   }
 
   /**
-   * Our subnets: the lease we already hold (same public IP), else those in subnet.env if free,
-   * else free ones. A lease of ours without the IPv6 subnet the network now wants is replaced.
+   * Our subnets: the lease we already hold (same public IP; on an IPv6-only network, same public
+   * IPv6), else those in subnet.env if free, else free ones. A lease of ours whose families or
+   * subnet sizes no longer fit the network is replaced.
    */
-  private async lease(publicIP: string): Promise<LeaseSubnets> {
-    const plan = this.config.v4!;
+  private async lease(publicIP: string, publicIPv6: string | undefined): Promise<LeaseSubnets> {
+    const plan = this.config.v4;
     const plan6 = this.config.v6;
+    const fits = (l: SubnetLease) => (plan ? l.subnet?.prefix === plan.subnetLen : !l.subnet) && (plan6 ? l.subnet6?.prefix === plan6.subnetLen : !l.subnet6);
     for (let attempt = 0; attempt < 60; attempt++) {
       const { leases, revision } = await this.store.listLeasesAt();
-      const own = leases.find((l) => l.attrs.publicIP === publicIP && l.subnet.prefix === plan.subnetLen);
-      if (own && (!plan6 || own.subnet6?.prefix === plan6.subnetLen) && (plan6 || !own.subnet6)) {
+      const own = leases.find((l) => (plan ? l.attrs.publicIP === publicIP && l.subnet : l.attrs.publicIPv6 === publicIPv6 && l.subnet6));
+      if (own && fits(own)) {
         // not rewritten yet: that happens once the backend is set up, with its VTEP MAC; a value
         // without one now would make the other nodes drop their routes to us meanwhile
-        const s: LeaseSubnets = { v4: own.subnet, ...(own.subnet6 ? { v6: own.subnet6 } : {}) };
-        this.log({ level: "info", msg: "reusing our lease", subnet: formatCIDR(own.subnet), ...(own.subnet6 ? { subnet6: formatCIDR(own.subnet6) } : {}) });
+        const s: LeaseSubnets = { ...(own.subnet ? { v4: own.subnet } : {}), ...(own.subnet6 ? { v6: own.subnet6 } : {}) };
+        this.log({ level: "info", msg: "reusing our lease", ...subnetFields(s) });
         return s;
       }
       if (own) {
-        await this.store.remove(own.key); // the network's families changed: lease again (same IPv4 subnet)
+        await this.store.remove(own.key); // the network's families or sizes changed: lease again
         continue;
       }
       const previous = readSubnetEnvSafe(this.opts.subnetFile);
       const pick = (p: FamilyPlan, taken: Set<string>, prev: IPNet | undefined) =>
         prev && prev.prefix === p.subnetLen && containsIP(p.network, prev.ip) && !taken.has(formatCIDR(prev)) ? prev : pickFreeSubnet(p, taken);
-      const v4 = pick(plan, new Set(leases.map((l) => formatCIDR(l.subnet))), previous?.v4);
-      if (!v4) throw new CniError(ErrorCode.TryAgainLater, `agent: no free subnet left in ${formatCIDR(plan.network)}`);
+      let v4: IPNet | undefined;
+      if (plan) {
+        v4 = pick(plan, new Set(leases.flatMap((l) => (l.subnet ? [formatCIDR(l.subnet)] : []))), previous?.v4);
+        if (!v4) throw new CniError(ErrorCode.TryAgainLater, `agent: no free subnet left in ${formatCIDR(plan.network)}`);
+      }
       let v6: IPNet | undefined;
       if (plan6) {
         v6 = pick(plan6, new Set(leases.flatMap((l) => (l.subnet6 ? [formatCIDR(l.subnet6)] : []))), previous?.v6);
         if (!v6) throw new CniError(ErrorCode.TryAgainLater, `agent: no free IPv6 subnet left in ${formatCIDR(plan6.network)}`);
       }
-      const want: LeaseSubnets = { v4, ...(v6 ? { v6 } : {}) };
-      if (await this.store.acquire(want, this.attrs, this.opts.ttlSec, v6 ? revision : undefined)) {
-        this.log({ level: "info", msg: "leased a subnet", subnet: formatCIDR(v4), ...(v6 ? { subnet6: formatCIDR(v6) } : {}) });
+      const want: LeaseSubnets = { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+      // a key naming one subnet is exact on its own; a dual-stack one needs the listing unchanged
+      if (await this.store.acquire(want, this.attrs, this.opts.ttlSec, v4 && v6 ? revision : undefined)) {
+        this.log({ level: "info", msg: "leased a subnet", ...subnetFields(want) });
         return want;
       }
       // another node leased meanwhile: read again, after a short random pause so that nodes
@@ -160,7 +172,7 @@ export class Agent {
   }
 
   private ours(): LeaseSubnets {
-    return { v4: this.subnet, ...(this.subnet6 ? { v6: this.subnet6 } : {}) };
+    return { ...(this.subnet ? { v4: this.subnet } : {}), ...(this.subnet6 ? { v6: this.subnet6 } : {}) };
   }
 
   /** Start: lease, backend, subnet.env, programmed peers, watch. */
@@ -168,24 +180,28 @@ export class Agent {
     this.conn = NetlinkConn.open();
     this.store = new LeaseStore(await connectEtcd(this.opts.etcd), this.opts.prefix);
     this.config = await this.retry("reading the network config", () => this.store.getConfig());
-    if (!this.config.v4) throw new CniError(ErrorCode.InvalidNetworkConfig, "agent: the network config has no IPv4 Network; IPv6-only networks are not supported yet");
     const { iface, publicIP, publicIPv6, mtu } = this.underlay();
     const b = this.config.backend;
+    const v4 = this.config.v4 !== undefined;
     this.attrs = {
       publicIP,
       ...(publicIPv6 ? { publicIPv6 } : {}),
       backendType: b.type,
-      ...(b.type === "vxlan" ? { backendData: { VNI: b.vni }, ...(publicIPv6 ? { backendV6Data: { VNI: b.vni } } : {}) } : {}),
+      // as flannel: each family's VTEP in its own field, only for the families the network has
+      ...(b.type === "vxlan" ? { ...(v4 ? { backendData: { VNI: b.vni } } : {}), ...(publicIPv6 ? { backendV6Data: { VNI: b.vni } } : {}) } : {}),
     };
-    const leased = await this.retry("leasing a subnet", () => this.lease(publicIP));
+    const leased = await this.retry("leasing a subnet", () => this.lease(publicIP, publicIPv6));
     this.subnet = leased.v4;
     this.subnet6 = leased.v6;
     const prefix = this.opts.devicePrefix ?? "cnikit";
     const common = { conn: this.conn, underlay: iface, vni: b.vni, port: b.port, directRouting: b.directRouting, ...(b.mtu ? { mtu: b.mtu } : {}) };
-    this.backend = createBackend(b.type, { ...common, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
-    const set = this.backend.setup();
-    this.attrs.backendData = { ...(this.attrs.backendData ?? {}), ...set.backendData };
-    let podMtu = set.mtu || mtu;
+    let podMtu = Infinity;
+    if (this.subnet) {
+      this.backend = createBackend(b.type, { ...common, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
+      const set = this.backend.setup();
+      this.attrs.backendData = { ...(this.attrs.backendData ?? {}), ...set.backendData };
+      podMtu = Math.min(podMtu, set.mtu || mtu);
+    }
     if (this.subnet6 && publicIPv6) {
       this.backend6 = createBackend(b.type, { ...common, family: 6, localSubnet: formatCIDR(this.subnet6), publicIP: publicIPv6, deviceName: `${prefix}-v6.${b.vni}` });
       const set6 = this.backend6.setup();
@@ -193,17 +209,16 @@ export class Agent {
       podMtu = Math.min(podMtu, set6.mtu || mtu);
     }
     await this.retry("writing our lease", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec));
-    const network = this.config.v4.network;
     const gateway = (n: IPNet) => formatCIDR({ ip: addIP(networkOf(n).ip, 1n), prefix: n.prefix });
+    const network = this.config.v4?.network;
     const network6 = this.config.v6?.network;
     writeSubnetEnv(this.opts.subnetFile, {
-      network: formatCIDR(network),
-      subnet: gateway(this.subnet),
+      ...(network && this.subnet ? { network: formatCIDR(network), subnet: gateway(this.subnet) } : {}),
       ...(network6 && this.subnet6 ? { ipv6Network: formatCIDR(network6), ipv6Subnet: gateway(this.subnet6) } : {}),
       mtu: podMtu,
       ipMasq: this.opts.ipMasq,
     });
-    if (this.opts.ipMasq) installMasquerade(network6 ? [network, network6] : [network]);
+    if (this.opts.ipMasq) installMasquerade([network, network6].filter((n): n is IPNet => n !== undefined));
     // watch first, then read: a change between the two is seen twice (harmless), never missed
     await this.startWatch();
     await this.retry("the first sync", () => this.resync());
@@ -215,7 +230,7 @@ export class Agent {
       });
     }, 30_000);
     if (this.opts.healthz) this.serve(this.opts.healthz);
-    this.log({ level: "info", msg: "agent ready", subnet: formatCIDR(this.subnet), ...(this.subnet6 ? { subnet6: formatCIDR(this.subnet6), publicIPv6 } : {}), publicIP, backend: b.type });
+    this.log({ level: "info", msg: "agent ready", ...subnetFields(this.ours()), publicIP, ...(publicIPv6 ? { publicIPv6 } : {}), backend: b.type });
   }
 
   /** Watch the leases; a watch the server cancels (compacted revision) is replaced after a full read. */
@@ -249,12 +264,12 @@ export class Agent {
     );
   }
 
-  private isOurs(subnet: IPNet): boolean {
-    return formatCIDR(subnet) === formatCIDR(this.subnet);
+  private isOurs(s: LeaseSubnets): boolean {
+    return leaseId(s) === leaseId(this.ours());
   }
 
   private backends(): Backend[] {
-    return this.backend6 ? [this.backend, this.backend6] : [this.backend];
+    return [this.backend, this.backend6].filter((b): b is Backend => b !== undefined);
   }
 
   /**
@@ -263,11 +278,13 @@ export class Agent {
    * up its device).
    */
   private peersOf(l: SubnetLease): [Backend, Peer][] {
-    if (this.isOurs(l.subnet) || l.attrs.backendType !== this.backend.type) return [];
-    const vxlan = this.backend.type === "vxlan";
+    if (this.isOurs({ v4: l.subnet, v6: l.subnet6 }) || l.attrs.backendType !== this.config.backend.type) return [];
+    const vxlan = this.config.backend.type === "vxlan";
     const out: [Backend, Peer][] = [];
     const mac = l.attrs.backendData?.VtepMAC;
-    if (!vxlan || typeof mac === "string") out.push([this.backend, { subnet: formatCIDR(l.subnet), publicIP: l.attrs.publicIP, ...(vxlan ? { vtepMAC: mac as string } : {}) }]);
+    if (this.backend && l.subnet && (!vxlan || typeof mac === "string")) {
+      out.push([this.backend, { subnet: formatCIDR(l.subnet), publicIP: l.attrs.publicIP, ...(vxlan ? { vtepMAC: mac as string } : {}) }]);
+    }
     const mac6 = l.attrs.backendV6Data?.VtepMAC;
     if (this.backend6 && l.subnet6 && l.attrs.publicIPv6 && (!vxlan || typeof mac6 === "string")) {
       out.push([this.backend6, { subnet: formatCIDR(l.subnet6), publicIP: l.attrs.publicIPv6, ...(vxlan ? { vtepMAC: mac6 as string } : {}) }]);
@@ -294,10 +311,10 @@ export class Agent {
   }
 
   private onDelete(s: LeaseSubnets): void {
-    if (this.isOurs(s.v4)) {
+    if (this.isOurs(s)) {
       // somebody removed our lease while we run: take it back, or pods here would lose their routes
       if (!this.stopped) {
-        this.log({ level: "warn", msg: "our lease was removed, writing it again", subnet: formatCIDR(s.v4) });
+        this.log({ level: "warn", msg: "our lease was removed, writing it again", ...subnetFields(s) });
         void this.retry("writing our lease again", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec));
       }
       return;
@@ -322,7 +339,7 @@ export class Agent {
     const leases = await this.store.listLeases();
     // our key lives as long as our etcd lease (kept alive by the client); write it only when it is
     // gone or says something else, so that peers are not woken up for nothing
-    const own = leases.find((l) => this.isOurs(l.subnet));
+    const own = leases.find((l) => this.isOurs({ v4: l.subnet, v6: l.subnet6 }));
     const ownKey = leaseKey(this.opts.prefix, this.subnet, this.subnet6);
     if (!own || own.key !== ownKey || encodeLease(own.attrs) !== encodeLease(this.attrs)) await this.store.renew(this.ours(), this.attrs, this.opts.ttlSec);
     const want = new Map<Backend, Map<string, Peer>>(this.backends().map((b) => [b, new Map()]));
@@ -391,6 +408,11 @@ export class Agent {
     this.store?.close();
     this.conn?.close();
   }
+}
+
+/** Log fields naming a lease's subnets. */
+function subnetFields(s: LeaseSubnets): Record<string, string> {
+  return { ...(s.v4 ? { subnet: formatCIDR(s.v4) } : {}), ...(s.v6 ? { subnet6: formatCIDR(s.v6) } : {}) };
 }
 
 function readSubnetEnvSafe(path: string): { v4?: IPNet; v6?: IPNet } | undefined {

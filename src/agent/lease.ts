@@ -1,6 +1,6 @@
 /**
  * Subnet leases in flannel's key layout: `<prefix>/subnets/<a.b.c.d>-<len>` (dual-stack:
- * `<a.b.c.d>-<len>&<ipv6>-<len>`) holding `{"PublicIP", "PublicIPv6", "BackendType",
+ * `<a.b.c.d>-<len>&<ipv6>-<len>`, IPv6-only: `0.0.0.0-0&<ipv6>-<len>`) holding `{"PublicIP", "PublicIPv6", "BackendType",
  * "BackendData": {"VNI", "VtepMAC"}, "BackendV6Data": {...}}`; and picking a free subnet.
  */
 
@@ -22,19 +22,29 @@ export interface LeaseAttrs {
 /** A backend's data in a lease. */
 export type BackendData = { VNI?: number; VtepMAC?: string; [k: string]: unknown };
 
-/** The subnets a lease key names. */
+/** The subnets a lease key names: at least one of them. */
 export interface LeaseSubnets {
-  v4: IPNet;
+  v4?: IPNet;
   v6?: IPNet;
+}
+
+/** A lease's identity: its IPv4 subnet, or the IPv6 one on an IPv6-only network ("10.244.3.0/24"). */
+export function leaseId(s: LeaseSubnets): string {
+  return formatCIDR((s.v4 ?? s.v6)!);
 }
 
 /** The default key prefix. */
 export const DEFAULT_PREFIX = "/coreos.com/network";
 
-/** The key of a subnet's lease (with its IPv6 subnet for a dual-stack node). */
-export function leaseKey(prefix: string, subnet: IPNet, subnet6?: IPNet): string {
+/**
+ * The key of a lease: its IPv4 subnet, with its IPv6 subnet for a dual-stack node; an IPv6-only
+ * node's IPv4 half is flannel's empty 0.0.0.0-0.
+ */
+export function leaseKey(prefix: string, subnet: IPNet | undefined, subnet6?: IPNet): string {
+  if (!subnet && !subnet6) throw new TypeError("leaseKey: no subnet");
+  const v4 = subnet ? `${formatIP(subnet.ip)}-${subnet.prefix}` : "0.0.0.0-0";
   const v6 = subnet6 ? `&${formatIP(subnet6.ip)}-${subnet6.prefix}` : "";
-  return `${prefix}/subnets/${formatIP(subnet.ip)}-${subnet.prefix}${v6}`;
+  return `${prefix}/subnets/${v4}${v6}`;
 }
 
 function parsePart(part: string, len: 4 | 16): IPNet | undefined {
@@ -51,9 +61,11 @@ export function subnetsOfKey(prefix: string, key: string): LeaseSubnets | undefi
   const [a, b, extra] = key.slice(base.length).split("&");
   const v4 = parsePart(a!, 4);
   if (!v4 || extra !== undefined) return undefined;
-  if (b === undefined) return { v4 };
+  const none = v4.prefix === 0 && formatIP(v4.ip) === "0.0.0.0"; // an IPv6-only node's
+  if (b === undefined) return none ? undefined : { v4 };
   const v6 = parsePart(b, 16);
-  return v6 ? { v4, v6 } : undefined;
+  if (!v6) return undefined;
+  return none ? { v6 } : { v4, v6 };
 }
 
 /** The IPv4 subnet a lease key names (a node's identity), or undefined. */

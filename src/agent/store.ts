@@ -16,14 +16,15 @@ export { connectEtcd, type EtcdOptions };
 /** A lease as listed. */
 export interface SubnetLease {
   key: string;
-  subnet: IPNet;
-  /** A dual-stack node's IPv6 subnet. */
+  /** Its IPv4 subnet (none on an IPv6-only network). */
+  subnet?: IPNet;
+  /** A dual-stack or IPv6-only node's IPv6 subnet. */
   subnet6?: IPNet;
   attrs: LeaseAttrs;
 }
 
 function toLease(key: string, s: LeaseSubnets, value: string): SubnetLease {
-  return { key, subnet: s.v4, ...(s.v6 ? { subnet6: s.v6 } : {}), attrs: decodeLease(value) };
+  return { key, ...(s.v4 ? { subnet: s.v4 } : {}), ...(s.v6 ? { subnet6: s.v6 } : {}), attrs: decodeLease(value) };
 }
 
 /** Leases and config of one network prefix. */

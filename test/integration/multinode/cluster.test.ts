@@ -4,7 +4,8 @@
  * `overlay`. With vxlan and again with host-gw every pod reaches every other pod; an agent restart
  * keeps its subnet; removing a node's lease removes its routes on the others; with etcd stopped for
  * 10 s pods keep talking and a new pod still gets an address; traffic leaving the cluster network
- * is masqueraded, traffic between pods is not.
+ * is masqueraded, traffic between pods is not. Dual-stack and IPv6-only networks (flannel's
+ * `0.0.0.0-0&<ipv6>` keys) with both backends.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -53,7 +54,8 @@ async function bringUp(c: Cluster, prefix: string, backend: Record<string, unkno
   await etcd.put(`${prefix}/config`).value(JSON.stringify({ Network: "10.96.0.0/16", ...extra, Backend: backend }));
   for (let i = 1; i <= 3; i++) c.startAgent(c.addNode(i), prefix);
   for (const n of c.nodes) await c.until(`${n.name}'s subnet.env`, () => existsSync(n.subnetFile));
-  for (const n of c.nodes) await c.until(`${n.name}'s routes to 2 peers`, () => agentRoutes(c, n).length === 2);
+  const family = extra.EnableIPv4 === false ? "-6" : "-4";
+  for (const n of c.nodes) await c.until(`${n.name}'s routes to 2 peers`, () => agentRoutes(c, n, family).length === 2);
   return etcd;
 }
 
@@ -229,67 +231,127 @@ describe("vxlan", () => {
   }, 30_000);
 });
 
+/**
+ * A three-node cluster on a dual-stack underlay for the enclosing describe: brought up with the
+ * network config `extra` before its tests (two pods per node), destroyed after them.
+ */
+function dualStackSuite(type: string, tag: string, net: number, port: number, extra: Record<string, unknown>) {
+  const prefix = runPrefix(tag);
+  const s = { prefix, key: `/${prefix}/network`, c: undefined as unknown as Cluster, etcd: undefined as unknown as Etcd3, pods: [] as Pod[] };
+  let tmp: ReturnType<typeof tempDir> | undefined;
+  beforeAll(async () => {
+    tmp = tempDir(`cluster-${tag}-${type}`);
+    s.c = new Cluster({ prefix, dir: tmp.path, underlayNet: net, etcdPort: port, dualStack: true });
+    s.etcd = await bringUp(s.c, s.key, { Type: type }, extra);
+    for (const n of s.c.nodes) await s.c.until(`${n.name}'s IPv6 routes`, () => agentRoutes(s.c, n, "-6").length === 2);
+    s.pods = twoPodsEach(s.c); // pinged at once: a new pod must be reachable over IPv6 without delay
+  }, 60_000);
+  afterAll(async () => {
+    await s.c?.destroy();
+    tmp?.remove();
+  });
+  return s;
+}
+
 describe("dual-stack", () => {
   for (const [type, tag, net, port] of [["vxlan", "dv", 83, 23798], ["host-gw", "dh", 85, 23802]] as const) {
     describe(type, () => {
-      const prefix = runPrefix(tag);
-      let tmp!: ReturnType<typeof tempDir>;
-      let c!: Cluster;
-      const key = `/${prefix}/network`;
-      let etcd: Etcd3;
-      let pods: Pod[] = [];
-
-      beforeAll(async () => {
-        tmp = tempDir(`cluster-${type}`);
-        c = new Cluster({ prefix, dir: tmp.path, underlayNet: net, etcdPort: port, dualStack: true });
-        etcd = await bringUp(c, key, { Type: type }, { IPv6Network: "fd96::/48" });
-        for (const n of c.nodes) await c.until(`${n.name}'s IPv6 routes`, () => agentRoutes(c, n, "-6").length === 2);
-        pods = twoPodsEach(c); // pinged at once: a new pod must be reachable over IPv6 without delay
-      }, 60_000);
-      afterAll(async () => {
-        await c?.destroy();
-        tmp?.remove();
-      });
+      const s = dualStackSuite(type, tag, net, port, { IPv6Network: "fd96::/48" });
 
       test("leases carry both subnets, both public addresses and (vxlan) both VTEPs; subnet.env has both", async () => {
-        for (const n of c.nodes) {
+        for (const n of s.c.nodes) {
           const s4 = subnetOf(n);
           const s6 = subnet6Of(n);
           expect(s6).toMatch(/^fd96:0:0:[0-9a-f]+::\/64$/);
-          const lease = JSON.parse((await etcd.get(leaseKeyOf(key, s4, s6)).string())!);
+          const lease = JSON.parse((await s.etcd.get(leaseKeyOf(s.key, s4, s6)).string())!);
           expect(lease.PublicIP).toBe(n.ip);
           expect(lease.PublicIPv6).toBe(n.ip6);
           expect(readFileSync(n.subnetFile, "utf8")).toContain(`FLANNEL_IPV6_NETWORK=fd96::/48\nFLANNEL_IPV6_SUBNET=${s6.replace("::/", "::1/")}\n`);
           if (type === "vxlan") {
-            const dev6 = JSON.parse(c.inNode(n, ["ip", "-j", "-d", "link", "show", `${prefix}-v6.1`]).stdout)[0];
+            const dev6 = JSON.parse(s.c.inNode(n, ["ip", "-j", "-d", "link", "show", `${s.prefix}-v6.1`]).stdout)[0];
             expect(lease.BackendV6Data).toEqual({ VNI: 1, VtepMAC: dev6.address });
             expect(dev6.mtu).toBe(1430);
             expect(dev6.linkinfo.info_data.local6).toBe(n.ip6);
             expect(readFileSync(n.subnetFile, "utf8")).toContain("FLANNEL_MTU=1430\n");
           } else {
-            const want = c.nodes.filter((m) => m !== n).map((m) => ({ dst: subnet6Of(m), gateway: m.ip6 })).sort((x, y) => x.dst.localeCompare(y.dst));
-            expect(agentRoutes(c, n, "-6").map((r) => ({ dst: r.dst, gateway: r.gateway })).sort((x, y) => x.dst.localeCompare(y.dst))).toEqual(want);
+            const want = s.c.nodes.filter((m) => m !== n).map((m) => ({ dst: subnet6Of(m), gateway: m.ip6 })).sort((x, y) => x.dst.localeCompare(y.dst));
+            expect(agentRoutes(s.c, n, "-6").map((r) => ({ dst: r.dst, gateway: r.gateway })).sort((x, y) => x.dst.localeCompare(y.dst))).toEqual(want);
           }
         }
-        for (const p of pods) expect(p.ip6).toBeDefined();
+        for (const p of s.pods) expect(p.ip6).toBeDefined();
       });
 
       test("every pod reaches every other pod over IPv4 and IPv6", () => {
-        expect(unreachable(pods)).toEqual([]);
+        expect(unreachable(s.pods)).toEqual([]);
       });
 
       test("a removed lease takes both families' routes with it", async () => {
-        const n3 = c.nodes[2]!;
+        const n3 = s.c.nodes[2]!;
         const [s4, s6] = [subnetOf(n3), subnet6Of(n3)];
-        await c.stopAgent(n3);
-        await etcd.delete().key(leaseKeyOf(key, s4, s6));
-        for (const n of c.nodes.slice(0, 2)) {
-          await c.until(`${n.name} to drop ${s4} and ${s6}`, () => !agentRoutes(c, n).some((r) => r.dst === s4) && !agentRoutes(c, n, "-6").some((r) => r.dst === s6), 5000);
+        await s.c.stopAgent(n3);
+        await s.etcd.delete().key(leaseKeyOf(s.key, s4, s6));
+        for (const n of s.c.nodes.slice(0, 2)) {
+          await s.c.until(`${n.name} to drop ${s4} and ${s6}`, () => !agentRoutes(s.c, n).some((r) => r.dst === s4) && !agentRoutes(s.c, n, "-6").some((r) => r.dst === s6), 5000);
         }
-        c.startAgent(n3, key);
-        for (const n of c.nodes.slice(0, 2)) await c.until(`${n.name} to route to n3 again`, () => agentRoutes(c, n, "-6").some((r) => r.dst === s6));
+        s.c.startAgent(n3, s.key);
+        for (const n of s.c.nodes.slice(0, 2)) await s.c.until(`${n.name} to route to n3 again`, () => agentRoutes(s.c, n, "-6").some((r) => r.dst === s6));
         expect(subnet6Of(n3)).toBe(s6);
       }, 30_000);
+    });
+  }
+});
+
+describe("IPv6-only", () => {
+  for (const [type, tag, net, port] of [["vxlan", "sv", 87, 23806], ["host-gw", "sh", 89, 23810]] as const) {
+    describe(type, () => {
+      const s = dualStackSuite(type, tag, net, port, { EnableIPv4: false, IPv6Network: "fd97::/48" });
+      const v6Key = (n: Node) => `${s.key}/subnets/0.0.0.0-0&${subnet6Of(n).replace("/", "-")}`;
+
+      test("leases are flannel's 0.0.0.0-0&<ipv6> keys; subnet.env and the pods have IPv6 only", async () => {
+        for (const n of s.c.nodes) {
+          const env = readFileSync(n.subnetFile, "utf8");
+          expect(env).not.toContain("FLANNEL_SUBNET=");
+          expect(env).not.toContain("FLANNEL_NETWORK=");
+          expect(env).toContain(`FLANNEL_IPV6_NETWORK=fd97::/48\nFLANNEL_IPV6_SUBNET=${subnet6Of(n).replace("::/", "::1/")}\n`);
+          const lease = JSON.parse((await s.etcd.get(v6Key(n)).string())!);
+          expect(lease.PublicIPv6).toBe(n.ip6);
+          expect(lease.BackendData).toBeUndefined();
+          if (type === "vxlan") {
+            const dev6 = JSON.parse(s.c.inNode(n, ["ip", "-j", "link", "show", `${s.prefix}-v6.1`]).stdout)[0];
+            expect(lease.BackendV6Data).toEqual({ VNI: 1, VtepMAC: dev6.address });
+            expect(s.c.inNode(n, ["ip", "link", "show", `${s.prefix}.1`]).code).not.toBe(0); // no IPv4 device
+          }
+          expect(agentRoutes(s.c, n).length).toBe(0);
+          expect(agentRoutes(s.c, n, "-6").map((r) => r.dst).sort()).toEqual(s.c.nodes.filter((m) => m !== n).map(subnet6Of).sort());
+        }
+        for (const p of s.pods) {
+          expect(p.ip).toBeUndefined();
+          expect(p.ip6).toMatch(/^fd97:/);
+        }
+      });
+
+      test("every pod reaches every other pod over IPv6, across nodes", () => {
+        const bad = s.pods.flatMap((a) => s.pods.filter((b) => b !== a && !ping(a.ns, b.ip6!)).map((b) => `${a.ip6}->${b.ip6}`));
+        expect(bad).toEqual([]);
+      });
+
+      test("an agent restart keeps its IPv6 subnet; a removed lease takes its routes with it", async () => {
+        const n3 = s.c.nodes[2]!;
+        const s6 = subnet6Of(n3);
+        await s.c.stopAgent(n3);
+        s.c.startAgent(n3, s.key);
+        await s.c.until("the restarted agent to be ready", () => readFileSync(n3.agent!.log, "utf8").includes("agent ready"));
+        expect(readFileSync(n3.agent!.log, "utf8")).toContain("reusing our lease");
+        expect(subnet6Of(n3)).toBe(s6);
+        await s.c.stopAgent(n3);
+        await s.etcd.delete().key(v6Key(n3));
+        for (const n of s.c.nodes.slice(0, 2)) await s.c.until(`${n.name} to drop ${s6}`, () => !agentRoutes(s.c, n, "-6").some((r) => r.dst === s6), 5000);
+        s.c.startAgent(n3, s.key);
+        for (const n of s.c.nodes.slice(0, 2)) await s.c.until(`${n.name} to route to n3 again`, () => agentRoutes(s.c, n, "-6").some((r) => r.dst === s6));
+        expect(subnet6Of(n3)).toBe(s6); // taken again from its subnet.env
+        const bad = s.pods.flatMap((a) => s.pods.filter((b) => b !== a && !ping(a.ns, b.ip6!)).map((b) => `${a.ip6}->${b.ip6}`));
+        expect(bad).toEqual([]);
+      }, 60_000);
     });
   }
 });

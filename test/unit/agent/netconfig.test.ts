@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decodeLease, encodeLease, leaseKey, pickFreeSubnet, subnetOfKey, subnetsOfKey } from "../../../src/agent/lease.ts";
+import { decodeLease, encodeLease, leaseId, leaseKey, pickFreeSubnet, subnetOfKey, subnetsOfKey } from "../../../src/agent/lease.ts";
 import { parseNetworkConfig } from "../../../src/agent/netconfig.ts";
 import { formatCIDR, formatIP, parseCIDR } from "../../../src/spec/ip.ts";
 
@@ -55,7 +55,7 @@ describe("leases", () => {
     const key = leaseKey("/p", parseCIDR("10.244.3.0/24")!, parseCIDR("fd00:244:0:3::/64")!);
     expect(key).toBe("/p/subnets/10.244.3.0-24&fd00:244:0:3::-64");
     const s = subnetsOfKey("/p", key)!;
-    expect([formatCIDR(s.v4), formatCIDR(s.v6!)]).toEqual(["10.244.3.0/24", "fd00:244:0:3::/64"]);
+    expect([formatCIDR(s.v4!), formatCIDR(s.v6!)]).toEqual(["10.244.3.0/24", "fd00:244:0:3::/64"]);
     expect(formatCIDR(subnetOfKey("/p", key)!)).toBe("10.244.3.0/24");
     expect(subnetsOfKey("/p", "/p/subnets/10.244.3.0-24")).toEqual({ v4: parseCIDR("10.244.3.0/24")! });
     for (const bad of ["/p/subnets/fd00::-64", "/p/subnets/10.0.0.0-24&10.1.0.0-24", "/p/subnets/10.0.0.0-24&fd00::-64&x", "/p/subnets/10.0.0.0"]) {
@@ -67,6 +67,18 @@ describe("leases", () => {
     expect(decodeLease(v)).toEqual(attrs);
     // flannel writes "PublicIPv6": null for IPv4-only nodes
     expect(decodeLease('{"PublicIP":"192.0.2.7","PublicIPv6":null,"BackendType":"host-gw"}')).toEqual({ publicIP: "192.0.2.7", backendType: "host-gw" });
+  });
+  test("IPv6-only keys: flannel's empty IPv4 half 0.0.0.0-0; the lease's identity is its IPv6 subnet", () => {
+    const v6 = parseCIDR("fd00:244:0:3::/64")!;
+    const key = leaseKey("/p", undefined, v6);
+    expect(key).toBe("/p/subnets/0.0.0.0-0&fd00:244:0:3::-64");
+    expect(subnetsOfKey("/p", key)).toEqual({ v6 });
+    expect(subnetOfKey("/p", key)).toBeUndefined();
+    expect(leaseId({ v6 })).toBe("fd00:244:0:3::/64");
+    expect(leaseId({ v4: parseCIDR("10.244.3.0/24")!, v6 })).toBe("10.244.3.0/24");
+    // 0.0.0.0-0 alone names nothing
+    expect(subnetsOfKey("/p", "/p/subnets/0.0.0.0-0")).toBeUndefined();
+    expect(() => leaseKey("/p", undefined)).toThrow(TypeError);
   });
   test("a free subnet is picked among the free ones; none when full", () => {
     const plan = parseNetworkConfig(JSON.stringify({ Network: "10.9.0.0/22" })).v4!; // /24s: .1 .2 .3 (.0 is skipped)
