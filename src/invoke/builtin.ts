@@ -3,14 +3,14 @@
  * to run a type in-process when `CNI_PATH` resolves that type to this very binary.
  */
 
-import { realpathSync } from "node:fs";
 import type { Plugin } from "../skel/plugin.ts";
 
 /** Loads a built-in plugin's module lazily, so only the invoked plugin's code is loaded. */
 export type PluginLoader = () => Promise<Plugin>;
 
 const table = new Map<string, PluginLoader>();
-let selfReal: string | null | undefined;
+/** This binary's identity (device and inode, links followed), once known. */
+let selfId: Promise<string | null> | undefined;
 
 /** Register the built-in plugin types (called once by the entry point). */
 export function registerBuiltins(loaders: Record<string, PluginLoader>): void {
@@ -27,28 +27,23 @@ export function builtinTypes(): string[] {
   return [...table.keys()];
 }
 
-function self(): string | null {
-  if (selfReal === undefined) {
-    try {
-      selfReal = realpathSync(process.execPath);
-    } catch {
-      selfReal = null;
-    }
+/** A file's identity, links followed (Bun.file().stat(): `node:fs` costs ~1.2 ms to load). */
+async function fileId(path: string): Promise<string | null> {
+  try {
+    const st = await Bun.file(path).stat();
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
-  return selfReal;
 }
 
 /**
- * Whether the plugin file `path` found for `type` is this very binary (after following links)
- * and `type` is built in, so it may run in-process.
+ * Whether the plugin file `path` found for `type` is this very binary (the same file after
+ * following links) and `type` is built in, so it may run in-process.
  */
-export function runsInProcess(type: string, path: string): boolean {
+export async function runsInProcess(type: string, path: string): Promise<boolean> {
   if (!table.has(type)) return false;
-  const me = self();
-  if (!me) return false;
-  try {
-    return realpathSync(path) === me;
-  } catch {
-    return false;
-  }
+  selfId ??= fileId(process.execPath);
+  const me = await selfId;
+  return me !== null && (await fileId(path)) === me;
 }

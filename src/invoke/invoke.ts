@@ -43,7 +43,7 @@ async function runInProcess(type: string, env: Record<string, string>, stdin: st
 /** Run the plugin at `file` (or in-process for built-in `type`) and return its parsed JSON output. */
 export async function invokeFile(type: string, file: string, opts: InvokeOptions): Promise<unknown> {
   const env = pluginEnv(opts, opts.baseEnv);
-  const inProcess = !opts.forceExec && runsInProcess(type, file);
+  const inProcess = !opts.forceExec && (await runsInProcess(type, file));
   if (env.CNIKIT_DEBUG) process.stderr.write(`cnikit: ${opts.command} ${type}: ${inProcess ? "in-process" : "exec"} ${file}\n`);
   const out = inProcess ? await runInProcess(type, env, opts.stdin) : await execRaw(file, { stdin: opts.stdin, env });
   if (out.stderr && out.exitCode === 0) process.stderr.write(out.stderr);
@@ -52,7 +52,7 @@ export async function invokeFile(type: string, file: string, opts: InvokeOptions
 
 /** Find `type` in `opts.path` and run it; returns its parsed JSON output (undefined when empty). */
 export async function invokePlugin(type: string, opts: InvokeOptions): Promise<unknown> {
-  const file = findInPath(type, splitPath(opts.path));
+  const file = await findInPath(type, splitPath(opts.path));
   return invokeFile(type, file, opts);
 }
 

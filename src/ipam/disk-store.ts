@@ -5,8 +5,8 @@
  * cnikit keeps its reservations.
  */
 
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
-import { join } from "node:path";
+import { listDir, makeDir, readText, removeFile, writeText } from "../sys/file.ts";
+import { joinPath as join } from "../sys/path.ts";
 import { lockFile } from "../sys/flock.ts";
 import { parseIP } from "../spec/ip.ts";
 import type { Reservation, Store } from "./store.ts";
@@ -27,7 +27,7 @@ export class DiskStore implements Store {
   }
 
   private ensureDir(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    makeDir(this.dir, { recursive: true, mode: 0o755 });
   }
 
   lock(): () => void {
@@ -38,25 +38,19 @@ export class DiskStore implements Store {
 
   reserve(res: Reservation, rangeSet: number): boolean {
     this.ensureDir();
-    let fd: number;
     try {
-      fd = openSync(join(this.dir, res.ip), "wx", 0o600);
+      writeText(join(this.dir, res.ip), `${res.containerId.trim()}${LINE_BREAK}${res.ifName}`, { exclusive: true, mode: 0o600 });
     } catch (e) {
       if ((e as { code?: string }).code === "EEXIST") return false;
       throw e;
     }
-    try {
-      writeSync(fd, `${res.containerId.trim()}${LINE_BREAK}${res.ifName}`);
-    } finally {
-      closeSync(fd);
-    }
-    writeFileSync(join(this.dir, `${LAST_PREFIX}${rangeSet}`), res.ip, { mode: 0o600 });
+    writeText(join(this.dir, `${LAST_PREFIX}${rangeSet}`), res.ip, { mode: 0o600 });
     return true;
   }
 
   lastReserved(rangeSet: number): string | undefined {
     try {
-      return readFileSync(join(this.dir, `${LAST_PREFIX}${rangeSet}`), "utf8").trim() || undefined;
+      return readText(join(this.dir, `${LAST_PREFIX}${rangeSet}`)).trim() || undefined;
     } catch {
       return undefined;
     }
@@ -66,7 +60,7 @@ export class DiskStore implements Store {
   list(): Reservation[] {
     let names: string[];
     try {
-      names = readdirSync(this.dir);
+      names = listDir(this.dir);
     } catch {
       return [];
     }
@@ -75,7 +69,7 @@ export class DiskStore implements Store {
       if (name === "lock" || name.startsWith(LAST_PREFIX) || !parseIP(name)) continue;
       let text: string;
       try {
-        text = readFileSync(join(this.dir, name), "utf8");
+        text = readText(join(this.dir, name));
       } catch {
         continue;
       }
@@ -102,7 +96,7 @@ export class DiskStore implements Store {
 
   isReserved(ip: string): boolean {
     try {
-      readFileSync(join(this.dir, ip));
+      readText(join(this.dir, ip));
       return true;
     } catch {
       return false;
@@ -110,6 +104,6 @@ export class DiskStore implements Store {
   }
 
   release(ip: string): void {
-    rmSync(join(this.dir, ip), { force: true });
+    removeFile(join(this.dir, ip));
   }
 }

@@ -1,6 +1,6 @@
 /** Read a resolv.conf-style file into the result's DNS section (host-local's `resolvConf`). */
 
-import { readFileSync } from "node:fs";
+import { readText } from "../sys/file.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import type { DNS } from "../spec/result.ts";
 
@@ -22,7 +22,7 @@ export function parseResolvConf(text: string): DNS {
 /** Read and parse a resolv.conf file; a clear I/O error when it cannot be read. */
 export function readResolvConf(path: string): DNS {
   try {
-    return parseResolvConf(readFileSync(path, "utf8"));
+    return parseResolvConf(readText(path));
   } catch (e) {
     throw new CniError(ErrorCode.IOFailure, `reading resolvConf ${path}: ${(e as Error).message}`);
   }

@@ -3,8 +3,8 @@
  * lives in the ipam layer so that both the agent and the plugin (a layer above it) can use it.
  */
 
-import { readFileSync, renameSync, writeFileSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { makeDir, readText, renameFile, writeText } from "../sys/file.ts";
+import { dirName } from "../sys/path.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { parseCIDR } from "../spec/ip.ts";
 
@@ -72,17 +72,17 @@ export function formatSubnetEnv(env: SubnetEnv): string {
 
 /** Write subnet.env atomically (readers never see half a file). */
 export function writeSubnetEnv(path: string, env: SubnetEnv): void {
-  mkdirSync(dirname(path), { recursive: true });
+  makeDir(dirName(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, formatSubnetEnv(env), { mode: 0o644 });
-  renameSync(tmp, path);
+  writeText(tmp, formatSubnetEnv(env), { mode: 0o644 });
+  renameFile(tmp, path);
 }
 
 /** Read subnet.env; undefined when the file does not exist (yet). */
 export function readSubnetEnv(path: string): SubnetEnv | undefined {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readText(path);
   } catch (e) {
     if ((e as { code?: string }).code === "ENOENT") return undefined;
     throw new CniError(ErrorCode.IOFailure, `reading ${path}: ${(e as Error).message}`);

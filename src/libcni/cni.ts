@@ -123,7 +123,7 @@ export class CNIConfig {
     for (let i = 0; i < list.plugins.length; i++) {
       const p = list.plugins[i]!;
       try {
-        findInPath(p.type, this.path);
+        await findInPath(p.type, this.path);
         const stdin = buildPluginConfig(list, p, {
           ...(result ? { prevResult: result } : {}),
           ...(rt.capabilityArgs ? { capabilityArgs: rt.capabilityArgs } : {}),

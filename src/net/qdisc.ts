@@ -4,7 +4,7 @@
  * TBF's buffer is counted in.
  */
 
-import { readFileSync } from "node:fs";
+import { readText } from "../sys/file.ts";
 import { Errno } from "../sys/errno.ts";
 import { type NetlinkConn } from "../netlink/conn.ts";
 import { isNotFound } from "../netlink/error.ts";
@@ -36,7 +36,7 @@ let clock: PschedClock | undefined;
 
 /** The kernel's psched clock (read once from /proc/net/psched). */
 export function pschedClock(): PschedClock {
-  clock ??= parsePsched(readFileSync("/proc/net/psched", "utf8"));
+  clock ??= parsePsched(readText("/proc/net/psched"));
   return clock;
 }
 

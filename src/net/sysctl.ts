@@ -3,8 +3,8 @@
  * (the net.* ones are per namespace: the file opened decides which namespace it speaks for).
  */
 
-import { readFileSync, writeFileSync } from "node:fs";
 import { SysError } from "../sys/error.ts";
+import { readText, writeText } from "../sys/file.ts";
 import { type NetnsHandle, withNetns } from "../sys/netns.ts";
 
 /** Options for the sysctl functions. */
@@ -32,9 +32,9 @@ export function setSysctl(key: string, value: string | number, opts: SysctlOptio
   const path = sysctlPath(key);
   inNetns(opts, () => {
     try {
-      writeFileSync(path, String(value));
+      writeText(path, String(value));
     } catch (err) {
-      throw SysError.from(err, "write", path);
+      throw err instanceof SysError ? new SysError(err.errno, "write", path) : err;
     }
   });
 }
@@ -44,9 +44,9 @@ export function getSysctl(key: string, opts: SysctlOptions = {}): string {
   const path = sysctlPath(key);
   return inNetns(opts, () => {
     try {
-      return readFileSync(path, "utf8").trim();
+      return readText(path).trim();
     } catch (err) {
-      throw SysError.from(err, "read", path);
+      throw err instanceof SysError ? new SysError(err.errno, "read", path) : err;
     }
   });
 }

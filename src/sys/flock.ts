@@ -1,7 +1,6 @@
 /** Advisory whole-file locks (`flock`), as the host-local IPAM store uses them. */
 
-import { closeSync, openSync } from "node:fs";
-import { SysError } from "./error.ts";
+import { closeFile, openFile } from "./file.ts";
 import { check, libc } from "./libc.ts";
 
 const LOCK_SH = 1;
@@ -31,17 +30,12 @@ export interface LockOptions {
  * exits.
  */
 export function lockFile(path: string, opts: LockOptions = {}): FileLock {
-  let fd: number;
-  try {
-    fd = openSync(path, "a+", 0o644);
-  } catch (err) {
-    throw SysError.from(err, "open", path);
-  }
+  const fd = openFile(path, "append", 0o644);
   const op = (opts.shared ? LOCK_SH : LOCK_EX) | (opts.noWait ? LOCK_NB : 0);
   try {
     check("flock", () => libc().flock(fd, op), path);
   } catch (err) {
-    closeSync(fd);
+    closeFile(fd);
     throw err;
   }
   let held = true;
@@ -53,7 +47,7 @@ export function lockFile(path: string, opts: LockOptions = {}): FileLock {
       try {
         libc().flock(fd, LOCK_UN);
       } finally {
-        closeSync(fd);
+        closeFile(fd);
       }
     },
   };

@@ -5,9 +5,9 @@
  * promise's continuation, or work handed to another thread, would run in the original namespace.
  */
 
-import { closeSync, fstatSync, openSync } from "node:fs";
 import { Errno } from "./errno.ts";
 import { SysError } from "./error.ts";
+import { closeFile, fileStat, openFile } from "./file.ts";
 import { check, libc } from "./libc.ts";
 
 const CLONE_NEWNET = 0x40000000;
@@ -27,12 +27,7 @@ export interface NetnsHandle {
 
 /** Open the namespace file at `path` (such as /proc/PID/ns/net or /run/netns/NAME). */
 export function openNetns(path: string): NetnsHandle {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (err) {
-    throw SysError.from(err, "open", path);
-  }
+  const fd = openFile(path, "read");
   let open = true;
   return {
     fd,
@@ -40,7 +35,7 @@ export function openNetns(path: string): NetnsHandle {
     close() {
       if (!open) return;
       open = false;
-      closeSync(fd);
+      closeFile(fd);
     },
   };
 }
@@ -49,7 +44,7 @@ export function openNetns(path: string): NetnsHandle {
 export function netnsInode(ns: string | NetnsHandle): number {
   const h = typeof ns === "string" ? openNetns(ns) : ns;
   try {
-    return fstatSync(h.fd).ino;
+    return Number(fileStat(h.fd).ino);
   } finally {
     if (typeof ns === "string") h.close();
   }

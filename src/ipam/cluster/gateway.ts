@@ -4,7 +4,7 @@
  * etcd3 client ~70 ms of start-up per invocation). Keys and values are base64 on the wire.
  */
 
-import { readFileSync } from "node:fs";
+import { readText } from "../../sys/file.ts";
 import type { EtcdOptions } from "../etcd.ts";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -45,9 +45,9 @@ export class EtcdGateway {
   constructor(private readonly o: EtcdOptions) {
     if (o.caFile || o.certFile) {
       this.tls = {
-        ...(o.caFile ? { ca: readFileSync(o.caFile, "utf8") } : {}),
-        ...(o.certFile ? { cert: readFileSync(o.certFile, "utf8") } : {}),
-        ...(o.keyFile ? { key: readFileSync(o.keyFile, "utf8") } : {}),
+        ...(o.caFile ? { ca: readText(o.caFile) } : {}),
+        ...(o.certFile ? { cert: readText(o.certFile) } : {}),
+        ...(o.keyFile ? { key: readText(o.keyFile) } : {}),
       };
     }
   }

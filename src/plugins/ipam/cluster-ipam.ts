@@ -14,9 +14,8 @@
  * host-local takes them. Blocks stay claimed by their node when they empty.
  */
 
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
-import { join } from "node:path";
+import { makeDir, readText, renameFile, writeText } from "../../sys/file.ts";
+import { joinPath as join } from "../../sys/path.ts";
 import { allocate, emptyCache, release, type NodeCache } from "../../ipam/cluster/allocate.ts";
 import { parsePool, poolCapacity, poolKey, type Pool } from "../../ipam/cluster/pool.ts";
 import { EtcdGateway } from "../../ipam/cluster/gateway.ts";
@@ -65,7 +64,7 @@ export function parseClusterIpam(ipam: Record<string, unknown> | undefined, env:
       routes.push({ dst: r.dst as string, ...(r.gw ? { gw: r.gw as string } : {}) });
     }
   }
-  const node = str(ipam.nodeName, "nodeName") ?? env.CNIKIT_NODE_NAME ?? hostname();
+  const node = str(ipam.nodeName, "nodeName") ?? env.CNIKIT_NODE_NAME ?? readText("/proc/sys/kernel/hostname").trim();
   if (!/^[A-Za-z0-9._-]{1,253}$/.test(node)) throw bad(`node name ${JSON.stringify(node)} is not a valid name`);
   const etcd: EtcdOptions = { endpoints, timeoutMs: 5000 };
   const ca = str(ipam.etcdCAFile, "etcdCAFile");
@@ -89,12 +88,12 @@ export function parseClusterIpam(ipam: Record<string, unknown> | undefined, env:
 
 /** The node's cache file for a pool, locked while an invocation uses it. */
 function openCache(c: ClusterIpamConf) {
-  mkdirSync(c.dataDir, { recursive: true, mode: 0o755 });
+  makeDir(c.dataDir, { recursive: true, mode: 0o755 });
   const file = join(c.dataDir, `${poolKey(c.pool)}.json`);
   const lock = lockFile(`${file}.lock`);
   let cache: NodeCache;
   try {
-    cache = JSON.parse(readFileSync(file, "utf8")) as NodeCache;
+    cache = JSON.parse(readText(file)) as NodeCache;
     if (cache.node !== c.node || !Array.isArray(cache.blocks)) cache = emptyCache(c.node);
   } catch {
     cache = emptyCache(c.node); // none yet, or unreadable: it is only a hint
@@ -103,8 +102,8 @@ function openCache(c: ClusterIpamConf) {
     cache,
     save() {
       const tmp = `${file}.tmp-${process.pid}`;
-      writeFileSync(tmp, JSON.stringify(cache));
-      renameSync(tmp, file);
+      writeText(tmp, JSON.stringify(cache));
+      renameFile(tmp, file);
     },
     unlock: () => lock.unlock(),
   };

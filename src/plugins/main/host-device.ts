@@ -10,8 +10,8 @@
  * addresses and routes. DEL leaves the device down in the host namespace, as the reference does.
  */
 
-import { readdirSync, realpathSync } from "node:fs";
-import { basename, join } from "node:path";
+import { listDir, realPath } from "../../sys/file.ts";
+import { baseName as basename, joinPath as join } from "../../sys/path.ts";
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { isExists } from "../../netlink/error.ts";
@@ -62,14 +62,14 @@ export interface SysfsView {
 export const realSysfs: SysfsView = {
   list(dir) {
     try {
-      return readdirSync(dir).sort();
+      return listDir(dir).sort();
     } catch {
       return null;
     }
   },
   resolve(path) {
     try {
-      return realpathSync(path);
+      return realPath(path);
     } catch {
       return null;
     }

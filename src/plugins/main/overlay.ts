@@ -6,8 +6,8 @@
  * win over the generated ones).
  */
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
+import { joinPath as join } from "../../sys/path.ts";
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../ipam/subnet-env.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
@@ -102,9 +102,9 @@ async function add(args: CmdArgs): Promise<Result> {
   if (typeof type !== "string" || !type) throw invalid("delegate 'type' must be a plugin type");
   const text = JSON.stringify(delegate);
   // kept before delegating, so that a DEL after a failed ADD still knows what to undo
-  mkdirSync(conf.dataDir, { recursive: true, mode: 0o700 });
+  makeDir(conf.dataDir, { recursive: true, mode: 0o700 });
   const file = savedFile(conf, args);
-  writeFileSync(file, text, { mode: 0o600 });
+  writeText(file, text, { mode: 0o600 });
   try {
     return await delegateAdd(type, args, text);
   } catch (e) {
@@ -113,14 +113,14 @@ async function add(args: CmdArgs): Promise<Result> {
     } catch {
       // best effort
     }
-    rmSync(file, { force: true });
+    removeFile(file);
     throw toCniError(e);
   }
 }
 
 function readSaved(conf: OverlayConf, args: CmdArgs): Record<string, unknown> | undefined {
   try {
-    return JSON.parse(readFileSync(savedFile(conf, args), "utf8"));
+    return JSON.parse(readText(savedFile(conf, args)));
   } catch {
     return undefined;
   }
@@ -131,7 +131,7 @@ async function del(args: CmdArgs): Promise<void> {
   const saved = readSaved(conf, args);
   if (!saved) return; // never added, or already deleted
   await delegateCommand(String(saved.type), args, "DEL", JSON.stringify({ ...saved, ...(args.config.prevResult ? { prevResult: args.config.prevResult } : {}) }));
-  rmSync(savedFile(conf, args), { force: true });
+  removeFile(savedFile(conf, args));
 }
 
 async function check(args: CmdArgs): Promise<void> {

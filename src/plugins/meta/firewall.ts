@@ -12,8 +12,8 @@
  * `<dataDir>/<network>/<cid>_<ifname>.json` lets DEL and GC find the elements.
  */
 
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
+import { joinPath as join } from "../../sys/path.ts";
 import { isExists, isNotFound } from "../../netlink/error.ts";
 import { NftConn } from "../../nft/conn.ts";
 import type { Expr } from "../../nft/expr.ts";
@@ -194,8 +194,8 @@ async function add(args: CmdArgs): Promise<Result> {
       tx.add({ kind: "element", set: "samebridges", key: ifname(bridge) });
     }
     conn.apply(tx);
-    mkdirSync(recordDir(conf, args.config.name ?? ""), { recursive: true, mode: 0o700 });
-    writeFileSync(recordFile(conf, args), JSON.stringify(rec), { mode: 0o600 });
+    makeDir(recordDir(conf, args.config.name ?? ""), { recursive: true, mode: 0o700 });
+    writeText(recordFile(conf, args), JSON.stringify(rec), { mode: 0o600 });
   } catch (e) {
     remove(conn, rec);
     throw e;
@@ -207,7 +207,7 @@ async function add(args: CmdArgs): Promise<Result> {
 
 function readRecord(file: string): Record_ | undefined {
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as Record_;
+    return JSON.parse(readText(file)) as Record_;
   } catch {
     return undefined;
   }
@@ -225,7 +225,7 @@ async function del(args: CmdArgs): Promise<void> {
       conn.close();
     }
   }
-  rmSync(file, { force: true });
+  removeFile(file);
 }
 
 async function check(args: CmdArgs): Promise<void> {
@@ -253,7 +253,7 @@ async function gc(args: CmdArgs): Promise<void> {
   const dir = recordDir(conf, args.config.name ?? "");
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith(".json"));
+    names = listDir(dir).filter((n) => n.endsWith(".json"));
   } catch {
     return;
   }
@@ -264,7 +264,7 @@ async function gc(args: CmdArgs): Promise<void> {
       if (valid.has(n)) continue;
       const rec = readRecord(join(dir, n));
       if (rec && hasTable) remove(conn, rec);
-      rmSync(join(dir, n), { force: true });
+      removeFile(join(dir, n));
     }
   } finally {
     conn.close();

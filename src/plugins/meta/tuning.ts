@@ -5,8 +5,8 @@
  * a prevResult and passes it on (with the new MAC).
  */
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
+import { joinPath as join } from "../../sys/path.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
 import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
@@ -108,7 +108,7 @@ export function parseTuningConf(conf: NetConf, cniArgs: string): TuningConf {
 export function checkAllowlist(sysctls: readonly string[], file: string): void {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readText(file);
   } catch {
     return; // no allowlist: every net.* sysctl is allowed
   }
@@ -188,8 +188,8 @@ async function add(args: CmdArgs): Promise<Result> {
       for (const rel of Object.values(keys)) saved.sysctl[rel] = getSysctl(rel, { netns: args.netns });
     }
     if (Object.keys(saved).length > 0) {
-      mkdirSync(conf.dataDir, { recursive: true, mode: 0o700 });
-      writeFileSync(file, JSON.stringify(saved, null, 1), { mode: 0o600 });
+      makeDir(conf.dataDir, { recursive: true, mode: 0o700 });
+      writeText(file, JSON.stringify(saved, null, 1), { mode: 0o600 });
     }
     try {
       for (const [k, rel] of Object.entries(keys)) setSysctl(rel, conf.sysctl[k]!, { netns: args.netns });
@@ -197,7 +197,7 @@ async function add(args: CmdArgs): Promise<Result> {
     } catch (e) {
       // no half-tuned pod: put back what was changed so far
       restore(pod, saved, args);
-      rmSync(file, { force: true });
+      removeFile(file);
       throw e;
     }
   } finally {
@@ -213,7 +213,7 @@ async function del(args: CmdArgs): Promise<void> {
   const file = backupFile(conf.dataDir, args);
   let saved: Saved;
   try {
-    saved = JSON.parse(readFileSync(file, "utf8"));
+    saved = JSON.parse(readText(file));
   } catch {
     return; // nothing saved: nothing to restore
   }
@@ -230,7 +230,7 @@ async function del(args: CmdArgs): Promise<void> {
       pod.close();
     }
   }
-  rmSync(file, { force: true });
+  removeFile(file);
 }
 
 async function check(args: CmdArgs): Promise<void> {

@@ -224,12 +224,12 @@ describe("built-in plugins in-process", () => {
     expect(builtinLoader("not-registered")).toBeUndefined();
   });
 
-  test("runsInProcess only when the found file is this very binary and the type is built in", () => {
-    expect(runsInProcess(TYPE, join(self, TYPE))).toBe(true);
-    expect(runsInProcess(TYPE, process.execPath)).toBe(true);
-    expect(runsInProcess(TYPE, join(foreign, TYPE))).toBe(false);
-    expect(runsInProcess("not-registered", process.execPath)).toBe(false);
-    expect(runsInProcess(TYPE, join(self, "missing"))).toBe(false);
+  test("runsInProcess only when the found file is this very binary and the type is built in", async () => {
+    expect(await runsInProcess(TYPE, join(self, TYPE))).toBe(true);
+    expect(await runsInProcess(TYPE, process.execPath)).toBe(true);
+    expect(await runsInProcess(TYPE, join(foreign, TYPE))).toBe(false);
+    expect(await runsInProcess("not-registered", process.execPath)).toBe(false);
+    expect(await runsInProcess(TYPE, join(self, "missing"))).toBe(false);
   });
 
   test("a type resolving to this binary runs in-process with the invocation's env and stdin", async () => {
