@@ -6,6 +6,7 @@
  */
 
 import { makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
+import { openNetns, type NetnsHandle } from "../../sys/netns.ts";
 import { joinPath as join } from "../../sys/path.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
@@ -128,13 +129,17 @@ function backupFile(dataDir: string, args: CmdArgs): string {
   return join(dataDir, `${args.containerId}_${args.ifName}.json`);
 }
 
-function openPod(netns: string): NetlinkConn {
+function openPod(netns: string): NetnsHandle {
   try {
-    return NetlinkConn.open({ netns });
+    return openNetns(netns);
   } catch (e) {
     throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
   }
 }
+
+/** Whether the config changes the link itself (not only sysctls): only then is a netlink socket opened. */
+const changesLink = (c: Pick<Saved, "mac" | "mtu" | "promisc" | "allmulti" | "txQLen">) =>
+  Boolean(c.mac || c.mtu || c.promisc !== undefined || c.allmulti !== undefined || c.txQLen !== undefined);
 
 function apply(conn: NetlinkConn, link: Link, conf: TuningConf): void {
   if (conf.mac) setLink(conn, link.index, { mac: conf.mac });
@@ -145,18 +150,23 @@ function apply(conn: NetlinkConn, link: Link, conf: TuningConf): void {
 }
 
 /** Put back what `saved` recorded (best effort per item: a gone interface takes its settings along). */
-function restore(pod: NetlinkConn, saved: Saved, args: CmdArgs): void {
-  const link = findLink(pod, args.ifName);
-  if (link) {
-    if (saved.mtu) setLink(pod, link.index, { mtu: saved.mtu });
-    if (saved.mac) setLink(pod, link.index, { mac: saved.mac });
-    if (saved.promisc !== undefined) setFlag(pod, link.index, IFF_PROMISC, saved.promisc);
-    if (saved.allmulti !== undefined) setFlag(pod, link.index, IFF_ALLMULTI, saved.allmulti);
-    if (saved.txQLen !== undefined) pod.request(RTM_NEWLINK, encodeLink({ index: link.index, txQueueLen: saved.txQLen }));
+function restore(ns: NetnsHandle, saved: Saved, args: CmdArgs): void {
+  const pod = changesLink(saved) ? NetlinkConn.open({ netns: ns.path }) : undefined;
+  try {
+    const link = pod && findLink(pod, args.ifName);
+    if (pod && link) {
+      if (saved.mtu) setLink(pod, link.index, { mtu: saved.mtu });
+      if (saved.mac) setLink(pod, link.index, { mac: saved.mac });
+      if (saved.promisc !== undefined) setFlag(pod, link.index, IFF_PROMISC, saved.promisc);
+      if (saved.allmulti !== undefined) setFlag(pod, link.index, IFF_ALLMULTI, saved.allmulti);
+      if (saved.txQLen !== undefined) pod.request(RTM_NEWLINK, encodeLink({ index: link.index, txQueueLen: saved.txQLen }));
+    }
+  } finally {
+    pod?.close();
   }
   for (const [rel, value] of Object.entries(saved.sysctl ?? {})) {
     try {
-      setSysctl(rel, value, { netns: args.netns });
+      setSysctl(rel, value, { netns: ns });
     } catch {
       // a per-interface sysctl whose interface is gone
     }
@@ -168,12 +178,13 @@ async function add(args: CmdArgs): Promise<Result> {
   const keys = Object.fromEntries(Object.keys(conf.sysctl).map((k) => [k, sysctlKeyPath(k, args.ifName)]));
   checkAllowlist(Object.keys(conf.sysctl), args.env.CNIKIT_TUNING_ALLOWLIST || DEFAULT_ALLOWLIST);
   if (!args.prevResult) throw invalid("tuning: required prevResult missing (tuning is a chained plugin)");
-  const pod = openPod(args.netns);
+  const ns = openPod(args.netns);
+  const linkChanges = changesLink({ ...conf, promisc: conf.promisc || undefined });
+  const pod = linkChanges ? NetlinkConn.open({ netns: ns.path }) : undefined;
   const file = backupFile(conf.dataDir, args);
   const saved: Saved = {};
   try {
-    const link = findLink(pod, args.ifName);
-    const linkChanges = Boolean(conf.mac || conf.mtu || conf.promisc || conf.allmulti !== undefined || conf.txQLen !== undefined);
+    const link = pod ? findLink(pod, args.ifName) : null;
     if (linkChanges && !link) throw new CniError(ErrorCode.Internal, `tuning: failed to get "${args.ifName}" in ${args.netns}`);
     // save what is about to change, then change it
     if (link) {
@@ -185,23 +196,24 @@ async function add(args: CmdArgs): Promise<Result> {
     }
     if (Object.keys(keys).length > 0) {
       saved.sysctl = {};
-      for (const rel of Object.values(keys)) saved.sysctl[rel] = getSysctl(rel, { netns: args.netns });
+      for (const rel of Object.values(keys)) saved.sysctl[rel] = getSysctl(rel, { netns: ns });
     }
     if (Object.keys(saved).length > 0) {
       makeDir(conf.dataDir, { recursive: true, mode: 0o700 });
       writeText(file, JSON.stringify(saved, null, 1), { mode: 0o600 });
     }
     try {
-      for (const [k, rel] of Object.entries(keys)) setSysctl(rel, conf.sysctl[k]!, { netns: args.netns });
-      if (link) apply(pod, link, conf);
+      for (const [k, rel] of Object.entries(keys)) setSysctl(rel, conf.sysctl[k]!, { netns: ns });
+      if (pod && link) apply(pod, link, conf);
     } catch (e) {
       // no half-tuned pod: put back what was changed so far
-      restore(pod, saved, args);
+      restore(ns, saved, args);
       removeFile(file);
       throw e;
     }
   } finally {
-    pod.close();
+    pod?.close();
+    ns.close();
   }
   const result = structuredClone(args.prevResult);
   if (conf.mac) for (const i of result.interfaces ?? []) if (i.name === args.ifName) i.mac = conf.mac;
@@ -217,17 +229,17 @@ async function del(args: CmdArgs): Promise<void> {
   } catch {
     return; // nothing saved: nothing to restore
   }
-  let pod: NetlinkConn | undefined;
+  let ns: NetnsHandle | undefined;
   try {
-    pod = args.netns ? NetlinkConn.open({ netns: args.netns }) : undefined;
+    ns = args.netns ? openNetns(args.netns) : undefined;
   } catch {
-    pod = undefined; // the namespace is gone, and with it everything tuning changed
+    ns = undefined; // the namespace is gone, and with it everything tuning changed
   }
-  if (pod) {
+  if (ns) {
     try {
-      restore(pod, saved, args);
+      restore(ns, saved, args);
     } finally {
-      pod.close();
+      ns.close();
     }
   }
   removeFile(file);
@@ -241,7 +253,14 @@ async function check(args: CmdArgs): Promise<void> {
     const cur = getSysctl(sysctlKeyPath(k, args.ifName), { netns: args.netns });
     if (cur !== v) throw fail(`configured value of ${k} is ${v}, current value is ${cur}`);
   }
-  const pod = openPod(args.netns);
+  const ns = openPod(args.netns);
+  const pod = (() => {
+    try {
+      return NetlinkConn.open({ netns: ns.path });
+    } finally {
+      ns.close();
+    }
+  })();
   try {
     const link = findLink(pod, args.ifName);
     if (!link) throw fail(`cannot find container link ${args.ifName}`);
