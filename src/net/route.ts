@@ -15,7 +15,8 @@ import {
   RTPROT_BOOT,
 } from "../netlink/route.ts";
 import { AF_INET, AF_INET6, familyOf, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE } from "../netlink/rtnl.ts";
-import { formatCIDR, formatIP, type IPNet } from "../spec/ip.ts";
+import { Errno } from "../sys/errno.ts";
+import { formatCIDR, formatIP, parseIP, type IPNet } from "../spec/ip.ts";
 import { type CIDRInput, type IPInput, toIP, toIPNet } from "./ipinput.ts";
 import { getLink, type LinkRef } from "./link.ts";
 
@@ -181,4 +182,22 @@ export function listRoutes(conn: NetlinkConn, opts: ListRouteOptions = {}): Rout
     }
   }
   return out;
+}
+
+/**
+ * The route the kernel would use to reach `ip` (as `ip route get`): one lookup, not a dump of
+ * every route; undefined when it is unreachable.
+ */
+export function routeTo(conn: NetlinkConn, ip: string): Route | undefined {
+  const addr = parseIP(ip);
+  if (!addr) throw new TypeError(`routeTo: invalid address ${JSON.stringify(ip)}`);
+  const family = addr.length === 16 ? AF_INET6 : AF_INET;
+  try {
+    const [m] = conn.request(RTM_GETROUTE, encodeRoute({ family, dstLen: addr.length * 8, dst: addr, table: RT_TABLE_UNSPEC }));
+    return m ? toRoute(decodeRoute(m.body)) : undefined;
+  } catch (e) {
+    const errno = (e as { errno?: number }).errno;
+    if (errno === Errno.ENETUNREACH || errno === Errno.EHOSTUNREACH) return undefined;
+    throw e;
+  }
 }

@@ -27,7 +27,7 @@
 
 import { deleteConntrack, type CtEntry } from "../../net/conntrack.ts";
 import { getLink } from "../../net/link.ts";
-import { listRoutes } from "../../net/route.ts";
+import { routeTo } from "../../net/route.ts";
 import { withRtnetlink } from "../../net/rtnetlink.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { Attrs } from "../../netlink/attr.ts";
@@ -46,7 +46,7 @@ import { Errno } from "../../sys/errno.ts";
 import { NetlinkProtocol } from "../../sys/socket.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
-import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
+import { formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { NetConf } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { masqAddressesOf } from "../common/ipmasq.ts";
@@ -388,15 +388,9 @@ function checkConflicts(dump: NetlinkConn, els: readonly Element[]): void {
 
 /** Name of the host interface the route to `ip` leaves by (the reference's getRoutableHostIF). */
 function routableHostIf(ip: string): string | undefined {
-  const addr = enc(ip);
   return withRtnetlink((conn) => {
-    let best: { prefix: number; oif: number } | undefined;
-    for (const r of listRoutes(conn, { family: 4 })) {
-      const net = parseCIDR(r.dst);
-      if (!net || r.oif === undefined || !containsIP(net, addr)) continue;
-      if (!best || net.prefix > best.prefix) best = { prefix: net.prefix, oif: r.oif };
-    }
-    return best ? getLink(conn, best.oif).name : undefined;
+    const oif = routeTo(conn, ip)?.oif;
+    return oif === undefined ? undefined : getLink(conn, oif).name;
   });
 }
 

@@ -6,7 +6,7 @@ import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { isExists } from "../../../src/netlink/error.ts";
 import { addAddress } from "../../../src/net/addr.ts";
 import { deleteLink, setLinkUp } from "../../../src/net/link.ts";
-import { addRoute, deleteRoute, listRoutes } from "../../../src/net/route.ts";
+import { addRoute, deleteRoute, listRoutes, routeTo } from "../../../src/net/route.ts";
 import { createVeth } from "../../../src/net/veth.ts";
 import { ipJson } from "./helpers.ts";
 
@@ -89,5 +89,16 @@ describe("routes", () => {
     expect(left).not.toContain("10.125.0.0/16");
     expect(left).not.toContain("default");
     expect(left).toContain("10.127.0.0/24");
+  });
+  test("routeTo: the route the kernel would take, as ip route get; undefined when unreachable", () => {
+    addRoute(conn, { dst: "10.126.0.0/16", gateway: "10.124.0.254", link: "ckrt0" });
+    const r = routeTo(conn, "10.126.3.4")!;
+    expect(r).toMatchObject({ oif: index, gateway: "10.124.0.254" });
+    expect(r.gateway).toBe(ipJson(null, "route", "get", "10.126.3.4")[0].gateway);
+    expect(routeTo(conn, "10.124.0.77")).toMatchObject({ oif: index });
+    expect(routeTo(conn, "fd00:124::9")).toMatchObject({ oif: index });
+    expect(routeTo(conn, "192.0.2.1")).toBeUndefined(); // no default route in this namespace
+    expect(() => routeTo(conn, "nope")).toThrow(TypeError);
+    deleteRoute(conn, { dst: "10.126.0.0/16" });
   });
 });
