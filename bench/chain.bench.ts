@@ -1,7 +1,8 @@
 /**
  * The chain a pod typically gets (bridge + host-local with ipMasq, portmap, firewall, bandwidth,
  * tuning), each plugin run as its own process as a runtime does, cnikit against the reference in
- * one run (interleaved). Target (issue 4): 0.3x.
+ * one run (interleaved); then 50 pods ADDed at once and DELeted at once (two rounds per side, the
+ * time until all are done). Target (issue 4): 0.3x.
  */
 
 import { join } from "node:path";
@@ -35,11 +36,38 @@ function list(side: string) {
 
 const add: Record<string, number[]> = { reference: [], cnikit: [] };
 const del: Record<string, number[]> = { reference: [], cnikit: [] };
+const burstAdd: Record<string, number[]> = { reference: [], cnikit: [] };
+const burstDel: Record<string, number[]> = { reference: [], cnikit: [] };
+const BURST = Number(process.env.BENCH_BURST ?? 50);
 try {
   const sides = {
     reference: new CNIConfig({ path: [dirs.reference], cacheDir: join(data, "cache-ref"), forceExec: true }),
     cnikit: new CNIConfig({ path: [dirs.cnikit], cacheDir: join(data, "cache-ck"), forceExec: true }),
   };
+
+  /** BURST pods ADDed at once (each chain as processes, as a runtime starting many pods), then DELeted at once. */
+  const burst = async (side: keyof typeof sides, round: number) => {
+    const pods = Array.from({ length: BURST }, (_, i) => {
+      const ns = `${tag}-b${side[0]}${round}-${i}`;
+      Bun.spawnSync(["ip", "netns", "add", ns]);
+      return { containerId: ns, netns: `/run/netns/${ns}`, ifName: "eth0", capabilityArgs: { portMappings: [{ hostPort: 30000 + i, containerPort: 80, protocol: "tcp" }] } };
+    });
+    try {
+      const l = list(side);
+      const t0 = performance.now();
+      await Promise.all(pods.map((rt) => sides[side].addNetworkList(l, rt)));
+      const t1 = performance.now();
+      await Promise.all(pods.map((rt) => sides[side].delNetworkList(l, rt)));
+      burstAdd[side]!.push(t1 - t0);
+      burstDel[side]!.push(performance.now() - t1);
+    } finally {
+      for (const p of pods) Bun.spawnSync(["ip", "netns", "del", p.containerId]);
+    }
+  };
+  for (const [round, order] of [["reference", "cnikit"], ["cnikit", "reference"]].entries()) {
+    for (const side of order as Array<keyof typeof sides>) await burst(side, round);
+  }
+
   for (let i = 0; i < WARMUP + ITER; i++) {
     for (const side of (i % 2 ? ["cnikit", "reference"] : ["reference", "cnikit"]) as Array<keyof typeof sides>) {
       const ns = `${tag}-${side[0]}${i}`;
@@ -74,5 +102,7 @@ try {
 const ok = report(`bridge(ipMasq) + host-local, portmap, firewall, bandwidth, tuning: ${ITER} pods, each plugin a process`, [
   { what: "chain ADD", cnikit: add.cnikit!, reference: add.reference!, target: 0.3 },
   { what: "chain DEL", cnikit: del.cnikit!, reference: del.reference!, target: 0.3 },
+  { what: `${BURST} pods at once ADD`, cnikit: burstAdd.cnikit!, reference: burstAdd.reference!, target: 0.3 },
+  { what: `${BURST} pods at once DEL`, cnikit: burstDel.cnikit!, reference: burstDel.reference!, target: 0.3 },
 ]);
 process.exit(ok ? 0 : 1);
