@@ -249,9 +249,11 @@ export class Agent {
           this.log({ level: "warn", msg: "etcd canceled the watch, resyncing and watching again", error: e.message });
           void (async () => {
             // the dead watcher is dropped, not canceled: there is nothing on the server to cancel
-            // and a cancel would wait for an answer that never comes
-            await this.retry("resync after a canceled watch", () => this.resync());
+            // and a cancel would wait for an answer that never comes. Watch first, then read, as
+            // at start: a change between the two is seen twice (harmless), never missed (read
+            // first, a lease deleted between the read and the new watch stayed programmed)
             await this.startWatch();
+            await this.retry("resync after a canceled watch", () => this.resync());
           })();
         },
         error: (e) => {
