@@ -5,6 +5,7 @@
  */
 
 import { registerBuiltins } from "./invoke/builtin.ts";
+import { baseName } from "./sys/path.ts";
 import { BUILTIN_PLUGINS } from "./plugins.ts";
 import type { Plugin } from "./skel/plugin.ts";
 
@@ -18,8 +19,7 @@ const VERSION_ONLY: Plugin = {
 
 async function main(): Promise<never> {
   registerBuiltins(BUILTIN_PLUGINS);
-  const argv0 = process.argv0 || "cnikit";
-  const self = argv0.slice(argv0.lastIndexOf("/") + 1); // node:path would cost ~0.6 ms to load
+  const self = baseName(process.argv0 || "cnikit");
   const load = BUILTIN_PLUGINS[self];
   if (load) {
     const { pluginMain } = await import("./skel/skel.ts");

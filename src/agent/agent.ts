@@ -137,7 +137,7 @@ export class Agent {
       if (own && fits(own)) {
         // not rewritten yet: that happens once the backend is set up, with its VTEP MAC; a value
         // without one now would make the other nodes drop their routes to us meanwhile
-        const s: LeaseSubnets = { ...(own.subnet ? { v4: own.subnet } : {}), ...(own.subnet6 ? { v6: own.subnet6 } : {}) };
+        const s = subnetsOf(own);
         this.log({ level: "info", msg: "reusing our lease", ...subnetFields(s) });
         return s;
       }
@@ -280,7 +280,7 @@ export class Agent {
    * up its device).
    */
   private peersOf(l: SubnetLease): [Backend, Peer][] {
-    if (this.isOurs({ v4: l.subnet, v6: l.subnet6 }) || l.attrs.backendType !== this.config.backend.type) return [];
+    if (this.isOurs(subnetsOf(l)) || l.attrs.backendType !== this.config.backend.type) return [];
     const vxlan = this.config.backend.type === "vxlan";
     const out: [Backend, Peer][] = [];
     const mac = l.attrs.backendData?.VtepMAC;
@@ -341,7 +341,7 @@ export class Agent {
     const leases = await this.store.listLeases();
     // our key lives as long as our etcd lease (kept alive by the client); write it only when it is
     // gone or says something else, so that peers are not woken up for nothing
-    const own = leases.find((l) => this.isOurs({ v4: l.subnet, v6: l.subnet6 }));
+    const own = leases.find((l) => this.isOurs(subnetsOf(l)));
     const ownKey = leaseKey(this.opts.prefix, this.subnet, this.subnet6);
     if (!own || own.key !== ownKey || encodeLease(own.attrs) !== encodeLease(this.attrs)) await this.store.renew(this.ours(), this.attrs, this.opts.ttlSec);
     const want = new Map<Backend, Map<string, Peer>>(this.backends().map((b) => [b, new Map()]));
@@ -410,6 +410,11 @@ export class Agent {
     this.store?.close();
     this.conn?.close();
   }
+}
+
+/** The subnets a listed lease names. */
+function subnetsOf(l: SubnetLease): LeaseSubnets {
+  return { ...(l.subnet ? { v4: l.subnet } : {}), ...(l.subnet6 ? { v6: l.subnet6 } : {}) };
 }
 
 /** Log fields naming a lease's subnets. */

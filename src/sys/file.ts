@@ -181,13 +181,3 @@ function isDir(path: string): boolean {
   }
 }
 
-/** Whether `path` exists (links followed). */
-export function fileExists(path: string): boolean {
-  try {
-    fileStat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-

@@ -129,9 +129,10 @@ function backupFile(dataDir: string, args: CmdArgs): string {
   return join(dataDir, `${args.containerId}_${args.ifName}.json`);
 }
 
-function openPod(netns: string): NetnsHandle {
+/** Open something of the pod's namespace; a namespace that cannot be opened is a spec error. */
+function inPod<T>(netns: string, open: (netns: string) => T): T {
   try {
-    return openNetns(netns);
+    return open(netns);
   } catch (e) {
     throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
   }
@@ -178,7 +179,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const keys = Object.fromEntries(Object.keys(conf.sysctl).map((k) => [k, sysctlKeyPath(k, args.ifName)]));
   checkAllowlist(Object.keys(conf.sysctl), args.env.CNIKIT_TUNING_ALLOWLIST || DEFAULT_ALLOWLIST);
   if (!args.prevResult) throw invalid("tuning: required prevResult missing (tuning is a chained plugin)");
-  const ns = openPod(args.netns);
+  const ns = inPod(args.netns, openNetns);
   const linkChanges = changesLink({ ...conf, promisc: conf.promisc || undefined });
   const pod = linkChanges ? NetlinkConn.open({ netns: ns.path }) : undefined;
   const file = backupFile(conf.dataDir, args);
@@ -253,14 +254,7 @@ async function check(args: CmdArgs): Promise<void> {
     const cur = getSysctl(sysctlKeyPath(k, args.ifName), { netns: args.netns });
     if (cur !== v) throw fail(`configured value of ${k} is ${v}, current value is ${cur}`);
   }
-  const ns = openPod(args.netns);
-  const pod = (() => {
-    try {
-      return NetlinkConn.open({ netns: ns.path });
-    } finally {
-      ns.close();
-    }
-  })();
+  const pod = inPod(args.netns, (netns) => NetlinkConn.open({ netns }));
   try {
     const link = findLink(pod, args.ifName);
     if (!link) throw fail(`cannot find container link ${args.ifName}`);

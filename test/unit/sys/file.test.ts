@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync as nodeWrite, readFileSync as nodeRead } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync as nodeWrite, readFileSync as nodeRead } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { closeFile, fileExists, fileStat, listDir, makeDir, openFile, readText, realPath, removeFile, renameFile, writeFd, writeText } from "../../../src/sys/file.ts";
+import { closeFile, fileStat, listDir, makeDir, openFile, readText, realPath, removeFile, renameFile, writeFd, writeText } from "../../../src/sys/file.ts";
 import { SysError } from "../../../src/sys/error.ts";
 import { baseName, dirName, joinPath } from "../../../src/sys/path.ts";
 
@@ -48,7 +48,7 @@ describe("sys/file", () => {
     expect(fileStat(deep).isDirectory).toBe(true);
     expect(statSync(deep).mode & 0o777).toBe(0o700);
     makeDir(join(dir, "rel-check"), {});
-    expect(fileExists(join(dir, "rel-check"))).toBe(true);
+    expect(existsSync(join(dir, "rel-check"))).toBe(true);
   });
 
   test("listDir, rename, remove (false when already gone), realPath through a link, stat of a path and of a descriptor", () => {
@@ -71,7 +71,7 @@ describe("sys/file", () => {
     } finally {
       closeFile(fd);
     }
-    expect(fileExists(join(d, "two"))).toBe(false);
+    expect(existsSync(join(d, "two"))).toBe(false);
   });
 
   test("append mode creates and appends; writeFd writes everything", () => {
