@@ -5,9 +5,10 @@
  */
 
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
-import type { GCAttachment, NetConf } from "../spec/netconf.ts";
+import { decode } from "../spec/decode.ts";
+import { netConfCodec, type NetConf } from "../spec/netconf.ts";
 import { convertResult, parseResult, toCurrentResult } from "../spec/result.ts";
-import { validateContainerId, validateIfName } from "../spec/validate.ts";
+import { validateContainerId, validateIfName, validateNetworkName } from "../spec/validate.ts";
 import { normalizeVersion, SUPPORTED_VERSIONS, versionAtLeast, versionInfo } from "../spec/version.ts";
 import type { CmdArgs, Plugin } from "./plugin.ts";
 
@@ -54,15 +55,6 @@ function parseConfig(stdin: string): NetConf {
   return raw as NetConf;
 }
 
-function parseValidAttachments(conf: NetConf): GCAttachment[] | undefined {
-  const raw = conf["cni.dev/valid-attachments"] ?? conf["cni.dev/attachments"];
-  if (raw === undefined) return undefined;
-  if (!Array.isArray(raw)) {
-    throw new CniError(ErrorCode.DecodingFailure, "cni.dev/valid-attachments is not a list");
-  }
-  return raw.map((a) => ({ containerID: String(a?.containerID ?? ""), ifname: String(a?.ifname ?? "") }));
-}
-
 async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }): Promise<void> {
   const env = io.env;
   const command = env.CNI_COMMAND ?? "";
@@ -86,11 +78,22 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
   } catch (e) {
     throw new CniError(ErrorCode.IOFailure, `error reading from stdin: ${(e as Error).message}`);
   }
-  const config = parseConfig(stdin);
-  if (config.cniVersion !== undefined && typeof config.cniVersion !== "string") {
-    throw new CniError(ErrorCode.DecodingFailure, "cniVersion must be a string");
+  const raw = parseConfig(stdin);
+  // The fields every config has, decoded as Go decodes them (DEL: leniently, so that a config ADD
+  // accepted is never refused and cleanup goes on); the plugin decodes its own keys.
+  const base = decode(netConfCodec, raw, { where: raw.type === undefined ? "config" : String(raw.type), lenient: verb === "DEL", warn: (m) => io.writeStderr(`${m}\n`) });
+  const config = { ...raw } as NetConf;
+  let rawIpam: unknown;
+  for (const k of Object.keys(raw)) {
+    const field = netConfCodec.fieldFor(k);
+    if (field === "ipam") rawIpam = raw[k];
+    if (field !== undefined) delete config[k];
   }
-  const version = normalizeVersion(config.cniVersion);
+  Object.assign(config, base, { type: base.type ?? "" });
+  // the ipam section belongs to the IPAM plugin: keep its keys, with `type` decoded
+  if (base.ipam) config.ipam = { ...(rawIpam as object), ...base.ipam };
+  validateNetworkName(base.name ?? "");
+  const version = normalizeVersion(base.cniVersion);
   if (!supported.includes(version)) {
     throw new CniError(
       ErrorCode.IncompatibleVersion,
@@ -126,10 +129,14 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
       const prev = parseResult({ ...raw, cniVersion: typeof raw.cniVersion === "string" && raw.cniVersion ? raw.cniVersion : version });
       args.prevResult = toCurrentResult(prev);
     } catch (e) {
-      throw new CniError(ErrorCode.DecodingFailure, `could not parse prevResult: ${(e as Error).message}`);
+      const msg = `could not parse prevResult: ${(e as Error).message}`;
+      if (verb !== "DEL") throw new CniError(ErrorCode.DecodingFailure, msg);
+      io.writeStderr(`${msg} (ignored: DEL goes on without it)\n`);
     }
   }
-  if (verb === "GC") args.validAttachments = parseValidAttachments(config);
+  if (verb === "GC") {
+    args.validAttachments = (base["cni.dev/valid-attachments"] ?? base["cni.dev/attachments"])?.map((a) => ({ containerID: a.containerID ?? "", ifname: a.ifname ?? "" }));
+  }
 
   switch (verb) {
     case "ADD": {

@@ -1,5 +1,6 @@
 /** Network configuration types: one plugin's config (`.conf`) and a list of them (`.conflist`). */
 
+import { any, bool, list, object, record, str, type Shape } from "./decode.ts";
 import type { DNS } from "./result.ts";
 
 /** IPAM section of a plugin config. */
@@ -41,3 +42,29 @@ export interface GCAttachment {
   containerID: string;
   ifname: string;
 }
+
+/** DNS settings as the reference decodes them (`types.DNS`). */
+export const dnsCodec = object({ nameservers: list(str), domain: str, search: list(str), options: list(str) });
+
+/** One still-valid attachment in a GC request. */
+export const gcAttachmentCodec = object({ containerID: str, ifname: str });
+
+/**
+ * The fields every plugin's config has (the reference's `types.NetConf`); a plugin's own codec
+ * spreads these and adds its keys.
+ */
+export const netConfShape = {
+  cniVersion: str,
+  name: str,
+  type: str,
+  capabilities: record(bool),
+  ipam: object({ type: str }),
+  dns: dnsCodec,
+  prevResult: record(any),
+  "cni.dev/valid-attachments": list(gcAttachmentCodec),
+  /** The key's name in drafts of spec 1.1.0. */
+  "cni.dev/attachments": list(gcAttachmentCodec),
+} satisfies Shape;
+
+/** The common fields alone, as the skel checks them on every verb. */
+export const netConfCodec = object(netConfShape);

@@ -267,8 +267,35 @@ describe("skel config decoding", () => {
     specError(await run(fullEnv("ADD"), stdin), ErrorCode.DecodingFailure);
   });
 
-  test("a non-string cniVersion is code 6", async () => {
-    specError(await run(fullEnv("ADD"), JSON.stringify({ cniVersion: 1, type: "fake" })), ErrorCode.DecodingFailure);
+  test("a non-string cniVersion is code 2 naming the key", async () => {
+    const r = await run(fullEnv("ADD"), JSON.stringify({ cniVersion: 1, name: "n", type: "fake" }));
+    expect(specError(r, ErrorCode.UnsupportedField).msg).toBe('fake: "cniVersion" must be a string, not number 1');
+  });
+
+  test("a network name that could leave a directory is refused on every verb, before the plugin runs", async () => {
+    for (const verb of ["ADD", "CHECK", "DEL", "GC", "STATUS"]) {
+      for (const name of ["..", ".", "a/b", "../x", "", "a b"]) {
+        const r = await run(fullEnv(verb), JSON.stringify({ cniVersion: "1.1.0", name, type: "fake" }));
+        specError(r, ErrorCode.InvalidNetworkConfig);
+        expect(r.calls).toEqual([]);
+      }
+    }
+  });
+
+  test("the common keys are matched case-insensitively, as Go does", async () => {
+    const r = await run(fullEnv("ADD"), JSON.stringify({ CNIVersion: "0.4.0", NAME: "n", Type: "fake", DNS: { Nameservers: ["10.0.0.1"] } }));
+    expect(r.calls[0]!.args.cniVersion).toBe("0.4.0");
+    expect(r.calls[0]!.args.config.name).toBe("n");
+    expect(r.calls[0]!.args.config.dns).toEqual({ nameservers: ["10.0.0.1"] });
+  });
+
+  test("a wrong type is refused on ADD but DEL goes on without the key", async () => {
+    const bad = conf("1.1.0", { dns: ["10.0.0.1"] });
+    expect(specError(await run(fullEnv("ADD"), bad), ErrorCode.UnsupportedField).msg).toContain('"dns" must be an object');
+    const r = await run(fullEnv("DEL"), bad);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]!.args.config.dns).toBeUndefined();
+    expect(r.stderr).toContain("ignored");
   });
 
   test("an error reading stdin is code 5", async () => {
@@ -535,9 +562,9 @@ describe("skel plugin arguments", () => {
     expect(r2.calls[0]!.args.validAttachments).toBeUndefined();
   });
 
-  test("GC with a non-list cni.dev/valid-attachments is code 6", async () => {
+  test("GC with a non-list cni.dev/valid-attachments is code 2", async () => {
     const r = await run({ CNI_COMMAND: "GC" }, conf("1.1.0", { "cni.dev/valid-attachments": "c1" }));
-    specError(r, ErrorCode.DecodingFailure);
+    specError(r, ErrorCode.UnsupportedField);
     expect(r.calls).toEqual([]);
   });
 
