@@ -25,6 +25,7 @@ declare -A NEED=(
   [etcd]=etcd-server
   [openssl]=openssl
   [iperf3]=iperf3
+  [go]=golang-go
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -35,6 +36,10 @@ done
 # The podman interoperability test builds its container rootfs from a statically linked busybox
 # (the dynamic `busybox` package also installs /bin/busybox, which would not run there).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+
+# containerd's CNI library (and libcni, its dependency), built in GOPATH mode by the go-cni
+# interoperability test (test/interop/gocni)
+[ -d /usr/share/gocode/src/github.com/containerd/go-cni ] || missing+=(golang-github-containerd-go-cni-dev)
 
 # one package may provide several commands
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
