@@ -3,7 +3,8 @@
  * restart, matched by public IP, else the subnet of its subnet.env, else a free one), sets up the
  * backend, writes subnet.env, programs every other node's subnet and follows the leases through a
  * watch, resyncing from a full read after the watch was lost. While etcd is unreachable it keeps
- * what is programmed and retries with backoff. Serves /healthz and /metrics; logs JSON lines.
+ * what is programmed and retries with backoff. Tells its health and metrics (served by
+ * `cnikit agent` with the CNI server's, see http.ts); logs JSON lines.
  */
 
 import { NetlinkConn } from "../netlink/conn.ts";
@@ -34,8 +35,6 @@ export interface AgentOptions {
   ipMasq: boolean;
   /** etcd lease TTL in seconds (default 24 h). */
   ttlSec: number;
-  /** Serve /healthz and /metrics here (host:port); none when absent. */
-  healthz?: { host: string; port: number };
   /** vxlan device name prefix: the device is `<prefix>.<VNI>` (default "cnikit"). */
   devicePrefix?: string;
   /** Structured log sink (default: JSON lines on stderr). */
@@ -66,7 +65,6 @@ export class Agent {
   private attrs!: LeaseAttrs;
   private conn!: NetlinkConn;
   private stopWatch: (() => Promise<void>) | undefined;
-  private server: ReturnType<typeof Bun.serve> | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   private etcdDown = false;
@@ -229,7 +227,6 @@ export class Agent {
         this.log({ level: "warn", msg: "periodic resync failed", error: (e as Error).message });
       });
     }, 30_000);
-    if (this.opts.healthz) this.serve(this.opts.healthz);
     this.log({ level: "info", msg: "agent ready", ...subnetFields(this.ours()), publicIP, ...(publicIPv6 ? { publicIPv6 } : {}), backend: b.type });
   }
 
@@ -373,40 +370,28 @@ export class Agent {
     if (added || removed) this.log({ level: "info", msg: "resynced", peers: this.metrics.peers, added, removed });
   }
 
-  private serve(at: { host: string; port: number }): void {
-    this.server = Bun.serve({
-      hostname: at.host,
-      port: at.port,
-      fetch: (req) => {
-        const path = new URL(req.url).pathname;
-        if (path === "/healthz") {
-          const fresh = Date.now() - this.metrics.lastSyncMs < 120_000;
-          return new Response(fresh ? "ok\n" : "stale\n", { status: fresh ? 200 : 503 });
-        }
-        if (path === "/metrics") {
-          const m = this.metrics;
-          return new Response(
-            [
-              "# TYPE cnikit_agent_leases gauge", `cnikit_agent_leases ${m.leases}`,
-              "# TYPE cnikit_agent_peers gauge", `cnikit_agent_peers ${m.peers}`,
-              "# TYPE cnikit_agent_etcd_errors_total counter", `cnikit_agent_etcd_errors_total ${m.etcdErrors}`,
-              "# TYPE cnikit_agent_last_sync_timestamp_seconds gauge", `cnikit_agent_last_sync_timestamp_seconds ${Math.floor(m.lastSyncMs / 1000)}`,
-              "",
-            ].join("\n"),
-            { headers: { "content-type": "text/plain; version=0.0.4" } },
-          );
-        }
-        return new Response("not found\n", { status: 404 });
-      },
-    });
+  /** Whether the last full sync is under 2 minutes old (/healthz). */
+  healthy(): boolean {
+    return Date.now() - this.metrics.lastSyncMs < 120_000;
   }
 
-  /** Stop watching and serving; programmed routes and the lease stay (a restart takes them back). */
+  /** The agent's metrics in Prometheus' text format. */
+  metricsText(): string {
+    const m = this.metrics;
+    return [
+      "# TYPE cnikit_agent_leases gauge", `cnikit_agent_leases ${m.leases}`,
+      "# TYPE cnikit_agent_peers gauge", `cnikit_agent_peers ${m.peers}`,
+      "# TYPE cnikit_agent_etcd_errors_total counter", `cnikit_agent_etcd_errors_total ${m.etcdErrors}`,
+      "# TYPE cnikit_agent_last_sync_timestamp_seconds gauge", `cnikit_agent_last_sync_timestamp_seconds ${Math.floor(m.lastSyncMs / 1000)}`,
+      "",
+    ].join("\n");
+  }
+
+  /** Stop watching; programmed routes and the lease stay (a restart takes them back). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.stopWatch?.().catch(() => {});
-    this.server?.stop(true);
     this.store?.close();
     this.conn?.close();
   }

@@ -1,4 +1,4 @@
-/** `cnikit agent`: the node agent's command line (flannel-like flags). */
+/** `cnikit agent`: the node daemon's command line (CNI server; flannel-like flags for the overlay). */
 
 import { flagString, parseArgs } from "./args.ts";
 import { reportError } from "./output.ts";
@@ -6,10 +6,20 @@ import { reportError } from "./output.ts";
 /** Usage text. */
 export const AGENT_USAGE = `usage: cnikit agent [flags]
 
-Lease this node's subnet in etcd, write subnet.env for the overlay plugin, and route to the other
-nodes' subnets (vxlan or host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
+The node daemon. It always serves CNI calls from cnikit-shim on a unix socket, running cnikit's
+plugin types in-process. Given etcd flags (--etcd-endpoints), it also leases this node's subnet in
+etcd, writes subnet.env for the overlay plugin, and routes to the other nodes' subnets (vxlan or
+host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
 
-  --etcd-endpoints URLS   comma-separated (default http://127.0.0.1:2379)
+  --cni-socket PATH       the CNI socket (default $CNIKIT_SOCKET, else /run/cnikit/cni.sock;
+                          its directory is made 0700, the socket is 0600)
+  --max-requests N        CNI calls run at once (default 64; calls for one container and
+                          interface always run one after the other)
+  --request-timeout SECS  deadline of a CNI call; past it the shim gets error 11 (default 120)
+  --healthz ADDR:PORT     serve /healthz, /readyz and /metrics there
+
+Overlay (only with --etcd-endpoints):
+  --etcd-endpoints URLS   comma-separated, e.g. http://127.0.0.1:2379
   --etcd-cafile FILE      TLS: CA certificate        --etcd-certfile FILE  client certificate
   --etcd-keyfile FILE     TLS: client key            --etcd-username USER / --etcd-password PASS
   --etcd-prefix PREFIX    key prefix (default /coreos.com/network)
@@ -21,8 +31,9 @@ nodes' subnets (vxlan or host-gw, as the network config in etcd says). Runs unti
   --ip-masq               masquerade traffic leaving the cluster network
   --device-prefix NAME    vxlan device is NAME.<VNI> (default cnikit)
   --lease-ttl SECONDS     etcd lease TTL (default 86400)
-  --healthz ADDR:PORT     serve /healthz and /metrics there
 `;
+
+const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq"];
 
 /** Run `cnikit agent` until a signal arrives. */
 export async function agentCommand(argv: readonly string[]): Promise<number> {
@@ -32,48 +43,81 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       process.stdout.write(AGENT_USAGE);
       return 0;
     }
-    const known = new Set(["help", "ip-masq", "etcd-endpoints", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "healthz", "device-prefix"]);
+    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-socket", "max-requests", "request-timeout", ...OVERLAY_FLAGS]);
     const unknown = Object.keys(p.flags).filter((k) => !known.has(k));
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
-    const { Agent } = await import("../agent/agent.ts");
-    const healthz = flagString(p, "healthz");
+    const opt = (k: string) => flagString(p, k);
+    const healthz = opt("healthz");
     let hz: { host: string; port: number } | undefined;
     if (healthz) {
       const i = healthz.lastIndexOf(":");
       hz = { host: healthz.slice(0, i) || "127.0.0.1", port: Number(healthz.slice(i + 1)) };
       if (!Number.isInteger(hz.port) || hz.port <= 0) throw new Error(`--healthz ${healthz}: want ADDR:PORT`);
     }
-    const ttl = Number(flagString(p, "lease-ttl") ?? 86400);
+    const ttl = Number(opt("lease-ttl") ?? 86400);
     if (!Number.isInteger(ttl) || ttl < 10) throw new Error("--lease-ttl must be at least 10 seconds");
-    const opt = (k: string) => flagString(p, k);
-    const agent = new Agent({
-      etcd: {
-        endpoints: (opt("etcd-endpoints") ?? "http://127.0.0.1:2379").split(",").map((s) => s.trim()).filter(Boolean),
-        ...(opt("etcd-cafile") ? { caFile: opt("etcd-cafile")! } : {}),
-        ...(opt("etcd-certfile") ? { certFile: opt("etcd-certfile")! } : {}),
-        ...(opt("etcd-keyfile") ? { keyFile: opt("etcd-keyfile")! } : {}),
-        ...(opt("etcd-username") ? { username: opt("etcd-username")!, password: opt("etcd-password") ?? "" } : {}),
-      },
-      prefix: opt("etcd-prefix") ?? "/coreos.com/network",
-      ...(opt("iface") ? { iface: opt("iface")! } : {}),
-      ...(opt("public-ip") ? { publicIP: opt("public-ip")! } : {}),
-      ...(opt("public-ipv6") ? { publicIPv6: opt("public-ipv6")! } : {}),
-      subnetFile: opt("subnet-file") ?? "/run/flannel/subnet.env",
-      ipMasq: p.flags["ip-masq"] === true,
-      ttlSec: ttl,
-      ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
-      ...(hz ? { healthz: hz } : {}),
-    });
+    const maxRequests = Number(opt("max-requests") ?? 64);
+    if (!Number.isInteger(maxRequests) || maxRequests < 1) throw new Error("--max-requests must be a positive integer");
+    const timeoutSec = Number(opt("request-timeout") ?? 120);
+    if (!(timeoutSec > 0)) throw new Error("--request-timeout must be a positive number of seconds");
+    const overlay = opt("etcd-endpoints") !== undefined;
+    const stray = OVERLAY_FLAGS.filter((k) => p.flags[k] !== undefined);
+    if (!overlay && stray.length > 0) throw new Error(`agent: --${stray[0]} needs --etcd-endpoints (the overlay runs only with etcd)`);
+
+    const { CniServer } = await import("../agent/cni-server.ts");
+    const { DEFAULT_SOCKET } = await import("../agent/protocol.ts");
+    const cni = new CniServer({ socketPath: opt("cni-socket") || process.env.CNIKIT_SOCKET || DEFAULT_SOCKET, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000 });
+    let agent: import("../agent/agent.ts").Agent | undefined;
+    if (overlay) {
+      const { Agent } = await import("../agent/agent.ts");
+      agent = new Agent({
+        etcd: {
+          endpoints: opt("etcd-endpoints")!.split(",").map((s) => s.trim()).filter(Boolean),
+          ...(opt("etcd-cafile") ? { caFile: opt("etcd-cafile")! } : {}),
+          ...(opt("etcd-certfile") ? { certFile: opt("etcd-certfile")! } : {}),
+          ...(opt("etcd-keyfile") ? { keyFile: opt("etcd-keyfile")! } : {}),
+          ...(opt("etcd-username") ? { username: opt("etcd-username")!, password: opt("etcd-password") ?? "" } : {}),
+        },
+        prefix: opt("etcd-prefix") ?? "/coreos.com/network",
+        ...(opt("iface") ? { iface: opt("iface")! } : {}),
+        ...(opt("public-ip") ? { publicIP: opt("public-ip")! } : {}),
+        ...(opt("public-ipv6") ? { publicIPv6: opt("public-ipv6")! } : {}),
+        subnetFile: opt("subnet-file") ?? "/run/flannel/subnet.env",
+        ipMasq: p.flags["ip-masq"] === true,
+        ttlSec: ttl,
+        ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
+      });
+    }
     const signal = new Promise<"signal">((resolve) => {
       process.on("SIGTERM", () => resolve("signal"));
       process.on("SIGINT", () => resolve("signal"));
     });
-    // a signal also ends an agent that is still starting (waiting for etcd or its network config);
-    // a start that fails for good (a bad flag value, no such interface) is reported as an error
-    const started = agent.start().then(() => "started" as const);
-    started.catch(() => {});
-    if ((await Promise.race([started, signal])) === "started") await signal;
-    await agent.stop();
+    let agentStarted = !agent;
+    let http: ReturnType<typeof import("../agent/http.ts").serveHealth> | undefined;
+    if (hz) {
+      const { serveHealth } = await import("../agent/http.ts");
+      http = serveHealth(hz, {
+        healthy: () => cni.ready && (!agent || agent.healthy()),
+        ready: () => cni.ready && agentStarted,
+        metrics: () => cni.metricsText() + (agent ? agent.metricsText() : ""),
+      });
+    }
+    try {
+      await cni.start();
+      // a signal also ends an agent that is still starting (waiting for etcd or its network config);
+      // a start that fails for good (a bad flag value, no such interface) is reported as an error
+      const started = agent ? agent.start().then(() => "started" as const) : Promise.resolve("started" as const);
+      started.catch(() => {});
+      if ((await Promise.race([started, signal])) === "started") {
+        agentStarted = true;
+        await signal;
+      }
+    } finally {
+      // not ready from here on; calls in flight finish, then the socket goes
+      await cni.stop();
+      await agent?.stop();
+      http?.stop(true);
+    }
     return 0;
   } catch (e) {
     return reportError(e);

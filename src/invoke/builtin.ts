@@ -37,13 +37,65 @@ async function fileId(path: string): Promise<string | null> {
   }
 }
 
+/** Whether a plugin file that is a `cnikit-shim` beside this binary also runs in-process. */
+let shimInProcess = false;
+
+/**
+ * Let `runsInProcess` treat a `cnikit-shim` (a link to it, or a copy) as this binary: set by the
+ * daemon (exec'ing the shim there would only send the call back to itself) and by a standalone
+ * plugin run (the shim it would exec falls back to this binary anyway). The runtime commands keep
+ * exec'ing the shim, so their calls go to the daemon.
+ */
+export function setShimInProcess(on: boolean): void {
+  shimInProcess = on;
+}
+
+/** Name of the shim executable, installed beside the binary. */
+export const SHIM_NAME = "cnikit-shim";
+/** A string only the shim's executable holds (shim/cnikit-shim.c prints it for --version). */
+export const SHIM_MARKER = "cnikit-shim protocol ";
+
+const shimFiles = new Map<string, boolean>();
+
+/**
+ * Whether `path` (links followed) is a cnikit shim: named `cnikit-shim`, and either beside a
+ * `cnikit` that is this very binary (the one it would fall back to) or holding the shim's marker.
+ */
+export async function isShimFile(path: string): Promise<boolean> {
+  const { realPath } = await import("../sys/file.ts");
+  let real: string;
+  try {
+    real = realPath(path);
+  } catch {
+    return false;
+  }
+  if (!real.endsWith(`/${SHIM_NAME}`)) return false;
+  selfId ??= fileId(process.execPath);
+  const me = await selfId;
+  if (me !== null && (await fileId(`${real.slice(0, -SHIM_NAME.length)}cnikit`)) === me) return true;
+  const id = await fileId(real);
+  if (id === null) return false;
+  const st = await Bun.file(real).stat();
+  const key = `${id}:${st.size}:${st.mtimeMs}`;
+  let known = shimFiles.get(key);
+  if (known === undefined) {
+    // a static shim is well under 2 MiB; anything larger is not one
+    known = st.size < 2 << 20 && Buffer.from(await Bun.file(real).arrayBuffer()).includes(SHIM_MARKER);
+    if (shimFiles.size > 64) shimFiles.clear();
+    shimFiles.set(key, known);
+  }
+  return known;
+}
+
 /**
  * Whether the plugin file `path` found for `type` is this very binary (the same file after
- * following links) and `type` is built in, so it may run in-process.
+ * following links), or a cnikit shim when `setShimInProcess(true)` was called, and `type` is
+ * built in, so it may run in-process. A foreign plugin of the same name is always executed.
  */
 export async function runsInProcess(type: string, path: string): Promise<boolean> {
   if (!table.has(type)) return false;
   selfId ??= fileId(process.execPath);
   const me = await selfId;
-  return me !== null && (await fileId(path)) === me;
+  if (me !== null && (await fileId(path)) === me) return true;
+  return shimInProcess && (await isShimFile(path));
 }

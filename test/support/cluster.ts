@@ -177,7 +177,9 @@ export class Cluster {
     const log = join(this.o.dir, `${n.name}-agent-${++this.starts}.log`);
     const proc = Bun.spawn(
       ["nsenter", `--net=${n.ns}`, CNIKIT, "agent", "--etcd-endpoints", this.etcdURL, "--etcd-prefix", prefix, "--iface", n.dev,
-        "--subnet-file", n.subnetFile, "--device-prefix", this.o.prefix, "--ip-masq", ...extra],
+        "--subnet-file", n.subnetFile, "--device-prefix", this.o.prefix, "--ip-masq",
+        // each node's daemon serves CNI on a socket of its own, never the machine's /run/cnikit
+        "--cni-socket", join(this.o.dir, n.name, "run", "cni.sock"), ...extra],
       { stdout: "ignore", stderr: Bun.file(log) },
     );
     n.agent = { pid: proc.pid, proc, log };

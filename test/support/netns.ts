@@ -23,6 +23,7 @@ export function linkNames(): string[] {
  * interface but loopback and those of cnikit's tests (named "ck...").
  */
 export function assertPrivateNetns(): void {
+  keepDaemonSocketPrivate();
   const mine = statSync("/proc/self/ns/net").ino;
   const host = process.env.CNIKIT_HOST_NETNS_INO;
   let init: number | undefined;
@@ -38,6 +39,18 @@ export function assertPrivateNetns(): void {
         (foreign.length > 0 ? `; this namespace has interfaces ${foreign.join(", ")}` : ""),
     );
   }
+}
+
+/**
+ * Point CNIKIT_SOCKET (read by cnikit-shim, and by `cnikit agent` when no --cni-socket is given)
+ * at a path of this test process when it is unset, so that neither a shim nor an agent started by
+ * a test ever uses the machine's /run/cnikit/cni.sock. The path's directory is removed at exit.
+ */
+function keepDaemonSocketPrivate(): void {
+  if (process.env.CNIKIT_SOCKET) return;
+  const dir = join(tmpdir(), `cnikit-ckd-sock-${process.pid}`);
+  process.env.CNIKIT_SOCKET = join(dir, "cni.sock");
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
 }
 
 /** A unique prefix for this run's namespaces, links and tables (short: link names have 15 bytes). */

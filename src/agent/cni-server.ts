@@ -1,0 +1,427 @@
+/**
+ * The daemon's CNI server: takes plugin calls from `cnikit-shim` on a root-only unix socket and
+ * runs built-in types in-process through the skel dispatcher (env, stdin and stdout injected);
+ * other types are executed as processes. Calls for the same (container id, ifname) run one after
+ * the other, the rest concurrently up to a bound; each has a deadline (spec error 11 when it
+ * passes); a malformed, oversized or other-version request is answered on its own connection and
+ * disturbs nothing else. Plugins enter network namespaces only synchronously, and nothing here
+ * runs JS inside one: timers and socket callbacks run on the event loop, between plugin steps.
+ */
+
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
+import { builtinLoader, isShimFile, registerBuiltins, setShimInProcess } from "../invoke/builtin.ts";
+import { findInPath, splitPath } from "../invoke/find.ts";
+import { runPlugin } from "../skel/skel.ts";
+import type { Plugin } from "../skel/plugin.ts";
+import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
+import { Histogram } from "./histogram.ts";
+import {
+  decodeRequestBody,
+  encodeReply,
+  encodeVersionMismatch,
+  FrameReader,
+  MAX_REQUEST_BODY,
+  MAX_STDIN,
+  PROTOCOL_VERSION,
+  type CniReply,
+  type CniRequest,
+} from "./protocol.ts";
+
+/** How the server is set up. */
+export interface CniServerOptions {
+  /** The unix socket (its directory is made 0700 when missing; the socket is 0600). */
+  socketPath: string;
+  /** Requests running at once (default 64); the rest wait. */
+  maxConcurrent?: number;
+  /** Deadline of a request from its arrival, in milliseconds (default 120 s). */
+  timeoutMs?: number;
+  /** Structured log sink (default: JSON lines on stderr). */
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+/**
+ * Built-in types whose plugin holds a file lock across an await (cluster-ipam: its node cache
+ * while it talks to etcd). In one process a second such call would block the only thread in
+ * flock(2) for good, so the daemon runs them one at a time.
+ */
+const ONE_AT_A_TIME = ["cluster-ipam"];
+
+/** The environment variable that marks calls made on behalf of a request being served. */
+export const REQUEST_ENV = "CNIKIT_DAEMON_REQUEST";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const VERBS = new Set(["ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"]);
+
+interface Conn {
+  reader: FrameReader;
+  /** Bytes still to write. */
+  pending: Uint8Array | undefined;
+  answered: boolean;
+  closed: boolean;
+}
+
+/** The config's cniVersion, or "1.1.0", for errors the server itself reports. */
+function versionOf(stdin: Uint8Array | string): string {
+  try {
+    const v = (JSON.parse(typeof stdin === "string" ? stdin : dec.decode(stdin)) as { cniVersion?: unknown }).cniVersion;
+    return typeof v === "string" && v ? v : "1.1.0";
+  } catch {
+    return "1.1.0";
+  }
+}
+
+/** A reply carrying a spec error, as a plugin prints it. */
+export function errorReply(e: unknown, cniVersion = "1.1.0"): CniReply {
+  const err = toCniError(e);
+  err.cniVersion = cniVersion;
+  return { exitCode: 1, stdout: enc.encode(`${JSON.stringify(err.toJSON(), null, 4)}\n`) };
+}
+
+/** A mutual exclusion in promise form. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+/** Wrap a plugin so that its calls run one at a time. */
+function oneAtATime(plugin: Plugin): Plugin {
+  const m = new Mutex();
+  const wrap = <A extends unknown[], R>(f: ((...a: A) => R) | undefined) => (f ? (...a: A) => m.run(async () => f.apply(plugin, a)) : undefined);
+  return {
+    ...plugin,
+    add: wrap(plugin.add)!,
+    del: wrap(plugin.del)!,
+    ...(plugin.check ? { check: wrap(plugin.check) } : {}),
+    ...(plugin.gc ? { gc: wrap(plugin.gc) } : {}),
+    ...(plugin.status ? { status: wrap(plugin.status) } : {}),
+  } as Plugin;
+}
+
+/** The CNI server of `cnikit agent`. */
+export class CniServer {
+  /** Latency of each call, by plugin type and verb. */
+  readonly latency = new Histogram("cnikit_cni_request_duration_seconds", "Time to answer a CNI call through the daemon, by plugin type and verb.", ["plugin", "verb"]);
+  /** Calls answered with spec error 11 because their deadline passed. */
+  deadlineMisses = 0;
+  /** Requests refused before running (malformed, oversized, other protocol version). */
+  refused = 0;
+  private listener: UnixSocketListener<Conn> | TCPSocketListener<Conn> | undefined;
+  private listening = false;
+  private stopping = false;
+  private active = 0;
+  private readonly waiters: (() => void)[] = [];
+  private readonly keys = new Map<string, Promise<void>>();
+  /** Replies not yet handed to their connection. */
+  private readonly replies = new Set<Promise<void>>();
+  /** Connections with reply bytes still to write. */
+  private readonly writing = new Set<Socket<Conn>>();
+  /** Work still running (also after its deadline passed), by request id. */
+  private readonly running = new Map<string, Promise<unknown>>();
+  private seq = 0;
+  private socketIno: number | undefined;
+  private readonly log: (e: Record<string, unknown>) => void;
+  private readonly maxConcurrent: number;
+  private readonly timeoutMs: number;
+  /** The daemon's environment without CNI_* and CNIKIT_* (a request brings its own). */
+  private readonly baseEnv: Record<string, string> = {};
+
+  constructor(private readonly opts: CniServerOptions) {
+    this.log = opts.log ?? ((e) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...e })}\n`));
+    this.maxConcurrent = opts.maxConcurrent ?? 64;
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("CNI_") && !k.startsWith("CNIKIT_")) this.baseEnv[k] = v;
+  }
+
+  /** Whether the server takes requests (false while starting and once stopping). */
+  get ready(): boolean {
+    return this.listening && !this.stopping;
+  }
+
+  /** Requests being worked on (including those whose deadline passed). */
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /** Listen on the socket: its directory made 0700 when missing, a stale socket replaced, a live one refused. */
+  async start(): Promise<void> {
+    const path = this.opts.socketPath;
+    const dir = dirname(path);
+    try {
+      lstatSync(dir);
+    } catch {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700); // mkdir's mode is masked by the umask
+    }
+    let existing: ReturnType<typeof lstatSync> | undefined;
+    try {
+      existing = lstatSync(path);
+    } catch {
+      existing = undefined;
+    }
+    if (existing) {
+      if (!existing.isSocket()) throw new Error(`--cni-socket ${path}: exists and is not a socket; not replacing it`);
+      if (await isLive(path)) throw new Error(`--cni-socket ${path}: another daemon is serving it`);
+      unlinkSync(path); // stale: left by a daemon that died
+    }
+    // the daemon serves built-in types in-process, also when a plugin delegates through a shim
+    setShimInProcess(true);
+    for (const type of ONE_AT_A_TIME) {
+      const load = builtinLoader(type);
+      if (!load) continue;
+      let wrapped: Promise<Plugin> | undefined;
+      registerBuiltins({ [type]: () => (wrapped ??= load().then(oneAtATime)) });
+    }
+    const old = process.umask(0o177); // the socket is born 0600: no window where others may connect
+    try {
+      this.listener = Bun.listen<Conn>({
+        unix: path,
+        socket: {
+          open: (s) => {
+            s.data = { reader: new FrameReader(MAX_REQUEST_BODY), pending: undefined, answered: false, closed: false };
+            s.timeout(Math.ceil(this.timeoutMs / 1000)); // a client that sends nothing is dropped
+          },
+          data: (s, chunk) => this.onData(s, chunk),
+          drain: (s) => this.flush(s),
+          timeout: (s) => {
+            if (!s.data.answered) s.end();
+          },
+          close: (s) => {
+            s.data.closed = true;
+            this.writing.delete(s);
+          },
+          error: (s) => {
+            s.data.closed = true;
+            this.writing.delete(s);
+          },
+        },
+      });
+    } finally {
+      process.umask(old);
+    }
+    chmodSync(path, 0o600);
+    this.socketIno = lstatSync(path).ino;
+    this.listening = true;
+    this.log({ level: "info", msg: "serving CNI", socket: path, protocol: PROTOCOL_VERSION, maxConcurrent: this.maxConcurrent, timeoutMs: this.timeoutMs });
+  }
+
+  /**
+   * Stop taking requests (`ready` turns false at once), let those in flight finish (at most
+   * `graceMs`), and remove the socket if it is still ours.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.listener?.stop(false);
+    // calls in flight finish and their replies go out; then the connections left are closed
+    const end = Date.now() + graceMs;
+    while ((this.running.size > 0 || this.replies.size > 0 || this.writing.size > 0) && Date.now() < end) await Bun.sleep(5);
+    this.listener?.stop(true);
+    try {
+      if (this.socketIno !== undefined && lstatSync(this.opts.socketPath).ino === this.socketIno) unlinkSync(this.opts.socketPath);
+    } catch {
+      // already gone
+    }
+    this.listening = false;
+  }
+
+  /** The server's metrics in the text exposition format. */
+  metricsText(): string {
+    return [
+      this.latency.render(),
+      "# HELP cnikit_cni_requests_in_flight CNI calls being worked on.",
+      "# TYPE cnikit_cni_requests_in_flight gauge",
+      `cnikit_cni_requests_in_flight ${this.running.size}`,
+      "# HELP cnikit_cni_deadline_exceeded_total CNI calls answered with error 11 because their deadline passed.",
+      "# TYPE cnikit_cni_deadline_exceeded_total counter",
+      `cnikit_cni_deadline_exceeded_total ${this.deadlineMisses}`,
+      "# HELP cnikit_cni_requests_refused_total Requests refused before running (malformed, too large, other protocol version).",
+      "# TYPE cnikit_cni_requests_refused_total counter",
+      `cnikit_cni_requests_refused_total ${this.refused}`,
+      "",
+    ].join("\n");
+  }
+
+  private onData(s: Socket<Conn>, chunk: Uint8Array): void {
+    const c = s.data;
+    if (c.answered) return;
+    try {
+      if (!c.reader.push(chunk)) return;
+    } catch (e) {
+      this.refused++;
+      this.answer(s, errorReply(new CniError(ErrorCode.DecodingFailure, `cnikit daemon: ${(e as Error).message}`)));
+      return;
+    }
+    s.timeout(0);
+    const h = c.reader.header!;
+    if (h.version !== PROTOCOL_VERSION) {
+      this.refused++;
+      this.answer(s, undefined);
+      return;
+    }
+    if (c.reader.oversized) {
+      this.refused++;
+      this.answer(s, errorReply(new CniError(ErrorCode.InvalidNetworkConfig, `cnikit daemon: request of ${h.length} bytes refused: stdin is limited to ${MAX_STDIN} bytes (1 MiB)`)));
+      return;
+    }
+    let req: CniRequest;
+    try {
+      req = decodeRequestBody(c.reader.bodyBytes!);
+    } catch (e) {
+      this.refused++;
+      const code = e instanceof RangeError ? ErrorCode.InvalidNetworkConfig : ErrorCode.DecodingFailure;
+      this.answer(s, errorReply(new CniError(code, `cnikit daemon: ${(e as Error).message}`)));
+      return;
+    }
+    const replied = this.serve(req).then((reply) => this.answer(s, reply));
+    this.replies.add(replied);
+    void replied.finally(() => this.replies.delete(replied));
+  }
+
+  /** Send a reply (undefined: the other-version answer) and close the connection once it is out. */
+  private answer(s: Socket<Conn>, reply: CniReply | undefined): void {
+    const c = s.data;
+    if (c.answered) return;
+    c.answered = true;
+    if (c.closed) return; // the shim is gone: nobody to tell
+    c.pending = reply ? encodeReply(reply) : encodeVersionMismatch();
+    this.flush(s);
+  }
+
+  private flush(s: Socket<Conn>): void {
+    const c = s.data;
+    if (!c.pending) return;
+    const n = s.write(c.pending);
+    c.pending = n >= 0 && n < c.pending.length ? c.pending.subarray(n) : undefined; // n < 0: closed
+    if (c.pending) {
+      this.writing.add(s);
+      return;
+    }
+    this.writing.delete(s);
+    if (n >= 0) s.end();
+  }
+
+  /** Run one request under its deadline; always resolves to a reply. */
+  async serve(req: CniRequest): Promise<CniReply> {
+    const t0 = performance.now();
+    const verb = VERBS.has(req.env.CNI_COMMAND ?? "") ? req.env.CNI_COMMAND! : "other";
+    const id = `${process.pid}-${++this.seq}`;
+    // a call made on behalf of a request being served (a delegate exec'd by it that came back
+    // through a shim) must not wait for that request's key or slot: it would wait for itself
+    const nested = this.running.has(req.env[REQUEST_ENV] ?? "");
+    const work = nested ? this.execute(req, id) : this.withKey(req, () => this.withSlot(() => this.execute(req, id)));
+    this.running.set(id, work);
+    void work.finally(() => this.running.delete(id)).catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<CniReply>((resolve) => {
+      timer = setTimeout(() => {
+        this.deadlineMisses++;
+        const secs = this.timeoutMs / 1000;
+        this.log({ level: "warn", msg: "deadline passed", plugin: req.type, verb, container: req.env.CNI_CONTAINERID, ifname: req.env.CNI_IFNAME, timeoutSec: secs });
+        resolve(errorReply(new CniError(ErrorCode.TryAgainLater, `cnikit daemon: ${req.type} ${verb} did not finish within ${secs} s; try again later`), versionOf(req.stdin)));
+      }, this.timeoutMs);
+    });
+    const reply = await Promise.race([work.catch((e) => errorReply(e, versionOf(req.stdin))), deadline]);
+    clearTimeout(timer);
+    this.latency.observe([req.type, verb], (performance.now() - t0) / 1000);
+    return reply;
+  }
+
+  /** Run `fn` after the other requests for the same container and ifname. */
+  private async withKey<T>(req: CniRequest, fn: () => Promise<T>): Promise<T> {
+    const cid = req.env.CNI_CONTAINERID;
+    if (!cid) return fn();
+    const key = `${cid}\u0000${req.env.CNI_IFNAME ?? ""}`;
+    const prev = this.keys.get(key);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev ? prev.then(() => mine) : mine;
+    this.keys.set(key, tail);
+    try {
+      if (prev) await prev;
+      return await fn();
+    } finally {
+      release();
+      if (this.keys.get(key) === tail) this.keys.delete(key);
+    }
+  }
+
+  /** Run `fn` in one of the `maxConcurrent` slots. */
+  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active < this.maxConcurrent) this.active++;
+    else await new Promise<void>((r) => this.waiters.push(r)); // the slot is handed over as it is
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+
+  /** The plugin's own run: in-process for a built-in type, else the file CNI_PATH names. */
+  private async execute(req: CniRequest, id: string): Promise<CniReply> {
+    const env = { ...this.baseEnv, ...req.env, [REQUEST_ENV]: id };
+    const stdin = dec.decode(req.stdin);
+    const load = builtinLoader(req.type);
+    if (load) {
+      const plugin = await load();
+      let out = "";
+      let err = "";
+      const exitCode = await runPlugin(plugin, {
+        env,
+        readStdin: () => stdin,
+        writeStdout: (s) => {
+          out += `${s}\n`; // as pluginMain prints it
+        },
+        writeStderr: (s) => {
+          err += s;
+        },
+      });
+      if (exitCode !== 0 || err) this.log({ level: exitCode ? "warn" : "info", msg: exitCode ? "plugin failed" : "plugin log", plugin: req.type, verb: req.env.CNI_COMMAND, container: req.env.CNI_CONTAINERID, ifname: req.env.CNI_IFNAME, ...(exitCode ? { result: out.trim() } : {}), ...(err ? { stderr: err.slice(-4000) } : {}) });
+      return { exitCode, stdout: enc.encode(out) };
+    }
+    // not built in: the plugin file in CNI_PATH, as a process (never a shim: it would come back here)
+    let file: string;
+    try {
+      file = await findInPath(req.type, splitPath(req.env.CNI_PATH));
+    } catch (e) {
+      return errorReply(e, versionOf(stdin));
+    }
+    if (await isShimFile(file)) {
+      return errorReply(new CniError(ErrorCode.InvalidEnvironment, `cnikit daemon: plugin type "${req.type}" is not built into cnikit, and ${file} is a cnikit-shim`), versionOf(stdin));
+    }
+    const proc = Bun.spawn([file], {
+      env,
+      stdin: req.stdin,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
+    if (stderr) this.log({ level: exitCode ? "warn" : "info", msg: "plugin stderr", plugin: req.type, file, stderr: stderr.slice(-4000) });
+    return { exitCode, stdout };
+  }
+}
+
+/** Whether a daemon answers on `path`. */
+async function isLive(path: string): Promise<boolean> {
+  try {
+    const s = await Bun.connect({ unix: path, socket: { data() {} } });
+    s.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
