@@ -43,8 +43,10 @@ export function assertPrivateNetns(): void {
 
 /**
  * Point CNIKIT_SOCKET (read by cnikit-shim, and by `cnikit agent` when no --cni-socket is given)
- * at a path of this test process when it is unset, so that neither a shim nor an agent started by
- * a test ever uses the machine's /run/cnikit/cni.sock. The path's directory is removed at exit.
+ * at a path of this test process when it is unset, so that shims and agents run with
+ * `{ ...process.env }` never use the machine's /run/cnikit/cni.sock (scripts/test.sh also exports
+ * one per file: Bun.spawn without `env` passes the environment the process started with). The
+ * path's directory is removed at exit.
  */
 function keepDaemonSocketPrivate(): void {
   if (process.env.CNIKIT_SOCKET) return;

@@ -46,7 +46,7 @@ function agent(tag: string, flags: string[]) {
   if (finished) throw new Error("test already finished");
   const subnetFile = f(`${tag}.env`);
   const log = f(`${tag}.log`);
-  const p = Bun.spawn([CNIKIT, "agent", "--iface", up, "--subnet-file", subnetFile, "--device-prefix", prefix, "--etcd-prefix", "/ea/network", ...flags],
+  const p = Bun.spawn([CNIKIT, "agent", "--iface", up, "--subnet-file", subnetFile, "--device-prefix", prefix, "--etcd-prefix", "/ea/network", "--cni-socket", f(`${tag}.sock`), ...flags],
     { stdout: "ignore", stderr: Bun.file(log) });
   procs.push(p);
   return {
@@ -186,7 +186,7 @@ describe("etcd access", () => {
     const h = run([CNIKIT, "agent", "--lease-ttl", "3"]);
     expect(JSON.parse(h.stdout).msg).toContain("--lease-ttl");
     // an --iface address no interface has (etcd and the config from the test before are there)
-    const noIf = run([CNIKIT, "agent", "--etcd-endpoints", "http://127.0.0.1:24030", "--etcd-prefix", "/ea/network", "--iface", "10.9.9.9", "--subnet-file", f("noif.env")]);
+    const noIf = run([CNIKIT, "agent", "--etcd-endpoints", "http://127.0.0.1:24030", "--etcd-prefix", "/ea/network", "--iface", "10.9.9.9", "--subnet-file", f("noif.env"), "--cni-socket", f("noif.sock")]);
     expect(noIf.code).toBe(1);
     expect(JSON.parse(noIf.stdout)).toMatchObject({ code: 7, msg: "agent: no interface has the address 10.9.9.9 (--iface)" });
   });

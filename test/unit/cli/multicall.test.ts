@@ -110,9 +110,9 @@ describe("multicall binary", () => {
     const r = run([CNIKIT, "install", "--bin-dir", dir]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("kept foreign files");
-    expect(readlinkSync(join(dir, "host-local"))).toBe("cnikit");
+    expect(readlinkSync(join(dir, "host-local"))).toBe("cnikit-shim"); // the shim by default (test/unit/agent/shim.test.ts)
     expect(run([join(dir, "static")], { env: { CNI_COMMAND: "VERSION" } }).stdout).toBe("");
-    const f = run([CNIKIT, "install", "--bin-dir", dir, "--force"]);
+    const f = run([CNIKIT, "install", "--bin-dir", dir, "--force", "--no-shim"]);
     expect(f.stdout).toContain("replaced (--force): static");
     expect(readlinkSync(join(dir, "static"))).toBe("cnikit");
     expect(JSON.parse(run([join(dir, "static")], { env: { CNI_COMMAND: "VERSION" } }).stdout).cniVersion).toBe("1.1.0");
