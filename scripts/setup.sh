@@ -26,6 +26,7 @@ declare -A NEED=(
   [openssl]=openssl
   [iperf3]=iperf3
   [go]=golang-go
+  [gcc]=gcc
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -40,6 +41,9 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 # containerd's CNI library (and libcni, its dependency), built in GOPATH mode by the go-cni
 # interoperability test (test/interop/gocni)
 [ -d /usr/share/gocode/src/github.com/containerd/go-cni ] || missing+=(golang-github-containerd-go-cni-dev)
+
+# cnikit-shim is linked statically (gcc -static): it needs libc's static archive
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libc6-dev)
 
 # one package may provide several commands
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')

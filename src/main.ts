@@ -4,7 +4,7 @@
  * Everything is imported lazily so a plugin run loads only that plugin's code.
  */
 
-import { registerBuiltins } from "./invoke/builtin.ts";
+import { registerBuiltins, setShimInProcess } from "./invoke/builtin.ts";
 import { baseName } from "./sys/path.ts";
 import { BUILTIN_PLUGINS } from "./plugins.ts";
 import type { Plugin } from "./skel/plugin.ts";
@@ -22,6 +22,9 @@ async function main(): Promise<never> {
   const self = baseName(process.argv0 || "cnikit");
   const load = BUILTIN_PLUGINS[self];
   if (load) {
+    // a delegate that CNI_PATH resolves to a cnikit-shim runs here too: this standalone run is
+    // what that shim would exec when no daemon answers
+    setShimInProcess(true);
     const { pluginMain } = await import("./skel/skel.ts");
     // VERSION needs nothing of the plugin (every built-in type supports every spec version), so
     // it is answered without loading the plugin's modules (netlink, FFI, ...).
