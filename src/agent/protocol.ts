@@ -108,7 +108,7 @@ export function decodeRequestBody(body: Uint8Array): CniRequest {
     if (isForwardedEnv(k)) env[k] = s.slice(eq + 1);
   }
   const stdin = body.subarray(at);
-  if (stdin.length > MAX_STDIN) throw new RangeError(`request too large: stdin of ${stdin.length} bytes (the limit is ${MAX_STDIN})`);
+  if (stdin.length > MAX_STDIN) throw new RangeError(`request too large: stdin of ${stdin.length} bytes (the limit is ${MAX_STDIN} bytes, 1 MiB)`);
   return { type, env, stdin };
 }
 

@@ -5,7 +5,7 @@
 
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { decodeReply, encodeRequest, type CniReply, type CniRequest } from "../../src/agent/protocol.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -65,7 +65,7 @@ export interface TestDaemon {
 
 /** Start `cnikit agent` serving CNI on `socket` (extra flags after); resolves once it accepts calls. */
 export async function startDaemon(socket: string, flags: string[] = [], env: Record<string, string | undefined> = process.env): Promise<TestDaemon> {
-  const logFile = `${socket}.log`;
+  const logFile = `${dirname(socket)}-daemon-${Date.now()}.log`; // beside the socket's dir (the daemon makes that one)
   const proc = Bun.spawn([CNIKIT, "agent", "--cni-socket", socket, ...flags], { env: env as Record<string, string>, stdout: "ignore", stderr: Bun.file(logFile) });
   const log = () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
   const end = Date.now() + 10_000;
