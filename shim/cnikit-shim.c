@@ -3,8 +3,9 @@
  * (basename of argv[0]), the CNI_* and CNIKIT_* environment and stdin to the cnikit daemon over
  * its unix socket ($CNIKIT_SOCKET, else /run/cnikit/cni.sock) and writes back the daemon's stdout
  * bytes and exit code untouched. With no daemon, or one speaking another protocol version, it
- * execs the standalone `cnikit` binary beside it under the type's name, with the same stdin. If
- * the daemon dies mid-call, ADD prints spec error 11 (the ADD may have half run: try again later)
+ * execs the standalone `cnikit` binary beside it under the type's name, with the same stdin; so
+ * too when the daemon declines the call (the shim runs in another network namespace). If the
+ * daemon dies mid-call, ADD prints spec error 11 (the ADD may have half run: try again later)
  * and every other verb falls back to the standalone binary.
  *
  * Frames (src/agent/protocol.ts is the other side): "CNIK", version (u32 BE), body length (u32 BE),
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -144,6 +146,12 @@ int main(int argc, char **argv) {
     put(&req, type, strlen(type) + 1);
     for (char **e = environ; *e; e++)
         if (strncmp(*e, "CNI_", 4) == 0 || strncmp(*e, "CNIKIT_", 7) == 0) put(&req, *e, strlen(*e) + 1);
+    struct stat ns; /* the daemon declines shims of another network namespace (another "host") */
+    if (stat("/proc/self/ns/net", &ns) == 0) {
+        char e[64];
+        snprintf(e, sizeof e, "CNIKIT_SHIM_NETNS=%llu", (unsigned long long)ns.st_ino);
+        put(&req, e, strlen(e) + 1);
+    }
     put(&req, "", 1);
     if (in.len) put(&req, in.p, in.len);
     uint32_t body = (uint32_t)(req.len - 12);
@@ -162,7 +170,8 @@ int main(int argc, char **argv) {
     unsigned char head[12];
     if (read_full(s, head, 12) == 0) {
         uint32_t version = get_u32(head + 4), len = get_u32(head + 8);
-        if (memcmp(head, "CNIK", 4) != 0 || version != PROTOCOL_VERSION) fallback(type, argv, &in); /* another protocol */
+        /* another protocol, or the daemon declines (empty reply): the standalone binary answers */
+        if (memcmp(head, "CNIK", 4) != 0 || version != PROTOCOL_VERSION || len == 0) fallback(type, argv, &in);
         unsigned char *reply = len >= 4 ? malloc(len) : NULL;
         if (reply && read_full(s, reply, len) == 0) {
             if (write_all(1, (char *)reply + 4, len - 4, 0) < 0) return 1;

@@ -8,7 +8,7 @@
  * runs JS inside one: timers and socket callbacks run on the event loop, between plugin steps.
  */
 
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { builtinLoader, isShimFile, registerBuiltins, setShimInProcess } from "../invoke/builtin.ts";
@@ -20,11 +20,12 @@ import { Histogram } from "./histogram.ts";
 import {
   decodeRequestBody,
   encodeReply,
-  encodeVersionMismatch,
+  encodeDecline,
   FrameReader,
   MAX_REQUEST_BODY,
   MAX_STDIN,
   PROTOCOL_VERSION,
+  SHIM_NETNS_ENV,
   type CniReply,
   type CniRequest,
 } from "./protocol.ts";
@@ -118,6 +119,10 @@ export class CniServer {
   deadlineMisses = 0;
   /** Requests refused before running (malformed, oversized, other protocol version). */
   refused = 0;
+  /** Calls declined because the shim runs in another network namespace. */
+  declined = 0;
+  /** The daemon's network namespace (inode), read at start. */
+  private netnsIno: number | undefined;
   private listener: UnixSocketListener<Conn> | TCPSocketListener<Conn> | undefined;
   private listening = false;
   private stopping = false;
@@ -213,6 +218,7 @@ export class CniServer {
     }
     chmodSync(path, 0o600);
     this.socketIno = lstatSync(path).ino;
+    this.netnsIno = statSync("/proc/self/ns/net").ino;
     this.listening = true;
     this.log({ level: "info", msg: "serving CNI", socket: path, protocol: PROTOCOL_VERSION, maxConcurrent: this.maxConcurrent, timeoutMs: this.timeoutMs });
   }
@@ -250,6 +256,9 @@ export class CniServer {
       "# HELP cnikit_cni_requests_refused_total Requests refused before running (malformed, too large, other protocol version).",
       "# TYPE cnikit_cni_requests_refused_total counter",
       `cnikit_cni_requests_refused_total ${this.refused}`,
+      "# HELP cnikit_cni_requests_declined_total Calls left to the standalone binary because the shim runs in another network namespace.",
+      "# TYPE cnikit_cni_requests_declined_total counter",
+      `cnikit_cni_requests_declined_total ${this.declined}`,
       "",
     ].join("\n");
   }
@@ -285,18 +294,27 @@ export class CniServer {
       this.answer(s, errorReply(new CniError(code, `cnikit daemon: ${(e as Error).message}`)));
       return;
     }
+    // a shim in another network namespace is not this node's runtime: the host side of its pods
+    // is there, not here. It runs the standalone binary instead.
+    const theirs = req.env[SHIM_NETNS_ENV];
+    delete req.env[SHIM_NETNS_ENV];
+    if (theirs !== undefined && this.netnsIno !== undefined && theirs !== String(this.netnsIno)) {
+      this.declined++;
+      this.answer(s, undefined);
+      return;
+    }
     const replied = this.serve(req).then((reply) => this.answer(s, reply));
     this.replies.add(replied);
     void replied.finally(() => this.replies.delete(replied));
   }
 
-  /** Send a reply (undefined: the other-version answer) and close the connection once it is out. */
+  /** Send a reply (undefined: the call is declined, the shim runs the standalone binary) and close the connection once it is out. */
   private answer(s: Socket<Conn>, reply: CniReply | undefined): void {
     const c = s.data;
     if (c.answered) return;
     c.answered = true;
     if (c.closed) return; // the shim is gone: nobody to tell
-    c.pending = reply ? encodeReply(reply) : encodeVersionMismatch();
+    c.pending = reply ? encodeReply(reply) : encodeDecline();
     this.flush(s);
   }
 

@@ -6,10 +6,14 @@
  *
  * The 12-byte envelope never changes between versions, so either side can read a whole frame of
  * another version and say so: the daemon answers a request of another version with an empty reply
- * frame carrying its own version, and the shim then runs the standalone binary.
+ * frame carrying its own version, and the shim then runs the standalone binary. An empty reply of
+ * the shim's own version is the daemon declining the call for another reason (the shim runs in
+ * another network namespace than the daemon: it is not this node's runtime); the shim then runs
+ * the standalone binary too.
  *
  * Request body (version 1): the plugin type, NUL; each forwarded environment entry `K=V`, NUL;
- * an empty entry (a lone NUL) ending the environment; the stdin bytes up to the end.
+ * an empty entry (a lone NUL) ending the environment; the stdin bytes up to the end. The shim adds
+ * `CNIKIT_SHIM_NETNS=<inode of its network namespace>` to the environment entries.
  * Reply body (version 1): the exit code (u32, big-endian), then the stdout bytes.
  *
  * `shim/cnikit-shim.c` implements the other side; keep them in step.
@@ -29,6 +33,9 @@ export const MAX_ENV = 64 << 10;
 export const MAX_REQUEST_BODY = MAX_STDIN + MAX_ENV;
 /** The socket path when none is configured. */
 export const DEFAULT_SOCKET = "/run/cnikit/cni.sock";
+
+/** The entry naming the shim's network namespace (its inode), which the daemon compares with its own. */
+export const SHIM_NETNS_ENV = "CNIKIT_SHIM_NETNS";
 
 /** Which environment variables a request carries: the spec's and cnikit's own. */
 export function isForwardedEnv(name: string): boolean {
@@ -120,19 +127,22 @@ export function encodeReply(reply: CniReply): Uint8Array {
   return frame(PROTOCOL_VERSION, body);
 }
 
-/** The reply to a request of another protocol version: empty, with this side's version. */
-export function encodeVersionMismatch(): Uint8Array {
+/**
+ * The daemon declining a call (another protocol version, another network namespace): an empty
+ * reply with this side's version; the shim runs the standalone binary.
+ */
+export function encodeDecline(): Uint8Array {
   return frame(PROTOCOL_VERSION, new Uint8Array(0));
 }
 
 /**
- * Parse a whole reply frame to a request of version `sent`; a reply of another version is the
- * daemon saying it speaks that one (then there is no reply).
+ * Parse a whole reply frame to a request of version `sent`; a reply of another version (the daemon
+ * speaks that one) or an empty one (the daemon declines) carries no reply.
  */
 export function decodeReply(b: Uint8Array, sent = PROTOCOL_VERSION): { version: number; reply?: CniReply } {
   const h = decodeHeader(b);
   if (b.length !== HEADER_SIZE + h.length) throw new Error(`reply: want ${HEADER_SIZE + h.length} bytes, have ${b.length}`);
-  if (h.version !== sent || h.version !== PROTOCOL_VERSION) return { version: h.version };
+  if (h.version !== sent || h.version !== PROTOCOL_VERSION || h.length === 0) return { version: h.version };
   if (h.length < 4) throw new Error("reply: body shorter than its exit code");
   const body = b.subarray(HEADER_SIZE);
   const exitCode = new DataView(body.buffer, body.byteOffset, 4).getUint32(0);

@@ -185,6 +185,25 @@ describe("node daemon and shim", () => {
     }
   }, 60_000);
 
+  test("a shim in another network namespace (another host): the daemon declines, the standalone binary runs there", async () => {
+    const host = ns.add("H");
+    const pod = ns.add("Hp");
+    const before = Number(/cnikit_cni_requests_declined_total (\d+)/.exec(await (await http("/metrics")).text())?.[1]);
+    const inHost = async (command: string) => {
+      const p = Bun.spawn(["nsenter", `--net=${host}`, join(bin, "bridge")], { env: cniEnv(command, "pod-h", pod), stdin: new TextEncoder().encode(JSON.stringify(conf("h", "10.92.0.0/24"))), stdout: "pipe" });
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      return { out, code };
+    };
+    const r = await inHost("ADD");
+    expect(r.code).toBe(0);
+    expect(run(["ip", "link", "show", `${prefix}h`]).code).not.toBe(0); // not in the daemon's namespace
+    expect(run(["ip", "-n", `${prefix}H`, "link", "show", `${prefix}h`]).code).toBe(0);
+    expect(ping(pod, "10.92.0.1")).toBe(true);
+    expect((await inHost("DEL")).code).toBe(0);
+    const after = Number(/cnikit_cni_requests_declined_total (\d+)/.exec(await (await http("/metrics")).text())?.[1]);
+    expect(after - before).toBe(2);
+  }, 60_000);
+
   test("the daemon restarted between ADD and DEL: CHECK and DEL work; nothing is left", async () => {
     const sock = join(tmp.path, "restart", "cni.sock");
     const d1 = await startDaemon(sock);

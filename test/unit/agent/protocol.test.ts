@@ -5,7 +5,7 @@ import {
   decodeRequestBody,
   encodeReply,
   encodeRequest,
-  encodeVersionMismatch,
+  encodeDecline,
   FrameReader,
   HEADER_SIZE,
   MAX_REQUEST_BODY,
@@ -56,8 +56,9 @@ describe("frames", () => {
     expect(r.version).toBe(PROTOCOL_VERSION);
     expect(r.reply!.exitCode).toBe(1);
     expect(new TextDecoder().decode(r.reply!.stdout)).toBe("{}\n");
-    expect(encodeVersionMismatch().length).toBe(HEADER_SIZE);
-    expect(decodeHeader(encodeVersionMismatch())).toEqual({ version: PROTOCOL_VERSION, length: 0 });
+    expect(encodeDecline().length).toBe(HEADER_SIZE);
+    expect(decodeHeader(encodeDecline())).toEqual({ version: PROTOCOL_VERSION, length: 0 });
+    expect(decodeReply(encodeDecline())).toEqual({ version: PROTOCOL_VERSION });
   });
 
   test("a frame of another version is read whole (the envelope never changes)", () => {

@@ -110,7 +110,8 @@ describe("cnikit-shim", () => {
       expect([...r.out]).toEqual([123, 0, 255, 10]);
       const req = d.seen[0]!;
       expect(req.type).toBe("ptp");
-      expect(req.env).toEqual({ CNIKIT_SOCKET: d.path, ...cni("ADD", "abc"), CNIKIT_DEBUG: "1", CNI_ARGS: "A=b=c" });
+      const netns = String(statSync("/proc/self/ns/net").ino); // the shim names its network namespace
+      expect(req.env).toEqual({ CNIKIT_SOCKET: d.path, ...cni("ADD", "abc"), CNIKIT_DEBUG: "1", CNI_ARGS: "A=b=c", CNIKIT_SHIM_NETNS: netns });
       expect(new TextDecoder().decode(req.stdin)).toBe("stdin-bytes\u00e9");
     } finally {
       d.stop();
