@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, build, type check, unit tests, integration tests (each file in a
-# private network namespace of its own). JUnit reports go to .test-out/; the last line printed is
-# "N passed, N failed" (after a line counting skipped tests, if any).
+# private network namespace of its own), then the integration tests that call plugins a second
+# time through cnikit-shim and a running daemon (test/support/via-daemon.ts). JUnit reports go to
+# .test-out/; the last line printed is "N passed, N failed" (after a line counting skipped tests,
+# if any).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -11,7 +13,7 @@ export CNIKIT_HOST_NETNS_INO=$(stat -L -c %i /proc/self/ns/net)
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 # state paths of the machine that no test may create (plugins default to them)
-GUARDED=(/var/lib/cni /run/cni /run/flannel /etc/cni/net.d/10-cnikit.conflist)
+GUARDED=(/var/lib/cni /run/cni /run/flannel /run/cnikit /etc/cni/net.d/10-cnikit.conflist)
 before=()
 for p in "${GUARDED[@]}"; do [ -e "$p" ] && before+=("$p"); done
 
@@ -27,17 +29,36 @@ $BUN test test/unit --reporter=junit --reporter-outfile="$OUT/unit.xml" >&2
 unit_rc=$?
 [ $unit_rc = 0 ] || echo "test/unit exited $unit_rc" > "$OUT/exit-unit"
 
+# every test file gets a daemon socket path of its own (CNIKIT_SOCKET, read by cnikit-shim and by
+# `cnikit agent`), so no shim or agent of a test ever uses the machine's /run/cnikit/cni.sock
+SOCKS=$(mktemp -d /tmp/cnikit-ckd-socks-XXXXXX)
+trap 'rm -rf "$SOCKS"' EXIT
+
+# Files left out of the second run: they call the library in-process (net, nft, lease-store,
+# backend), manage daemons of their own (daemon), or run no cnikit plugin through a bin dir of
+# shims (demo, reference-plugins, example-plugin, etcd-access).
+VIA_DAEMON_SKIP='^test/integration/(net|nft|daemon)/|multinode/(lease-store|backend|etcd-access)\.test|runtime/(demo|reference-plugins|example-plugin)\.test'
+
+# run_int VIA FILE: one test file in a private network namespace; VIA "daemon" = second run
+run_int() {
+  local via=$1 f=$2 name tag
+  name=$(echo "$f" | tr '/.' '__')
+  tag=int-$name
+  local -a pre=()
+  if [ "$via" = daemon ]; then tag=int-daemon-$name; pre=(--preload ./test/support/via-daemon.ts); fi
+  # one private network namespace per test file: nothing touches the machine's own namespace
+  if ! CNIKIT_TEST_VIA=$via CNIKIT_SOCKET="$SOCKS/$tag/cni.sock" unshare -n "$BUN" test "${pre[@]}" "$f" --timeout 120000 --reporter=junit --reporter-outfile="$OUT/$tag.xml" >&2; then
+    int_rc=1
+    echo "$f failed ($via)" > "$OUT/exit-$tag"
+  fi
+}
+
 echo "== integration tests" >&2
 int_rc=0
 if [ -d test/integration ]; then
-  # one private network namespace per test file: nothing touches the machine's own namespace
-  while IFS= read -r f; do
-    name=$(echo "$f" | tr '/.' '__')
-    if ! unshare -n "$BUN" test "$f" --timeout 120000 --reporter=junit --reporter-outfile="$OUT/int-$name.xml" >&2; then
-      int_rc=1
-      echo "$f failed" > "$OUT/exit-int-$name"
-    fi
-  done < <(find test/integration -name '*.test.ts' | sort)
+  while IFS= read -r f; do run_int standalone "$f"; done < <(find test/integration -name '*.test.ts' | sort)
+  echo "== integration tests again, every plugin through cnikit-shim and a running daemon" >&2
+  while IFS= read -r f; do run_int daemon "$f"; done < <(find test/integration -name '*.test.ts' | sort | grep -Ev "$VIA_DAEMON_SKIP")
 fi
 
 for p in "${GUARDED[@]}"; do

@@ -171,6 +171,11 @@ export class Cluster {
     return node;
   }
 
+  /** The node's CNI socket (its agent serves it; never the machine's /run/cnikit). */
+  cniSocket(n: Node): string {
+    return join(this.o.dir, n.name, "run", "cni.sock");
+  }
+
   /** Start `cnikit agent` in a node (it runs until `stopAgent`). */
   startAgent(n: Node, prefix: string, extra: string[] = []): void {
     if (this.destroyed) throw new Error("cluster already destroyed");
@@ -179,7 +184,7 @@ export class Cluster {
       ["nsenter", `--net=${n.ns}`, CNIKIT, "agent", "--etcd-endpoints", this.etcdURL, "--etcd-prefix", prefix, "--iface", n.dev,
         "--subnet-file", n.subnetFile, "--device-prefix", this.o.prefix, "--ip-masq",
         // each node's daemon serves CNI on a socket of its own, never the machine's /run/cnikit
-        "--cni-socket", join(this.o.dir, n.name, "run", "cni.sock"), ...extra],
+        "--cni-socket", this.cniSocket(n), ...extra],
       { stdout: "ignore", stderr: Bun.file(log) },
     );
     n.agent = { pid: proc.pid, proc, log };
@@ -216,7 +221,11 @@ export class Cluster {
   /** Run `cnikit` in a node with its network config. */
   cnikit(n: Node, args: string[]): Ran {
     return run(["nsenter", `--net=${n.ns}`, CNIKIT, ...args], {
-      env: { ...process.env, NETCONFPATH: n.confDir, CNI_PATH: this.bin, CNI_CACHE_DIR: join(this.o.dir, n.name, "cache") },
+      env: {
+        ...process.env, NETCONFPATH: n.confDir, CNI_PATH: this.bin, CNI_CACHE_DIR: join(this.o.dir, n.name, "cache"),
+        // the suite's second run: a node's plugins go through its own agent (shim + daemon)
+        ...(process.env.CNIKIT_TEST_VIA === "daemon" ? { CNIKIT_SOCKET: this.cniSocket(n) } : {}),
+      },
     });
   }
 
