@@ -23,11 +23,15 @@ export function assertPrivate(): void {
   }
 }
 
-/** A CNI_PATH directory holding cnikit's plugins (installed from dist/cnikit) and one for the reference. */
-export function pluginDirs(): { cnikit: string; reference: string; remove: () => void } {
+/**
+ * A CNI_PATH directory holding cnikit's plugins (installed from dist/cnikit) and one for the
+ * reference. cnikit's types link to the binary (standalone runs) unless `shim` is set (then to
+ * cnikit-shim, which reaches the daemon at $CNIKIT_SOCKET or falls back to the binary).
+ */
+export function pluginDirs(opts: { shim?: boolean } = {}): { cnikit: string; reference: string; remove: () => void } {
   const base = mkdtempSync(join(tmpdir(), "cnikit-bench-"));
   const cnikit = join(base, "cnikit");
-  const r = Bun.spawnSync([join(ROOT, "dist/cnikit"), "install", "--bin-dir", cnikit]);
+  const r = Bun.spawnSync([join(ROOT, "dist/cnikit"), "install", "--bin-dir", cnikit, ...(opts.shim ? [] : ["--no-shim"])]);
   if (r.exitCode !== 0) throw new Error(`install failed: ${r.stderr}`);
   const reference = join(base, "reference");
   mkdirSync(reference);

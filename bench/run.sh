@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-[ -x dist/cnikit ] && [ -z "$(find src package.json -newer dist/cnikit -print -quit)" ] || node_modules/.bin/bun run build >&2
+[ -x dist/cnikit ] && [ -x dist/cnikit-shim ] && [ -z "$(find src shim package.json -newer dist/cnikit -print -quit)" ] || node_modules/.bin/bun run build >&2
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=($(ls bench/*.bench.ts | xargs -n1 basename | sed 's/\.bench\.ts$//'))
 # every benchmark runs even when an earlier one misses its target; the exit status says whether any did
