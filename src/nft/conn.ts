@@ -23,11 +23,17 @@ import {
 import { encodeBatch } from "./batch.ts";
 import type { NftClient } from "./client.ts";
 import {
+  type ChainInfo,
+  decodeChain,
   decodeElements,
+  decodeRule,
   decodeTable,
   type ElementInfo,
+  getChainBody,
   getElementsBody,
+  getRulesBody,
   getTableBody,
+  type RuleInfo,
   type TableInfo,
 } from "./list.ts";
 import type { Family } from "./objects.ts";
@@ -95,6 +101,29 @@ export class NftConn implements NftClient {
       return m ? decodeTable(m.body) : undefined;
     } catch (e) {
       if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** The chain, or undefined when it (or its table) does not exist. */
+  getChain(family: Family, table: string, name: string): ChainInfo | undefined {
+    try {
+      const [m] = this.request(NftMsg.GETCHAIN, getChainBody(family, table, name));
+      return m ? decodeChain(m.body) : undefined;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** The rules of a chain in order (a GETRULE dump); empty when the chain does not exist. */
+  listRules(family: Family, table: string, chain: string): RuleInfo[] {
+    try {
+      return this.dump(NftMsg.GETRULE, getRulesBody(family, table, chain))
+        .filter((m) => m.type === nftMsgType(NftMsg.NEWRULE))
+        .map((m) => decodeRule(m.body));
+    } catch (e) {
+      if (isNotFound(e)) return [];
       throw e;
     }
   }

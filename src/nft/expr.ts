@@ -42,6 +42,12 @@ export interface MetaExpr {
   readonly key: keyof typeof META_KEY;
   readonly dreg: number;
 }
+/** Set packet metadata (`meta mark set ...`) from the register `sreg`. */
+export interface MetaSetExpr {
+  readonly kind: "metaSet";
+  readonly key: keyof typeof META_KEY;
+  readonly sreg: number;
+}
 /** Compare the register `sreg` with `data`. */
 export interface CmpExpr {
   readonly kind: "cmp";
@@ -111,6 +117,7 @@ export interface BitwiseExpr {
 export type Expr =
   | PayloadExpr
   | MetaExpr
+  | MetaSetExpr
   | CmpExpr
   | LookupExpr
   | ImmediateExpr
@@ -128,6 +135,8 @@ function body(e: Expr): [string, AttrLike[]] {
       return ["payload", [be32(1, e.dreg), be32(2, PAYLOAD_BASE[e.base]), be32(3, e.offset), be32(4, e.len)]];
     case "meta":
       return ["meta", [be32(1, e.dreg), be32(2, META_KEY[e.key])]];
+    case "metaSet":
+      return ["meta", [be32(2, META_KEY[e.key]), be32(3, e.sreg)]];
     case "cmp":
       return ["cmp", [be32(1, e.sreg), be32(2, CMP_OP[e.op]), dataValue(3, e.data)]];
     case "lookup":
