@@ -7,9 +7,11 @@
  *   4. `ingressPolicy: "same-bridge"`: traffic from one same-bridge network's bridge to another's
  *      is dropped (the reference's CNI-ISOLATION stages), per bridge pair;
  *   5. pod traffic is accepted (the reference's CNI-FORWARD accepts).
- * Note on 5: in nftables an accept ends only this table's verdict; a drop in another table (an
- * iptables-nft FORWARD DROP policy, say) still applies. The per-attachment record
- * `<dataDir>/<network>/<cid>_<ifname>.json` lets DEL and GC find the elements.
+ * Note on 5: in nftables an accept ends only this table's verdict; a drop in another table still
+ * applies. Where iptables' FORWARD chain drops (Docker, kube-proxy hosts),
+ * common/firewall-iptables.ts adds one marking chain and one iptables accept per family, removed
+ * with the last pod. The per-attachment record `<dataDir>/<network>/<cid>_<ifname>.json` lets DEL
+ * and GC find the elements.
  */
 
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
@@ -25,6 +27,7 @@ import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import type { NetConf } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
+import { checkForwardAccept, ensureForwardAccept, releaseForwardAccept } from "../common/firewall-iptables.ts";
 
 /** The table cnikit's firewall lives in, and its default record directory. */
 export const FIREWALL_TABLE = "cnikit_firewall";
@@ -64,6 +67,7 @@ export function parseFirewallConf(conf: NetConf): FirewallConf {
 const v6 = (ip: string) => ip.includes(":");
 const addrOf = (cidr: string) => cidr.split("/")[0]!;
 const enc = (ip: string) => (v6(ip) ? ipv6(ip) : ipv4(ip));
+const familiesOf = (ips: string[]) => [...new Set(ips.map((ip) => (v6(ip) ? 6 : 4) as 4 | 6))];
 
 function family(v: 4 | 6): Expr[] {
   return [
@@ -196,8 +200,15 @@ async function add(args: CmdArgs): Promise<Result> {
     conn.apply(tx);
     makeDir(recordDir(conf, args.config.name ?? ""), { recursive: true, mode: 0o700 });
     writeText(recordFile(conf, args), JSON.stringify(rec), { mode: 0o600 });
+    ensureForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir, families: familiesOf(ips) });
   } catch (e) {
     remove(conn, rec);
+    removeFile(recordFile(conf, args));
+    try {
+      releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
+    } catch {
+      // the ADD's own error is the one to report
+    }
     throw e;
   } finally {
     conn.close();
@@ -220,7 +231,10 @@ async function del(args: CmdArgs): Promise<void> {
   if (rec) {
     const conn = NftConn.open();
     try {
-      if (conn.getTable("inet", FIREWALL_TABLE)) remove(conn, rec);
+      if (conn.getTable("inet", FIREWALL_TABLE)) {
+        remove(conn, rec);
+        releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
+      }
     } finally {
       conn.close();
     }
@@ -241,6 +255,7 @@ async function check(args: CmdArgs): Promise<void> {
       if (!has(`pods${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not accepted in forwarding`);
       if (conf.ingressPolicy === "isolated" && !has(`isolated${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not isolated`);
     }
+    checkForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir, families: familiesOf(ips) });
   } finally {
     conn.close();
   }
@@ -266,6 +281,7 @@ async function gc(args: CmdArgs): Promise<void> {
       if (rec && hasTable) remove(conn, rec);
       removeFile(join(dir, n));
     }
+    if (hasTable) releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
   } finally {
     conn.close();
   }
