@@ -133,21 +133,34 @@ function pingSoon(netns: string, ip: string): boolean {
 const links = (type: string): string[] => JSON.parse(must(["ip", "-j", "link", "show", "type", type]) || "[]").map((l: { ifname: string }) => l.ifname);
 const files = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String) : []);
 
+/**
+ * The plugin types in the temporary bin dir: links to dist/cnikit; in the suite's second run
+ * (CNIKIT_TEST_VIA=daemon) `cnikit install`'s links to cnikit-shim, so that calls go through the
+ * daemon the run started in this namespace.
+ */
+function installPlugins(types: string[]): void {
+  if (process.env.CNIKIT_TEST_VIA === "daemon") {
+    must([CNIKIT, "install", "--bin-dir", bin]);
+    return;
+  }
+  for (const t of types) symlinkSync(CNIKIT, join(bin, t));
+}
+
 beforeAll(() => {
   must(["ip", "link", "set", "lo", "up"]);
   for (const d of [bin, confDir, varLib]) mkdirSync(d, { recursive: true });
   // the harness, built once per run in GOPATH mode against Debian's go-cni and libcni
   const b = run(["go", "build", "-o", harness, HARNESS_SRC], {
-    env: { PATH: process.env.PATH, HOME: T, GOPATH, GO111MODULE: "off", GOCACHE: join(T, "go-cache"), GOFLAGS: "", CGO_ENABLED: "0" },
+    env: { PATH: process.env.PATH, HOME: T, GOPATH, GO111MODULE: "off", GOCACHE: join(T, "go-cache"), GOFLAGS: "" },
   });
   if (b.code !== 0) buildError = `go build failed (${b.code}):\n${b.stdout}${b.stderr}`;
-  for (const t of TYPES) symlinkSync(CNIKIT, join(bin, t));
+  installPlugins(TYPES);
   writeFileSync(join(confDir, "10-containerd-net.conflist"), JSON.stringify(conflist, null, 2));
   must(["ip", "addr", "add", `${NODE_IP}/32`, "dev", "lo"]);
   // containerd runs on a node that forwards (kubelet requires it); inside this netns only
   must(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   must(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-});
+}, 120_000); // the Go build may take a while on a busy machine
 
 afterAll(() => {
   for (const s of servers) s.stop();
