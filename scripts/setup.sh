@@ -27,6 +27,10 @@ declare -A NEED=(
   [iperf3]=iperf3
   [go]=golang-go
   [gcc]=gcc
+  # cnikit graph renders with graphviz; promtool checks /metrics; chromium loads the status page
+  [dot]=graphviz
+  [promtool]=prometheus
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

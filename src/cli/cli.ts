@@ -3,7 +3,10 @@
 import { agentCommand } from "./agent.ts";
 import { demoCommand, echoServer } from "./demo.ts";
 import { installCommand } from "./install.ts";
+import { graphCommand } from "./graph.ts";
 import { networkCommand } from "./network.ts";
+import { nodesCommand } from "./nodes.ts";
+import { statusCommand } from "./status.ts";
 import { versionCommand } from "./version.ts";
 
 /** Top-level usage text. */
@@ -26,6 +29,11 @@ Set-up:
 Multi-node:
   agent                   lease this node's subnet in etcd and route to the other nodes
 
+Seeing the network:
+  status                  this node's attachments and the daemon's state (--json)
+  nodes                   the cluster's nodes from etcd (--json)
+  graph --svg FILE        a picture of nodes, bridges, pods and the links between nodes
+
 Every command takes --help.
 `;
 
@@ -36,7 +44,10 @@ const COMMANDS: Record<string, Command> = {
   check: (a) => networkCommand("check", a),
   del: (a) => networkCommand("del", a),
   gc: (a) => networkCommand("gc", a),
-  status: (a) => networkCommand("status", a),
+  // with NET: cnitool's STATUS; without: this node's attachments
+  status: (a) => statusCommand(a),
+  nodes: (a) => nodesCommand(a),
+  graph: (a) => graphCommand(a),
   version: (a) => versionCommand(a),
   install: (a) => installCommand(a),
   demo: (a) => demoCommand(a),

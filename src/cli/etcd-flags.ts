@@ -1,0 +1,29 @@
+/** The etcd flags `cnikit nodes` and `cnikit graph` share with `cnikit agent`. */
+
+import type { EtcdOptions } from "../agent/store.ts";
+import { flagString, type ParsedArgs } from "./args.ts";
+
+/** Usage lines of the etcd flags. */
+export const ETCD_FLAGS_USAGE = `  --etcd-endpoints URLS   comma-separated (default $CNIKIT_ETCD_ENDPOINTS)
+  --etcd-cafile FILE      TLS: CA certificate        --etcd-certfile FILE  client certificate
+  --etcd-keyfile FILE     TLS: client key            --etcd-username USER / --etcd-password PASS
+  --etcd-prefix PREFIX    key prefix (default /coreos.com/network)
+  --public-ip IP          this node's public address, to mark it (default: this machine's addresses)
+`;
+
+/** The etcd options and prefix the flags give; undefined without endpoints. */
+export function etcdFromFlags(p: ParsedArgs, env = process.env): { options: EtcdOptions; prefix: string; publicIP?: string } | undefined {
+  const opt = (k: string) => flagString(p, k);
+  const endpoints = (opt("etcd-endpoints") ?? env.CNIKIT_ETCD_ENDPOINTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (endpoints.length === 0) return undefined;
+  const options: EtcdOptions = {
+    endpoints,
+    timeoutMs: 3000,
+    ...(opt("etcd-cafile") ? { caFile: opt("etcd-cafile")! } : {}),
+    ...(opt("etcd-certfile") ? { certFile: opt("etcd-certfile")! } : {}),
+    ...(opt("etcd-keyfile") ? { keyFile: opt("etcd-keyfile")! } : {}),
+    ...(opt("etcd-username") ? { username: opt("etcd-username")!, password: opt("etcd-password") ?? "" } : {}),
+  };
+  const publicIP = opt("public-ip");
+  return { options, prefix: opt("etcd-prefix") ?? "/coreos.com/network", ...(publicIP ? { publicIP } : {}) };
+}
