@@ -51,6 +51,7 @@ import { Transaction } from "../../nft/transaction.ts";
 import { mark } from "../../nft/value.ts";
 import { decodeVerdict, verdict } from "../../nft/verdict.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
+import { CT_ESTABLISHED_RELATED, ctHasAny, IPS_DST_NAT, nfprotoIs } from "./nft-match.ts";
 
 /** The packet mark bit that lets pod traffic through iptables' FORWARD chain. */
 export const FORWARD_MARK = 0x1000;
@@ -90,8 +91,6 @@ export interface ForwardAcceptOptions {
   exec?: Exec;
 }
 
-const IPS_DST_NAT = 0x20;
-const CT_ESTABLISHED_RELATED = 2 | 4;
 const NF_INET_FORWARD = 2;
 const NFTA_IMMEDIATE_DATA = 2;
 const NFTA_DATA_VERDICT = 2;
@@ -198,13 +197,6 @@ export function droppingForwardChains(conn: NftConn, exec: Exec = runSync, famil
   return out;
 }
 
-function nfproto(v: 4 | 6): Expr[] {
-  return [
-    { kind: "meta", key: "nfproto", dreg: 1 },
-    { kind: "cmp", op: "eq", sreg: 1, data: Uint8Array.of(v === 4 ? 2 : 10) },
-  ];
-}
-
 /** `meta mark set meta mark & ~bit | (set ? bit : 0)` through register 1. */
 function markBit(set: boolean): Expr[] {
   return [
@@ -219,11 +211,6 @@ export function markChainTransaction(table: string): Transaction {
   const tx = new Transaction({ family: "inet", table });
   tx.create({ kind: "chain", name: MARK_CHAIN, type: "filter", hook: "forward", priority: MARK_CHAIN_PRIORITY });
   tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: markBit(false) });
-  const ctBits = (bits: number, key: "state" | "status"): Expr[] => [
-    { kind: "ct", key, dreg: 1 },
-    { kind: "bitwise", sreg: 1, dreg: 1, len: 4, mask: mark(bits), xor: mark(0) },
-    { kind: "cmp", op: "neq", sreg: 1, data: mark(0) },
-  ];
   for (const v of [4, 6] as const) {
     const len = v === 4 ? 4 : 16;
     const [saddr, daddr] = v === 4 ? [12, 16] : [8, 24];
@@ -232,9 +219,9 @@ export function markChainTransaction(table: string): Transaction {
       { kind: "lookup", set: `pods${v}`, sreg: 1 },
     ];
     const pass: Expr[] = [...markBit(true), { kind: "immediate", verdict: verdict.accept }];
-    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfproto(v), ...pod(saddr), ...pass] });
-    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfproto(v), ...ctBits(CT_ESTABLISHED_RELATED, "state"), ...pod(daddr), ...pass] });
-    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfproto(v), ...ctBits(IPS_DST_NAT, "status"), ...pod(daddr), ...pass] });
+    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(v), ...pod(saddr), ...pass] });
+    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(v), ...ctHasAny("state", CT_ESTABLISHED_RELATED), ...pod(daddr), ...pass] });
+    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(v), ...ctHasAny("status", IPS_DST_NAT), ...pod(daddr), ...pass] });
   }
   return tx;
 }

@@ -18,22 +18,20 @@ import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/fil
 import { joinPath as join } from "../../sys/path.ts";
 import { isExists, isNotFound } from "../../netlink/error.ts";
 import { NftConn } from "../../nft/conn.ts";
-import type { Expr } from "../../nft/expr.ts";
 import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
-import { ifname, ipv4, ipv6, mark } from "../../nft/value.ts";
+import { ifname, ipv4, ipv6 } from "../../nft/value.ts";
 import { verdict } from "../../nft/verdict.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import type { NetConf } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { checkForwardAccept, ensureForwardAccept, releaseForwardAccept } from "../common/firewall-iptables.ts";
+import { CT_ESTABLISHED_RELATED, ctHasAny, IPS_DST_NAT, nfprotoIs } from "../common/nft-match.ts";
 
 /** The table cnikit's firewall lives in, and its default record directory. */
 export const FIREWALL_TABLE = "cnikit_firewall";
 export const DEFAULT_DATA_DIR = "/var/lib/cni/cnikit-firewall";
-const IPS_DST_NAT = 0x20;
-const CT_ESTABLISHED_RELATED = 2 | 4;
 
 /** The firewall's settings. */
 export interface FirewallConf {
@@ -69,13 +67,6 @@ const addrOf = (cidr: string) => cidr.split("/")[0]!;
 const enc = (ip: string) => (v6(ip) ? ipv6(ip) : ipv4(ip));
 const familiesOf = (ips: string[]) => [...new Set(ips.map((ip) => (v6(ip) ? 6 : 4) as 4 | 6))];
 
-function family(v: 4 | 6): Expr[] {
-  return [
-    { kind: "meta", key: "nfproto", dreg: 1 },
-    { kind: "cmp", op: "eq", sreg: 1, data: Uint8Array.of(v === 4 ? 2 : 10) },
-  ];
-}
-
 function setup(): Transaction {
   const tx = new Transaction({ family: "inet", table: FIREWALL_TABLE });
   tx.create({ kind: "table" });
@@ -86,19 +77,14 @@ function setup(): Transaction {
   }
   tx.add({ kind: "set", name: "crossbridge", key: ["ifname", "ifname"] });
   tx.add({ kind: "set", name: "samebridges", key: "ifname" });
-  const ctBits = (bits: number, key: "state" | "status"): Expr[] => [
-    { kind: "ct", key, dreg: 1 },
-    { kind: "bitwise", sreg: 1, dreg: 1, len: 4, mask: mark(bits), xor: mark(0) },
-    { kind: "cmp", op: "neq", sreg: 1, data: mark(0) },
-  ];
-  tx.add({ kind: "rule", chain: "forward", exprs: [...ctBits(CT_ESTABLISHED_RELATED, "state"), { kind: "immediate", verdict: verdict.accept }] });
-  tx.add({ kind: "rule", chain: "forward", exprs: [...ctBits(IPS_DST_NAT, "status"), { kind: "immediate", verdict: verdict.accept }] });
+  tx.add({ kind: "rule", chain: "forward", exprs: [...ctHasAny("state", CT_ESTABLISHED_RELATED), { kind: "immediate", verdict: verdict.accept }] });
+  tx.add({ kind: "rule", chain: "forward", exprs: [...ctHasAny("status", IPS_DST_NAT), { kind: "immediate", verdict: verdict.accept }] });
   for (const v of [4, 6] as const) {
     const len = v === 4 ? 4 : 16;
     const daddr = v === 4 ? 16 : 24;
     tx.add({
       kind: "rule", chain: "forward",
-      exprs: [...family(v), { kind: "payload", base: "network", offset: daddr, len, dreg: 1 }, { kind: "lookup", set: `isolated${v}`, sreg: 1 }, { kind: "counter" }, { kind: "immediate", verdict: verdict.drop }],
+      exprs: [...nfprotoIs(v), { kind: "payload", base: "network", offset: daddr, len, dreg: 1 }, { kind: "lookup", set: `isolated${v}`, sreg: 1 }, { kind: "counter" }, { kind: "immediate", verdict: verdict.drop }],
     });
   }
   const [a, b] = concatRegs(reg32(0), [16, 16]);
@@ -117,7 +103,7 @@ function setup(): Transaction {
     for (const off of v === 4 ? [12, 16] : [8, 24]) {
       tx.add({
         kind: "rule", chain: "forward",
-        exprs: [...family(v), { kind: "payload", base: "network", offset: off, len, dreg: 1 }, { kind: "lookup", set: `pods${v}`, sreg: 1 }, { kind: "immediate", verdict: verdict.accept }],
+        exprs: [...nfprotoIs(v), { kind: "payload", base: "network", offset: off, len, dreg: 1 }, { kind: "lookup", set: `pods${v}`, sreg: 1 }, { kind: "immediate", verdict: verdict.accept }],
       });
     }
   }

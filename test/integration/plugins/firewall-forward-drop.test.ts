@@ -11,9 +11,10 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { installPlugins } from "../../support/plugin-bin.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
 
 assertPrivateNetns();
@@ -103,25 +104,13 @@ const policy = (backend: "nft" | "legacy", p: "ACCEPT" | "DROP") => {
   for (const t of ["iptables", "ip6tables"]) must([`${t}-${backend}`, "-w", "-P", "FORWARD", p]);
 };
 
-/**
- * The plugin types in the temporary bin dir: links to dist/cnikit; in the suite's second run
- * (CNIKIT_TEST_VIA=daemon) `cnikit install`'s links to cnikit-shim, so that calls go through the
- * daemon the run started in this namespace.
- */
-function installPlugins(types: string[]): void {
-  if (process.env.CNIKIT_TEST_VIA === "daemon") {
-    must([CNIKIT, "install", "--bin-dir", bin]);
-    return;
-  }
-  for (const t of types) symlinkSync(CNIKIT, join(bin, t));
-}
 
 beforeAll(() => {
   must(["ip", "link", "set", "lo", "up"]);
   must(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   must(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
   for (const d of [bin, confDir]) mkdirSync(d, { recursive: true });
-  installPlugins(["bridge", "host-local", "portmap", "firewall"]);
+  installPlugins(CNIKIT, bin, ["bridge", "host-local", "portmap", "firewall"]);
   writeNetwork(1);
   writeNetwork(2);
   // the outside: a namespace behind a veth, routing the pods' networks back through the node

@@ -18,9 +18,10 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { installPlugins } from "../../support/plugin-bin.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
 
 assertPrivateNetns();
@@ -133,18 +134,6 @@ function pingSoon(netns: string, ip: string): boolean {
 const links = (type: string): string[] => JSON.parse(must(["ip", "-j", "link", "show", "type", type]) || "[]").map((l: { ifname: string }) => l.ifname);
 const files = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String) : []);
 
-/**
- * The plugin types in the temporary bin dir: links to dist/cnikit; in the suite's second run
- * (CNIKIT_TEST_VIA=daemon) `cnikit install`'s links to cnikit-shim, so that calls go through the
- * daemon the run started in this namespace.
- */
-function installPlugins(types: string[]): void {
-  if (process.env.CNIKIT_TEST_VIA === "daemon") {
-    must([CNIKIT, "install", "--bin-dir", bin]);
-    return;
-  }
-  for (const t of types) symlinkSync(CNIKIT, join(bin, t));
-}
 
 beforeAll(() => {
   must(["ip", "link", "set", "lo", "up"]);
@@ -154,7 +143,7 @@ beforeAll(() => {
     env: { PATH: process.env.PATH, HOME: T, GOPATH, GO111MODULE: "off", GOCACHE: join(T, "go-cache"), GOFLAGS: "" },
   });
   if (b.code !== 0) buildError = `go build failed (${b.code}):\n${b.stdout}${b.stderr}`;
-  installPlugins(TYPES);
+  installPlugins(CNIKIT, bin, TYPES);
   writeFileSync(join(confDir, "10-containerd-net.conflist"), JSON.stringify(conflist, null, 2));
   must(["ip", "addr", "add", `${NODE_IP}/32`, "dev", "lo"]);
   // containerd runs on a node that forwards (kubelet requires it); inside this netns only
