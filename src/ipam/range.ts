@@ -4,16 +4,26 @@
  * grouped in range sets (one address is taken from each set).
  */
 
+import { list, object, str } from "../spec/decode.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type IPBytes, type IPNet } from "../spec/ip.ts";
 
 /** A range as written in a config. */
 export interface RangeConf {
-  subnet: string;
+  subnet?: string;
   rangeStart?: string;
   rangeEnd?: string;
   gateway?: string;
 }
+
+/**
+ * A range as the reference decodes it (host-local's `Range`; go-cni sends `Subnet`, `RangeStart`,
+ * ...): strings, checked by `parseRange`.
+ */
+export const rangeCodec = object({ rangeStart: str, rangeEnd: str, subnet: str, gateway: str });
+
+/** A range set (`[]Range`): what `ranges` and the `ipRanges` capability list. */
+export const rangeSetCodec = list(rangeCodec);
 
 /** A checked range with every default filled in. */
 export interface Range {
@@ -64,6 +74,7 @@ function lastOf(subnet: IPNet): IPBytes {
 /** Check a range and fill in its defaults, with host-local's errors. */
 export function parseRange(conf: RangeConf): Range {
   if (typeof conf !== "object" || conf === null) throw bad("invalid range: not an object");
+  if (conf.subnet === undefined || conf.subnet === "") throw bad("invalid range: no subnet");
   const net = parseCIDR(conf.subnet);
   if (!net) throw bad(`invalid range: subnet ${JSON.stringify(conf.subnet)} is not an address/prefix`);
   const bits = net.ip.length * 8;

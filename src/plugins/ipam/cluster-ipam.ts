@@ -21,13 +21,15 @@ import { parsePool, poolCapacity, poolKey, type Pool } from "../../ipam/cluster/
 import { EtcdGateway } from "../../ipam/cluster/gateway.ts";
 import { EtcdClusterStore, poolRecord, type ClusterStore } from "../../ipam/cluster/store.ts";
 import type { EtcdOptions } from "../../ipam/etcd.ts";
-import { requestedIPs } from "../../ipam/requested.ts";
+import { requestedIPs, requestedShape } from "../../ipam/requested.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { decode, i64, list, object, str, wrongType, type Codec, type Decoded } from "../../spec/decode.ts";
+import { netConfShape } from "../../spec/netconf.ts";
+import { hasField, routesCodec } from "../common/conf.ts";
 import { lockFile } from "../../sys/flock.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatIP, parseIP } from "../../spec/ip.ts";
 import type { Result, Route } from "../../spec/result.ts";
-import { validateCIDR, validateIP } from "../../spec/validate.ts";
 
 /** The parsed `ipam` section. */
 export interface ClusterIpamConf {
@@ -41,49 +43,91 @@ export interface ClusterIpamConf {
 }
 
 const bad = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `cluster-ipam: ${msg}`);
-const str = (v: unknown, key: string): string | undefined => {
-  if (v === undefined || v === "") return undefined;
-  if (typeof v !== "string") throw bad(`'${key}' must be a string`);
-  return v;
+
+/** `etcdEndpoints`: a list of URLs, or one string of comma-separated URLs. */
+const ENDPOINTS = "a list of strings or a comma-separated string";
+const endpointsCodec: Codec<string[]> = {
+  expected: ENDPOINTS,
+  zero: () => [],
+  decode(v, path, ctx) {
+    if (typeof v === "string") return v.split(",");
+    if (Array.isArray(v)) return list(str).decode(v, path, ctx);
+    return wrongType(path, ENDPOINTS, v);
+  },
 };
 
-/** Parse and check the config. */
-export function parseClusterIpam(ipam: Record<string, unknown> | undefined, env: Readonly<Record<string, string | undefined>>): ClusterIpamConf {
-  if (!ipam || typeof ipam !== "object") throw bad("the 'ipam' section is missing");
-  const ep = ipam.etcdEndpoints;
-  const endpoints = (Array.isArray(ep) ? ep : typeof ep === "string" ? ep.split(",") : []).map((e) => String(e).trim()).filter(Boolean);
+/** The `ipam` section of cluster-ipam (cnikit's own plugin: its keys, with Go's rules as everywhere). */
+export const clusterIpamIpamCodec = object({
+  type: str,
+  etcdEndpoints: endpointsCodec,
+  etcdPrefix: str,
+  etcdCAFile: str,
+  etcdCertFile: str,
+  etcdKeyFile: str,
+  etcdUsername: str,
+  etcdPassword: str,
+  subnet: str,
+  blockSize: i64,
+  gateway: str,
+  routes: routesCodec,
+  nodeName: str,
+  dataDir: str,
+});
+
+/** The config cluster-ipam reads: the `ipam` section and the requested addresses. */
+export const clusterIpamCodec = object({ ...netConfShape, ipam: clusterIpamIpamCodec, ...requestedShape });
+
+type IpamSection = Decoded<typeof clusterIpamIpamCodec>;
+
+/** Options of `parseClusterIpam`. */
+export interface ParseOptions {
+  /**
+   * DEL: keys that do not decode are dropped (and logged through `warn`), and only what finding a
+   * reservation needs is checked (endpoints, prefix, pool subnet): a bad gateway, route, block
+   * size or node name does not stop a release.
+   */
+  lenient?: boolean;
+  warn?: (msg: string) => void;
+}
+
+const DEFAULT_DATA_DIR = "/var/lib/cni/cluster-ipam";
+
+function settingsOf(ipam: IpamSection | undefined, env: Readonly<Record<string, string | undefined>>, lenient: boolean): ClusterIpamConf {
+  if (!ipam) throw bad("the 'ipam' section is missing");
+  const endpoints = (ipam.etcdEndpoints ?? []).map((e) => e.trim()).filter(Boolean);
   if (endpoints.length === 0) throw bad("'etcdEndpoints' is required (e.g. [\"https://10.0.0.5:2379\"])");
   for (const e of endpoints) if (!/^https?:\/\/[^/]+$/.test(e)) throw bad(`etcd endpoint ${JSON.stringify(e)} is not http(s)://host:port`);
-  const pool = parsePool(ipam.subnet, ipam.blockSize, ipam.gateway);
-  const routes: Route[] = [];
-  if (ipam.routes !== undefined) {
-    if (!Array.isArray(ipam.routes)) throw bad("'routes' must be a list");
-    for (const [i, r] of (ipam.routes as Array<Record<string, unknown>>).entries()) {
-      validateCIDR(r?.dst, `routes[${i}].dst`);
-      if (r.gw !== undefined) validateIP(r.gw, `routes[${i}].gw`);
-      routes.push({ dst: r.dst as string, ...(r.gw ? { gw: r.gw as string } : {}) });
-    }
+  const gateway = ipam.gateway || undefined;
+  let pool: Pool;
+  try {
+    pool = parsePool(ipam.subnet, ipam.blockSize, gateway);
+  } catch (e) {
+    // a release finds its address by handle: only the pool's subnet (its key) matters
+    if (!lenient) throw e;
+    pool = parsePool(ipam.subnet, undefined);
   }
-  const node = str(ipam.nodeName, "nodeName") ?? env.CNIKIT_NODE_NAME ?? readText("/proc/sys/kernel/hostname").trim();
-  if (!/^[A-Za-z0-9._-]{1,253}$/.test(node)) throw bad(`node name ${JSON.stringify(node)} is not a valid name`);
+  const node = ipam.nodeName || env.CNIKIT_NODE_NAME || readText("/proc/sys/kernel/hostname").trim();
+  if (!lenient && !/^[A-Za-z0-9._-]{1,253}$/.test(node)) throw bad(`node name ${JSON.stringify(node)} is not a valid name`);
   const etcd: EtcdOptions = { endpoints, timeoutMs: 5000 };
-  const ca = str(ipam.etcdCAFile, "etcdCAFile");
-  const cert = str(ipam.etcdCertFile, "etcdCertFile");
-  const key = str(ipam.etcdKeyFile, "etcdKeyFile");
-  const user = str(ipam.etcdUsername, "etcdUsername");
-  if (ca) etcd.caFile = ca;
-  if (cert) etcd.certFile = cert;
-  if (key) etcd.keyFile = key;
-  if (user) {
-    etcd.username = user;
-    etcd.password = str(ipam.etcdPassword, "etcdPassword") ?? "";
+  if (ipam.etcdCAFile) etcd.caFile = ipam.etcdCAFile;
+  if (ipam.etcdCertFile) etcd.certFile = ipam.etcdCertFile;
+  if (ipam.etcdKeyFile) etcd.keyFile = ipam.etcdKeyFile;
+  if (ipam.etcdUsername) {
+    etcd.username = ipam.etcdUsername;
+    etcd.password = ipam.etcdPassword ?? "";
   }
-  const prefix = (str(ipam.etcdPrefix, "etcdPrefix") ?? "/cnikit/ipam").replace(/\/+$/, "");
+  const prefix = (ipam.etcdPrefix || "/cnikit/ipam").replace(/\/+$/, "");
   if (!prefix.startsWith("/")) throw bad("'etcdPrefix' must start with /");
-  const out: ClusterIpamConf = { etcd, prefix, pool, routes, node, dataDir: str(ipam.dataDir, "dataDir") ?? "/var/lib/cni/cluster-ipam" };
-  const gw = str(ipam.gateway, "gateway");
-  if (gw) out.gateway = gw;
+  const out: ClusterIpamConf = { etcd, prefix, pool, routes: ipam.routes ?? [], node, dataDir: ipam.dataDir || DEFAULT_DATA_DIR };
+  if (gateway && !lenient) out.gateway = gateway;
   return out;
+}
+
+/** Decode and check the `ipam` section (wrong types: code 2; bad values: 7). */
+export function parseClusterIpam(ipam: Record<string, unknown> | undefined, env: Readonly<Record<string, string | undefined>>, opts: ParseOptions = {}): ClusterIpamConf {
+  const lenient = opts.lenient ?? false;
+  const d = decode(object({ ipam: clusterIpamIpamCodec }), { ipam }, { where: "cluster-ipam", lenient, ...(opts.warn ? { warn: opts.warn } : {}) });
+  return settingsOf(d.ipam, env, lenient);
 }
 
 /** The node's cache file for a pool, locked while an invocation uses it. */
@@ -123,11 +167,11 @@ async function withStore<T>(c: ClusterIpamConf, fn: (s: ClusterStore) => Promise
   }
 }
 
-const confOf = (args: CmdArgs) => parseClusterIpam(args.config.ipam as Record<string, unknown> | undefined, args.env);
+const confOf = (args: CmdArgs) => parseClusterIpam(args.config.ipam, args.env);
 
 async function add(args: CmdArgs): Promise<Result> {
   const c = confOf(args);
-  const requested = requestedIPs(args.config, args.args).filter((r) => r.ip.length === c.pool.net.ip.length);
+  const requested = requestedIPs(decode(clusterIpamCodec, args.config, { where: "cluster-ipam" }), args.args).filter((r) => r.ip.length === c.pool.net.ip.length);
   if (requested.length > 1) throw bad("only one address can be requested from one pool");
   const f = openCache(c);
   try {
@@ -143,8 +187,26 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
+/**
+ * Release the attachment's address. The config is decoded leniently and only what finding the
+ * reservation needs is checked; a config without endpoints or pool releases nothing (there is
+ * nowhere to look). A `dataDir` that does not decode leaves the node's cache alone (etcd is the
+ * truth; the cache is only a hint).
+ */
 async function del(args: CmdArgs): Promise<void> {
-  const c = confOf(args);
+  let c: ClusterIpamConf;
+  try {
+    c = parseClusterIpam(args.config.ipam, args.env, { lenient: true, warn: args.log });
+  } catch (e) {
+    if (!(e instanceof CniError) || e.code !== ErrorCode.InvalidNetworkConfig) throw e;
+    args.log(`cluster-ipam: DEL releases nothing: ${e.message}`);
+    return;
+  }
+  const raw = args.config.ipam;
+  if (hasField(clusterIpamIpamCodec, raw, "dataDir") && decode(object({ dataDir: str }), raw, { lenient: true }).dataDir === undefined) {
+    await withStore(c, (s) => release(s, emptyCache(c.node), args.containerId, args.ifName));
+    return;
+  }
   const f = openCache(c);
   try {
     await withStore(c, (s) => release(s, f.cache, args.containerId, args.ifName));

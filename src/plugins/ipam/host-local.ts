@@ -1,21 +1,24 @@
 /**
  * host-local IPAM: addresses from range sets, reservations on disk in the reference's layout.
- * Keys as the reference: `ranges`, or the legacy `subnet`/`rangeStart`/`rangeEnd`/`gateway`;
- * `routes`, `dataDir`, `resolvConf`; requested addresses from `runtimeConfig.ips`, `args.cni.ips`
- * or `CNI_ARGS` `IP=`.
+ * Keys as the reference, decoded with Go's rules: `ranges`, or the legacy `subnet`/`rangeStart`/
+ * `rangeEnd`/`gateway`; `routes`, `dataDir`, `resolvConf`; the `ipRanges` capability (range sets
+ * placed before the config's); requested addresses from `runtimeConfig.ips`, `args.cni.ips` or
+ * `CNI_ARGS` `IP=`.
  */
 
 import { allocate, describeSet } from "../../ipam/allocator.ts";
 import { DEFAULT_DATA_DIR, DiskStore } from "../../ipam/disk-store.ts";
-import { parseRangeSet, rangeFor, rangeSetSize, ipToBigInt, type RangeConf, type RangeSet } from "../../ipam/range.ts";
-import { requestedIPs } from "../../ipam/requested.ts";
+import { parseRangeSet, rangeCodec, rangeFor, rangeSetCodec, rangeSetSize, ipToBigInt, type RangeConf, type RangeSet } from "../../ipam/range.ts";
+import { requestedIPs, requestedShape } from "../../ipam/requested.ts";
 import { readResolvConf } from "../../ipam/resolv.ts";
+import { pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { decode, list, object, str, type Decoded } from "../../spec/decode.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import { formatIP, parseIP } from "../../spec/ip.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { IPConfig, Result, Route } from "../../spec/result.ts";
-import { validateCIDR, validateIP } from "../../spec/validate.ts";
+import { hasField, routesCodec } from "../common/conf.ts";
 
 /** The parsed `ipam` section. */
 export interface HostLocalConf {
@@ -26,24 +29,45 @@ export interface HostLocalConf {
   resolvConf?: string;
 }
 
-const bad = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
+/**
+ * The `ipam` section as the reference decodes it (`IPAMConfig`): the legacy single range
+ * (`subnet`, `rangeStart`, `rangeEnd`, `gateway`, Go's embedded `*Range`), `ranges`, `routes`,
+ * `dataDir`, `resolvConf`.
+ */
+export const hostLocalIpamCodec = object({
+  ...rangeCodec.shape,
+  name: str,
+  type: str,
+  routes: routesCodec,
+  dataDir: str,
+  resolvConf: str,
+  ranges: list(rangeSetCodec),
+});
 
-/** Parse and check host-local's config from a plugin config. */
-export function parseHostLocal(conf: NetConf): HostLocalConf {
-  const ipam = conf.ipam as Record<string, unknown> | undefined;
-  if (!ipam || typeof ipam !== "object") throw bad("IPAM config missing 'ipam' key");
-  if (!conf.name) throw bad("IPAM config missing network name");
-  const sets: RangeConf[][] = [];
-  if (ipam.subnet !== undefined) {
-    sets.push([{ subnet: ipam.subnet as string, rangeStart: ipam.rangeStart as string, rangeEnd: ipam.rangeEnd as string, gateway: ipam.gateway as string }]);
-  }
-  if (ipam.ranges !== undefined) {
-    if (!Array.isArray(ipam.ranges)) throw bad("'ranges' must be a list of range sets");
-    for (const s of ipam.ranges) {
-      if (!Array.isArray(s)) throw bad("each entry of 'ranges' must be a list of ranges");
-      sets.push(s as RangeConf[]);
-    }
-  }
+/**
+ * The config host-local reads (the reference's `Net`): the network name, the `ipam` section, the
+ * `ipRanges` and `ips` capabilities and `args.cni.ips`.
+ */
+export const hostLocalCodec = object({
+  ...netConfShape,
+  ipam: hostLocalIpamCodec,
+  runtimeConfig: object({ ...requestedShape.runtimeConfig.shape, ipRanges: list(rangeSetCodec) }),
+  args: requestedShape.args,
+});
+
+type HostLocalNet = Decoded<typeof hostLocalCodec>;
+
+const bad = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `host-local: ${msg}`);
+
+/** host-local's settings from its decoded config, with the reference's checks. */
+function settingsOf(n: HostLocalNet): HostLocalConf {
+  const ipam = n.ipam;
+  if (!ipam) throw bad("IPAM config missing 'ipam' key");
+  if (!n.name) throw bad("IPAM config missing network name");
+  // as the reference: the ipRanges capability, then the legacy single range, then `ranges`
+  const sets: RangeConf[][] = [...(n.runtimeConfig?.ipRanges ?? [])];
+  if (ipam.subnet !== undefined) sets.push([{ subnet: ipam.subnet, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd, gateway: ipam.gateway }]);
+  sets.push(...(ipam.ranges ?? []));
   if (sets.length === 0) throw bad("no IP ranges specified");
   const rangeSets = sets.map((s) => parseRangeSet(s));
   for (let i = 0; i < rangeSets.length; i++) {
@@ -56,28 +80,20 @@ export function parseHostLocal(conf: NetConf): HostLocalConf {
       }
     }
   }
-  const routes: Route[] = [];
-  if (ipam.routes !== undefined) {
-    if (!Array.isArray(ipam.routes)) throw bad("'routes' must be a list");
-    for (const [i, r] of (ipam.routes as Array<Record<string, unknown>>).entries()) {
-      validateCIDR(r?.dst, `routes[${i}].dst`);
-      const route: Route = { dst: r.dst as string };
-      if (r.gw !== undefined && r.gw !== "") {
-        validateIP(r.gw, `routes[${i}].gw`);
-        route.gw = r.gw as string;
-      }
-      routes.push(route);
-    }
-  }
-  const dataDir = typeof ipam.dataDir === "string" && ipam.dataDir ? ipam.dataDir : DEFAULT_DATA_DIR;
-  const out: HostLocalConf = { name: conf.name, rangeSets, routes, dataDir };
-  if (typeof ipam.resolvConf === "string" && ipam.resolvConf) out.resolvConf = ipam.resolvConf;
+  const out: HostLocalConf = { name: n.name, rangeSets, routes: ipam.routes ?? [], dataDir: ipam.dataDir || DEFAULT_DATA_DIR };
+  if (ipam.resolvConf) out.resolvConf = ipam.resolvConf;
   return out;
 }
 
+/** Decode and check host-local's config from a plugin config (wrong types: code 2; bad values: 7). */
+export function parseHostLocal(conf: NetConf): HostLocalConf {
+  return settingsOf(decode(hostLocalCodec, conf, { where: "host-local" }));
+}
+
 function add(args: CmdArgs): Result {
-  const hl = parseHostLocal(args.config);
-  const requested = requestedIPs(args.config, args.args);
+  const n = decode(hostLocalCodec, args.config, { where: "host-local" });
+  const hl = settingsOf(n);
+  const requested = requestedIPs(n, args.args);
   const store = new DiskStore(hl.dataDir, hl.name);
   const ips: IPConfig[] = [];
   const unlock = store.lock();
@@ -113,9 +129,21 @@ function add(args: CmdArgs): Result {
   return result;
 }
 
+/**
+ * Release what the attachment holds. Only the network name (checked by the skel) and `dataDir`
+ * matter: the rest of the config is decoded leniently and not checked, so a config ADD accepted,
+ * or one whose ranges no longer parse, still releases the reservation. A `dataDir` that does not
+ * decode releases nothing (the reservation is not in the default directory).
+ */
 function del(args: CmdArgs): void {
-  const hl = parseHostLocal(args.config);
-  const store = new DiskStore(hl.dataDir, hl.name);
+  const n = pluginConf(args, hostLocalCodec, "host-local");
+  if (!n.name || !n.ipam) return; // no ipam section: nothing says where reservations are
+  if (n.ipam.dataDir === undefined && hasField(hostLocalIpamCodec, args.config.ipam, "dataDir")) {
+    args.log("host-local: DEL releases nothing: ipam.dataDir does not decode");
+    return;
+  }
+  const store = new DiskStore(n.ipam.dataDir || DEFAULT_DATA_DIR, n.name);
+  if (store.getByID(args.containerId, args.ifName).length === 0) return; // nothing held: nothing to lock or create
   const unlock = store.lock();
   try {
     store.releaseByID(args.containerId, args.ifName);
