@@ -4,6 +4,7 @@
  * says about a program (name, tag, the maps it uses).
  */
 
+import { toHex } from "../netlink/bytes.ts";
 import { SysError } from "../sys/error.ts";
 import { Asm, type Link } from "./asm.ts";
 import { Attr, closeFd, Cmd, objInfo, readName } from "./attr.ts";
@@ -120,7 +121,7 @@ export class BpfProgram {
         info = new Attr(232).u32(52, nMaps).ptr(56, new Uint8Array(ids.buffer));
         objInfo(fd, info, what);
       }
-      const tag = Buffer.from(info.buf.subarray(8, 16)).toString("hex");
+      const tag = toHex(info.buf.subarray(8, 16));
       return new BpfProgram(fd, info.getU32(4), readName(info.buf, 64), tag, [...ids]);
     } catch (err) {
       closeFd(fd);

@@ -1,0 +1,65 @@
+/**
+ * The program on the host side of a pod's veth (tc ingress: what the pod sends). For an IPv4
+ * destination that is
+ * - a local pod (endpoint map): rewrite the Ethernet addresses and `bpf_redirect_peer` straight
+ *   into that pod's interface, with no bridge and no pass through the host's stack;
+ * - in another node's pod subnet (remotes LPM map): set the tunnel key (VNI, remote node IPv4,
+ *   TTL 64, zero UDP checksum) and `bpf_redirect` to the collect-metadata vxlan device named in
+ *   the config map;
+ * - anything else (the node, the outside world, ARP, IPv6): TC_ACT_OK, to the host's stack as
+ *   without the program (routing, masquerading by the existing nftables rules).
+ *
+ * What it expects from the pod's set-up: the pod sends everything to one gateway whose MAC is the
+ * host veth's (a permanent neighbour entry in the pod, as Calico and Cilium do), so no ARP for
+ * the gateway needs answering; the host routes each local pod's /32 to its host veth, for traffic
+ * from the node.
+ */
+
+import { Asm, R0, R1, R10, R2, R3, R4, R6, R9 } from "../asm.ts";
+import { count, deliver, finish, lookup, parseIPv4, TC_ACT } from "./common.ts";
+import { Config, MapName, REMOTE, Stat } from "./layout.ts";
+
+/** bpf_skb_set_tunnel_key flag: send the outer UDP datagram with a zero checksum. */
+const BPF_F_ZERO_CSUM_TX = 1 << 1;
+/** sizeof(struct bpf_tunnel_key). */
+const TUNNEL_KEY_LEN = 44;
+/** The tunnel key's place on the stack. */
+const KEY = -56;
+
+/** The pod program (kernel name `cnikit_pod`), to be linked with the datapath's maps. */
+export function podProgram(): Asm {
+  const a = new Asm();
+  parseIPv4(a, "host");
+  lookup(a, MapName.endpoints, -4);
+  a.jmp("eq", R0, 0, "remote");
+  deliver(a, Stat.podToLocal);
+
+  a.label("remote");
+  // LPM key { u32 prefixlen = 32, u32 address } at fp-8 (the address is already at fp-4)
+  a.st("w", R10, -8, 32);
+  lookup(a, MapName.remotes, -8);
+  a.jmp("eq", R0, 0, "host");
+  a.mov64(R9, R0);
+  // struct bpf_tunnel_key at fp-56, zeroed: tunnel_id @0, remote_ipv4 @4, tos @20, ttl @21
+  for (let off = KEY; off < KEY + 48; off += 8) a.st("dw", R10, off, 0);
+  a.ldx("w", R1, R9, REMOTE.vni).stx("w", R10, KEY, R1);
+  a.ldx("w", R1, R9, REMOTE.ip).stx("w", R10, KEY + 4, R1);
+  a.st("b", R10, KEY + 21, 64);
+  a.mov64(R1, R6);
+  a.mov64(R2, R10).add64(R2, KEY).mov64(R3, TUNNEL_KEY_LEN).mov64(R4, BPF_F_ZERO_CSUM_TX);
+  a.call("skb_set_tunnel_key");
+  a.jmp("ne", R0, 0, "error");
+  a.st("w", R10, -4, Config.vxlanIfindex);
+  lookup(a, MapName.config, -4);
+  a.jmp("eq", R0, 0, "host");
+  a.ldx("w", R9, R0, 0);
+  a.jmp("eq", R9, 0, "host");
+  count(a, Stat.podToRemote);
+  a.mov64(R1, R9).mov64(R2, 0).call("redirect").exit();
+
+  a.label("error");
+  finish(a, Stat.errors, TC_ACT.SHOT);
+  a.label("host");
+  finish(a, Stat.podToHost, TC_ACT.OK);
+  return a;
+}
