@@ -22,9 +22,11 @@ import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
 import { ifname, ipv4, ipv6 } from "../../nft/value.ts";
 import { verdict } from "../../nft/verdict.ts";
+import { keyGiven, pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { object, refine, str } from "../../spec/decode.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { checkForwardAccept, ensureForwardAccept, releaseForwardAccept } from "../common/firewall-iptables.ts";
 import { CT_ESTABLISHED_RELATED, ctHasAny, IPS_DST_NAT, nfprotoIs } from "../common/nft-match.ts";
@@ -47,19 +49,31 @@ interface Record_ {
 }
 
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `firewall: ${msg}`);
+const INGRESS_POLICIES = ["open", "same-bridge", "isolated"];
+const BACKENDS = ["iptables", "firewalld", "nftables"];
 
-/** Parse the config; `backend` is accepted ("iptables", "firewalld", "nftables": cnikit uses nftables). */
-export function parseFirewallConf(conf: NetConf): FirewallConf {
-  const policy = conf.ingressPolicy ?? "open";
-  if (policy !== "open" && policy !== "same-bridge" && policy !== "isolated" && policy !== "") {
-    throw invalid(`invalid ingressPolicy ${JSON.stringify(policy)} (open, same-bridge or isolated)`);
-  }
-  const backend = conf.backend;
-  if (backend !== undefined && !["iptables", "firewalld", "nftables", ""].includes(backend as string)) {
-    throw invalid(`invalid backend ${JSON.stringify(backend)}`);
-  }
-  const dataDir = typeof conf.dataDir === "string" && conf.dataDir ? conf.dataDir : DEFAULT_DATA_DIR;
-  return { ingressPolicy: (policy || "open") as FirewallConf["ingressPolicy"], dataDir };
+/**
+ * The reference's FirewallNetConf (`backend`, `iptablesAdminChainName`, `firewalldZone`,
+ * `ingressPolicy`) plus cnikit's `dataDir`, decoded with Go's rules.
+ */
+export const firewallCodec = object({
+  ...netConfShape,
+  backend: refine(str, (b) => (b === "" || BACKENDS.includes(b) ? undefined : `invalid backend ${JSON.stringify(b)} (${BACKENDS.join(", ")})`)),
+  iptablesAdminChainName: str,
+  firewalldZone: str,
+  ingressPolicy: refine(str, (p) => (p === "" || INGRESS_POLICIES.includes(p) ? undefined : `invalid ingressPolicy ${JSON.stringify(p)} (open, same-bridge or isolated)`)),
+  dataDir: str,
+});
+
+/**
+ * Parse the config; `backend` is accepted ("iptables", "firewalld", "nftables": cnikit uses
+ * nftables). DEL decodes leniently: the record directory is all it needs.
+ */
+export function parseFirewallConf(args: Pick<CmdArgs, "config" | "command" | "log">): FirewallConf {
+  const c = pluginConf(args as CmdArgs, firewallCodec, "firewall");
+  // a dataDir given but undecodable (DEL only: ADD refused it) is "": no directory is touched
+  const dataDir = c.dataDir || (keyGiven(args.config, firewallCodec, "dataDir") ? "" : DEFAULT_DATA_DIR);
+  return { ingressPolicy: (c.ingressPolicy || "open") as FirewallConf["ingressPolicy"], dataDir };
 }
 
 const v6 = (ip: string) => ip.includes(":");
@@ -161,7 +175,7 @@ function remove(conn: NftConn, rec: Record_): void {
 }
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseFirewallConf(args.config);
+  const conf = parseFirewallConf(args);
   const prev = args.prevResult;
   if (!prev) throw invalid("required prevResult missing (firewall is a chained plugin)");
   const { ips, bridge } = fromPrev(prev, args.ifName);
@@ -211,25 +225,25 @@ function readRecord(file: string): Record_ | undefined {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parseFirewallConf(args.config);
-  const file = recordFile(conf, args);
-  const rec = readRecord(file) ?? (args.prevResult ? { ...fromPrev(args.prevResult, args.ifName), isolated: true } : undefined);
+  const conf = parseFirewallConf(args);
+  const file = conf.dataDir ? recordFile(conf, args) : "";
+  const rec = (file ? readRecord(file) : undefined) ?? (args.prevResult ? { ...fromPrev(args.prevResult, args.ifName), isolated: true } : undefined);
   if (rec) {
     const conn = NftConn.open();
     try {
       if (conn.getTable("inet", FIREWALL_TABLE)) {
         remove(conn, rec);
-        releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
+        if (conf.dataDir) releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
       }
     } finally {
       conn.close();
     }
   }
-  removeFile(file);
+  if (file) removeFile(file);
 }
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseFirewallConf(args.config);
+  const conf = parseFirewallConf(args);
   if (!args.prevResult) throw invalid("required prevResult missing");
   const { ips } = fromPrev(args.prevResult, args.ifName);
   const conn = NftConn.open();
@@ -249,7 +263,7 @@ async function check(args: CmdArgs): Promise<void> {
 
 /** GC: drop the elements of this network's attachments that are not in the valid list. */
 async function gc(args: CmdArgs): Promise<void> {
-  const conf = parseFirewallConf(args.config);
+  const conf = parseFirewallConf(args);
   const valid = new Set((args.validAttachments ?? []).map((a) => `${a.containerID}_${a.ifname}.json`));
   const dir = recordDir(conf, args.config.name ?? "");
   let names: string[];
