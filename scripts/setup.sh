@@ -27,6 +27,9 @@ declare -A NEED=(
   [iperf3]=iperf3
   [go]=golang-go
   [gcc]=gcc
+  # the bgp backend runs BIRD 2 (bird, birdc)
+  [bird]=bird2
+  [birdc]=bird2
   # cnikit graph renders with graphviz; promtool checks /metrics; chromium loads the status page
   [dot]=graphviz
   [promtool]=prometheus

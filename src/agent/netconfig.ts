@@ -8,10 +8,13 @@
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { addIP, ipToBigInt } from "../ipam/range.ts";
+import { parseBgpBackend, type BgpConfig } from "./bird-config.ts";
 
 /** The backend's settings. */
 export interface BackendConfig {
-  type: "vxlan" | "host-gw";
+  type: "vxlan" | "host-gw" | "bgp";
+  /** bgp: its keys (bird-config.ts). */
+  bgp?: BgpConfig;
   vni: number;
   port: number;
   /** MTU of the vxlan device; default underlay MTU - 50. */
@@ -90,7 +93,7 @@ function parseBackend(raw: unknown): BackendConfig {
   const b = (raw ?? {}) as Record<string, unknown>;
   if (typeof b !== "object" || b === null) throw bad("Backend must be an object");
   const type = b.Type ?? "vxlan";
-  if (type !== "vxlan" && type !== "host-gw") throw bad(`Backend.Type ${JSON.stringify(type)} is not supported (vxlan or host-gw)`);
+  if (type !== "vxlan" && type !== "host-gw" && type !== "bgp") throw bad(`Backend.Type ${JSON.stringify(type)} is not supported (vxlan, host-gw or bgp)`);
   const int = (k: string, def: number, max: number) => {
     const v = b[k] ?? def;
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) throw bad(`Backend.${k} ${JSON.stringify(v)} is out of range`);
@@ -98,5 +101,6 @@ function parseBackend(raw: unknown): BackendConfig {
   };
   const out: BackendConfig = { type, vni: int("VNI", 1, 0xffffff), port: int("Port", 8472, 65535), directRouting: b.DirectRouting === true };
   if (b.MTU !== undefined) out.mtu = int("MTU", 0, 65535);
+  if (type === "bgp") out.bgp = parseBgpBackend(b);
   return out;
 }
