@@ -1,0 +1,345 @@
+/**
+ * The eBPF datapath of one network, as plugins and the agent use it: its maps and programs
+ * (created, or reopened from their pins so that they outlive the process), local pods attached and
+ * detached, other nodes' subnets set and removed, the vxlan device's program, counters, and GC.
+ *
+ * Typical use (see the README's "eBPF datapath" section):
+ *
+ *     const dp = Datapath.open({ pinDir: "/sys/fs/bpf/cnikit/mynet" });
+ *     dp.attachPod(conn, { ip: "10.244.1.5", ifindex: hostVeth, podMac, hostMac });   // ADD
+ *     dp.detachPod(conn, { ip: "10.244.1.5", ifindex: hostVeth });                     // DEL
+ *     dp.attachVxlan(conn, vxlanIfindex);                                              // agent
+ *     dp.setRemoteSubnet("10.244.3.0/24", "192.168.1.13", 1);                          // per lease
+ *     dp.close();
+ */
+
+import { type NetlinkConn } from "../netlink/conn.ts";
+import { Errno } from "../sys/errno.ts";
+import { SysError } from "../sys/error.ts";
+import { listDir } from "../sys/file.ts";
+import { type Asm } from "./asm.ts";
+import { BpfMap, type MapSpec } from "./map.ts";
+import { DEFAULT_BPFFS, ensureBpffs, makePinDir, removePinDir, unpin } from "./pin.ts";
+import { BpfProgram, loadProgram } from "./prog.ts";
+import {
+  Config,
+  type Counter,
+  decodeCounter,
+  decodeEndpoint,
+  decodeRemote,
+  encodeEndpoint,
+  encodeRemote,
+  type Endpoint,
+  endpointKey,
+  MapName,
+  mapSpecs,
+  type RemoteSubnet,
+  remoteKey,
+  STAT_NAMES,
+} from "./programs/layout.ts";
+import { podProgram } from "./programs/pod.ts";
+import { vxlanProgram } from "./programs/vxlan.ts";
+import { attachTc, detachTc } from "./tc.ts";
+
+/** Options of `Datapath.open`. */
+export interface DatapathOptions {
+  /**
+   * A directory on a bpffs for this network's pins (maps and programs), such as
+   * `/sys/fs/bpf/cnikit/<network>`; a bpffs is mounted on /sys/fs/bpf first when the path is under
+   * it and none is there. Without it nothing is pinned: the maps live as long as this process or an
+   * attached program.
+   */
+  pinDir?: string;
+  /** Size of the endpoint map (default 4096 local pods). */
+  maxEndpoints?: number;
+  /** Size of the remote subnet map (default 4096 nodes). */
+  maxRemotes?: number;
+}
+
+/** The programs of the datapath. */
+export type ProgramKind = "pod" | "vxlan";
+const PROGRAMS: Record<ProgramKind, { build: () => Asm; name: string }> = {
+  pod: { build: podProgram, name: "cnikit_pod" },
+  vxlan: { build: vxlanProgram, name: "cnikit_vxlan" },
+};
+
+type Maps = Record<keyof typeof MapName, BpfMap>;
+
+/** FNV-1a of the program's bytes (maps unlinked): a program's pin names its version. */
+function version(a: Asm): string {
+  const bytes = a.assemble({ maps: Object.fromEntries(a.maps().map((m) => [m, 0])) });
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+/** Same layout (the number of entries may differ: it was chosen when the map was made). */
+function sameLayout(a: MapSpec, b: Required<MapSpec>): boolean {
+  return a.type === b.type && a.keySize === b.keySize && a.valueSize === b.valueSize;
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as SysError).errno === Errno.ENOENT;
+}
+
+/** One network's eBPF datapath: open it, use it, close it (pins stay). */
+export class Datapath {
+  private readonly programs = new Map<ProgramKind, BpfProgram>();
+
+  private constructor(
+    /** The maps (see programs/layout.ts for their layout). */
+    readonly maps: Maps,
+    /** Where the pins are (undefined: not pinned). */
+    readonly pinDir: string | undefined,
+  ) {}
+
+  /** Open the datapath: reopen the pinned maps, or create (and pin) them. */
+  static open(opts: DatapathOptions = {}): Datapath {
+    const pinDir = opts.pinDir?.replace(/\/+$/, "");
+    if (pinDir) {
+      if (pinDir === DEFAULT_BPFFS || pinDir.startsWith(`${DEFAULT_BPFFS}/`)) ensureBpffs(DEFAULT_BPFFS);
+      makePinDir(pinDir);
+    }
+    const specs = mapSpecs(opts);
+    const maps: Partial<Maps> = {};
+    try {
+      for (const [name, spec] of Object.entries(specs) as [keyof typeof MapName, MapSpec][]) {
+        maps[name] = openMap(spec, pinDir && `${pinDir}/${name}`);
+      }
+    } catch (err) {
+      for (const m of Object.values(maps)) m.close();
+      throw err;
+    }
+    return new Datapath(maps as Maps, pinDir);
+  }
+
+  /**
+   * A datapath program, loaded on first use (or reopened from its pin when this very version of
+   * it is pinned; older versions' pins are removed: attached copies keep running until replaced).
+   */
+  program(kind: ProgramKind): BpfProgram {
+    const had = this.programs.get(kind);
+    if (had) return had;
+    const { build, name } = PROGRAMS[kind];
+    const asm = build();
+    const pin = this.pinDir && `${this.pinDir}/prog_${kind}_${version(asm)}`;
+    let prog: BpfProgram | undefined;
+    if (pin) {
+      try {
+        prog = BpfProgram.fromPin(pin);
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+    }
+    if (!prog) {
+      const fds = Object.fromEntries(Object.entries(this.maps).map(([k, m]) => [k, m.fd]));
+      prog = loadProgram({ insns: asm, link: { maps: fds }, name });
+      if (pin && this.pinDir) {
+        for (const old of listDir(this.pinDir)) if (old.startsWith(`prog_${kind}_`)) unpin(`${this.pinDir}/${old}`);
+        prog.pin(pin);
+      }
+    }
+    this.programs.set(kind, prog);
+    return prog;
+  }
+
+  /** Add or replace a local pod in the endpoint map. */
+  setEndpoint(e: Endpoint): void {
+    this.maps.endpoints.update(endpointKey(e.ip), encodeEndpoint(e));
+  }
+
+  /** Remove a local pod from the endpoint map; false when it was not there. */
+  removeEndpoint(ip: string): boolean {
+    return this.maps.endpoints.delete(endpointKey(ip));
+  }
+
+  /** The local pods, in words. */
+  endpoints(): Endpoint[] {
+    return [...this.maps.endpoints.entries()].map(([k, v]) => decodeEndpoint(k, v));
+  }
+
+  /**
+   * ADD: attach the pod program to the ingress of the pod's host-side veth (`e.ifindex`, in the
+   * namespace of `conn`) and put the pod in the endpoint map. Other pods reach it from then on.
+   */
+  attachPod(conn: NetlinkConn, e: Endpoint): void {
+    this.setEndpoint(e);
+    try {
+      attachTc(conn, { ifindex: e.ifindex, direction: "ingress", prog: this.program("pod"), name: "pod" });
+    } catch (err) {
+      this.removeEndpoint(e.ip);
+      throw err;
+    }
+  }
+
+  /**
+   * DEL: remove the pod from the endpoint map and, when its host veth still exists
+   * (`ifindex` given), cnikit's program from it. Idempotent.
+   */
+  detachPod(conn: NetlinkConn | undefined, p: { ip: string; ifindex?: number }): void {
+    this.removeEndpoint(p.ip);
+    if (conn && p.ifindex) {
+      try {
+        detachTc(conn, p.ifindex);
+      } catch (err) {
+        if (!isMissing(err) && (err as SysError).errno !== Errno.ENODEV) throw err;
+      }
+    }
+  }
+
+  /** GC: remove every endpoint whose IP is not in `valid`; returns the IPs removed. */
+  gcEndpoints(valid: Iterable<string>): string[] {
+    const keep = new Set(valid);
+    const gone = this.endpoints().filter((e) => !keep.has(e.ip)).map((e) => e.ip);
+    for (const ip of gone) this.removeEndpoint(ip);
+    return gone;
+  }
+
+  /** Route another node's pod subnet through the vxlan device to `remote` with `vni`. */
+  setRemoteSubnet(subnet: string, remote: string, vni: number): void {
+    this.maps.remotes.update(remoteKey(subnet), encodeRemote({ remote, vni }));
+  }
+
+  /** Stop routing a subnet through the tunnel; false when it was not there. */
+  removeRemoteSubnet(subnet: string): boolean {
+    return this.maps.remotes.delete(remoteKey(subnet));
+  }
+
+  /** Other nodes' subnets, in words. */
+  remoteSubnets(): RemoteSubnet[] {
+    return [...this.maps.remotes.entries()].map(([k, v]) => decodeRemote(k, v));
+  }
+
+  /**
+   * Use the collect-metadata (`external`) vxlan device `ifindex` for other nodes' subnets: record
+   * it for the pod program and attach the vxlan program to its ingress.
+   */
+  attachVxlan(conn: NetlinkConn, ifindex: number): void {
+    attachTc(conn, { ifindex, direction: "ingress", prog: this.program("vxlan"), name: "vxlan" });
+    this.maps.config.update(u32(Config.vxlanIfindex), u32(ifindex));
+  }
+
+  /** Stop tunnelling: forget the vxlan device and remove cnikit's program from it (when it exists). */
+  detachVxlan(conn: NetlinkConn, ifindex: number): void {
+    this.maps.config.update(u32(Config.vxlanIfindex), u32(0));
+    try {
+      detachTc(conn, ifindex);
+    } catch (err) {
+      if (!isMissing(err) && (err as SysError).errno !== Errno.ENODEV) throw err;
+    }
+  }
+
+  /** The vxlan device's ifindex recorded for the pod program (0: none). */
+  vxlanIfindex(): number {
+    return new DataView(this.maps.config.lookup(u32(Config.vxlanIfindex))!.buffer).getUint32(0, true);
+  }
+
+  /** The decision counters by name (podToLocal, podToRemote, podToHost, tunnelToLocal, ...). */
+  stats(): Record<string, Counter> {
+    const out: Record<string, Counter> = {};
+    STAT_NAMES.forEach((name, i) => {
+      const v = this.maps.stats.lookup(u32(i));
+      if (v) out[name] = decodeCounter(v);
+    });
+    return out;
+  }
+
+  /** Close the descriptors (pins, and attached programs, stay). */
+  close(): void {
+    for (const p of this.programs.values()) p.close();
+    this.programs.clear();
+    for (const m of Object.values(this.maps)) m.close();
+  }
+
+  /**
+   * Close and remove the pins (the last pod of a network is gone and no tunnel is used):
+   * programs still attached keep their maps alive until detached.
+   */
+  destroy(): void {
+    this.close();
+    if (this.pinDir) removePinDir(this.pinDir);
+  }
+}
+
+function u32(n: number): Uint8Array {
+  return new Uint8Array(new Uint32Array([n]).buffer);
+}
+
+function openMap(spec: MapSpec, pin: string | undefined): BpfMap {
+  if (pin) {
+    try {
+      const m = BpfMap.fromPin(pin);
+      if (sameLayout(spec, m.spec)) return m;
+      m.close();
+      throw new SysError(Errno.EEXIST, "pin", `${pin} holds a map of another layout (an older cnikit?): remove it`);
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+  }
+  const m = BpfMap.create(spec);
+  if (pin) {
+    try {
+      m.pin(pin);
+    } catch (err) {
+      m.close();
+      throw err;
+    }
+  }
+  return m;
+}
+
+/** Open a network's pinned datapath if it exists (undefined when nothing is pinned at `pinDir`). */
+export function openPinnedDatapath(pinDir: string): Datapath | undefined {
+  try {
+    listDir(pinDir);
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+  return Datapath.open({ pinDir });
+}
+
+/** Run `fn` with the datapath at `opts.pinDir` open, closing it afterwards (pins stay). */
+export function withDatapath<T>(opts: DatapathOptions & { pinDir: string }, fn: (dp: Datapath) => T): T {
+  const dp = Datapath.open(opts);
+  try {
+    return fn(dp);
+  } finally {
+    dp.close();
+  }
+}
+
+/** What a plugin's ADD passes to `attachPodDatapath`. */
+export interface PodAttachment {
+  /** The network's pin directory, `/sys/fs/bpf/cnikit/<network>`. */
+  pinDir: string;
+  podIP: string;
+  /** ifindex of the host side of the pod's veth (in the namespace of the netlink connection). */
+  hostIfindex: number;
+  /** The pod interface's MAC. */
+  podMac: string;
+  /** The host veth's MAC: the MAC of the pod's gateway neighbour entry. */
+  hostMac: string;
+}
+
+/** ADD in one call: open the network's pinned datapath, attach the pod, close. */
+export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): void {
+  withDatapath({ pinDir: p.pinDir }, (dp) => dp.attachPod(conn, { ip: p.podIP, ifindex: p.hostIfindex, podMac: p.podMac, hostMac: p.hostMac }));
+}
+
+/**
+ * DEL in one call: remove the pod's endpoint and (when its host veth still exists) cnikit's
+ * program from it. Returns true when the network has no local pod left, in which case, without a
+ * vxlan device recorded, the pins are removed too (the last pod's DEL removes what only it used).
+ */
+export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: string; podIP: string; hostIfindex?: number }): boolean {
+  const dp = openPinnedDatapath(p.pinDir);
+  if (!dp) return true;
+  const detach: { ip: string; ifindex?: number } = { ip: p.podIP };
+  if (p.hostIfindex !== undefined) detach.ifindex = p.hostIfindex;
+  dp.detachPod(conn, detach);
+  const last = dp.endpoints().length === 0;
+  if (last && dp.vxlanIfindex() === 0 && dp.remoteSubnets().length === 0) dp.destroy();
+  else dp.close();
+  return last;
+}
