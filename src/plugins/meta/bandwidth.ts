@@ -12,9 +12,11 @@ import { IFF_UP } from "../../netlink/link.ts";
 import { TC_H_INGRESS, TC_H_ROOT, time2tick, TCA_EGRESS_REDIR, type TbfOptions, type TcObject } from "../../netlink/tc.ts";
 import { createLink, deleteLink, findLink, type Link } from "../../net/link.ts";
 import { addIngressQdisc, addRedirectFilter, addTbf, deleteQdisc, INGRESS_HANDLE, listFilters, listQdiscs, pschedClock } from "../../net/qdisc.ts";
+import { pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { decode, list, object, str, u64, type DecodedObject } from "../../spec/decode.ts";
+import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { Interface, Result } from "../../spec/result.ts";
 
 /** Limits of one pod, bits per second and bits; 0 means "no limit" in that direction. */
@@ -34,26 +36,33 @@ const U32_MAX = 0xffffffff;
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-function num(src: Record<string, unknown>, key: string, where: string): number {
-  const v = src[key];
-  if (v === undefined || v === null) return 0;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    throw invalid(`bandwidth: ${where}${key} must be a non-negative integer, not ${JSON.stringify(v)}`);
-  }
-  return v;
-}
+/**
+ * The reference's `BandwidthEntry` (Go `uint64`s: a string, a fraction or a negative number is
+ * code 2; go-cni sends `IngressRate`, ...), with the subnet keys of a reverted reference version,
+ * refused unless empty.
+ */
+const entryShape = {
+  ingressRate: u64,
+  ingressBurst: u64,
+  egressRate: u64,
+  egressBurst: u64,
+  unshapedSubnets: list(str),
+  shapedSubnets: list(str),
+};
 
-function entryOf(src: Record<string, unknown>, where: string): BandwidthEntry {
-  for (const k of ["unshapedSubnets", "shapedSubnets"]) {
-    const v = src[k];
-    if (v === undefined || v === null || (Array.isArray(v) && v.length === 0)) continue;
+/** bandwidth's config: the entry's keys at the top and the `bandwidth` capability in runtimeConfig. */
+export const bandwidthCodec = object({ ...netConfShape, ...entryShape, runtimeConfig: object({ bandwidth: object(entryShape) }) });
+
+function entryOf(src: DecodedObject<typeof entryShape>, where: string): BandwidthEntry {
+  for (const k of ["unshapedSubnets", "shapedSubnets"] as const) {
+    if ((src[k]?.length ?? 0) === 0) continue;
     throw new CniError(ErrorCode.UnsupportedField, `bandwidth: ${where}${k} is not supported yet; leave it empty`);
   }
   return {
-    ingressRate: num(src, "ingressRate", where),
-    ingressBurst: num(src, "ingressBurst", where),
-    egressRate: num(src, "egressRate", where),
-    egressBurst: num(src, "egressBurst", where),
+    ingressRate: src.ingressRate ?? 0,
+    ingressBurst: src.ingressBurst ?? 0,
+    egressRate: src.egressRate ?? 0,
+    egressBurst: src.egressBurst ?? 0,
   };
 }
 
@@ -71,14 +80,9 @@ function validatePair(rate: number, burst: number, dir: string): void {
  * one, else the config's own keys. Both rate and burst of a direction must be set (code 7).
  */
 export function parseBandwidth(conf: NetConf): BandwidthEntry {
-  const rc = conf.runtimeConfig?.bandwidth;
-  let e: BandwidthEntry;
-  if (rc !== undefined && rc !== null) {
-    if (typeof rc !== "object" || Array.isArray(rc)) throw invalid("bandwidth: runtimeConfig.bandwidth must be an object");
-    e = entryOf(rc as Record<string, unknown>, "runtimeConfig.bandwidth.");
-  } else {
-    e = entryOf(conf as Record<string, unknown>, "");
-  }
+  const d = decode(bandwidthCodec, conf, { where: "bandwidth" });
+  const rc = d.runtimeConfig?.bandwidth;
+  const e = rc ? entryOf(rc, "runtimeConfig.bandwidth.") : entryOf(d, "");
   validatePair(e.ingressRate, e.ingressBurst, "ingress");
   validatePair(e.egressRate, e.egressBurst, "egress");
   return e;
@@ -190,11 +194,54 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
+/** Whether a filter on the ingress qdisc of `from` redirects to `to` (the ifb). */
+function redirects(host: NetlinkConn, from: number, to: number): boolean {
+  return listFilters(host, from, INGRESS_HANDLE).some((f) =>
+    (f.actions ?? []).some((a) => "eaction" in a && a.eaction === TCA_EGRESS_REDIR && a.ifindex === to)
+  );
+}
+
+/**
+ * The pod's host-side veth for DEL, best effort: the peer of the container interface when the
+ * namespace and the interface are still there, and only if that host link is a veth whose peer is
+ * the container interface (the peer index alone could name an unrelated link).
+ */
+function hostVethForDel(host: NetlinkConn, args: CmdArgs): Link | undefined {
+  if (!args.netns) return undefined;
+  let pod: NetlinkConn;
+  try {
+    pod = NetlinkConn.open({ netns: args.netns });
+  } catch {
+    return undefined; // the namespace is gone, and the veth pair with it
+  }
+  let c: Link | null;
+  try {
+    c = findLink(pod, args.ifName);
+  } finally {
+    pod.close();
+  }
+  if (!c || c.kind !== "veth" || !c.parent) return undefined;
+  const link = findLink(host, c.parent);
+  return link && link.kind === "veth" && link.parent === c.index ? link : undefined;
+}
+
+/**
+ * Remove the ifb, and the tbf and ingress qdiscs this plugin put on the host veth when it is still
+ * there (bandwidth's DEL runs before the main plugin deletes the veth). Needs only the network
+ * name and the container id: the rest of the config is not checked, so a rate that does not
+ * decode does not stop the cleanup.
+ */
 async function del(args: CmdArgs): Promise<void> {
-  // The qdiscs on the host veth go with the veth; only the ifb is this plugin's own device.
+  pluginConf(args, bandwidthCodec, "bandwidth"); // lenient on DEL: only logs what it drops
   const host = NetlinkConn.open();
   try {
-    deleteLink(host, ifbName(String(args.config.name ?? ""), args.containerId));
+    const ifb = findLink(host, ifbName(String(args.config.name ?? ""), args.containerId));
+    const veth = hostVethForDel(host, args);
+    if (veth) {
+      if (listQdiscs(host, veth.index).some((q) => q.parent === TC_H_ROOT && q.kind === "tbf")) deleteQdisc(host, veth.index, TC_H_ROOT);
+      if (ifb && redirects(host, veth.index, ifb.index)) deleteQdisc(host, veth.index, TC_H_INGRESS);
+    }
+    if (ifb) deleteLink(host, ifb.index);
   } finally {
     host.close();
   }
@@ -229,10 +276,7 @@ async function check(args: CmdArgs): Promise<void> {
       if (!onVeth.some((q) => q.parent === TC_H_INGRESS && q.kind === "ingress")) {
         throw internal(`bandwidth: no ingress qdisc on ${veth.name}`);
       }
-      const redirects = listFilters(host, veth.index, INGRESS_HANDLE).some((f) =>
-        (f.actions ?? []).some((a) => "eaction" in a && a.eaction === TCA_EGRESS_REDIR && a.ifindex === ifb.index)
-      );
-      if (!redirects) throw internal(`bandwidth: no filter on ${veth.name} redirects to ${name}`);
+      if (!redirects(host, veth.index, ifb.index)) throw internal(`bandwidth: no filter on ${veth.name} redirects to ${name}`);
     }
   } catch (e) {
     throw toCniError(e);

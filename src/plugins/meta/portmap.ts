@@ -46,8 +46,9 @@ import { Errno } from "../../sys/errno.ts";
 import { NetlinkProtocol } from "../../sys/socket.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
+import { bool, decode, i64, list, object, str } from "../../spec/decode.ts";
 import { formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { masqAddressesOf } from "../common/ipmasq.ts";
 
@@ -89,56 +90,56 @@ const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `p
 const PROTO_NUM = { tcp: 6, udp: 17, sctp: 132 } as const;
 const IPS_DST_NAT = 1 << 5;
 
-function optBool(conf: NetConf, key: string, dflt: boolean): boolean {
-  const v = conf[key];
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== "boolean") throw invalid(`'${key}' must be true or false, not ${JSON.stringify(v)}`);
-  return v;
+/** One entry of the `portMappings` capability (the reference's `PortMapEntry`; go-cni sends `HostPort`, ...). */
+const portMapEntryCodec = object({ hostPort: i64, containerPort: i64, protocol: str, hostIP: str });
+
+/** portmap's config as the reference decodes it (`PortMapConf`). */
+export const portmapCodec = object({
+  ...netConfShape,
+  backend: str,
+  snat: bool,
+  conditionsV4: list(str),
+  conditionsV6: list(str),
+  masqAll: bool,
+  markMasqBit: i64,
+  externalSetMarkChain: str,
+  runtimeConfig: object({ portMappings: list(portMapEntryCodec) }),
+});
+
+function portOf(v: number | undefined, what: string): number {
+  const p = v ?? 0; // Go's zero value, as the reference reports it
+  if (p <= 0 || p > 65535) throw invalid(`Invalid ${what} port number: ${p}`);
+  return p;
 }
 
-function portOf(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > 65535) {
-    throw invalid(`Invalid ${what} port number: ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-/** Parse portmap's keys and runtimeConfig.portMappings, with the reference's checks. */
+/**
+ * Decode portmap's keys and `runtimeConfig.portMappings` with Go's rules (a wrong type is code 2),
+ * then check them as the reference does (code 7).
+ */
 export function parsePortmapConf(conf: NetConf): PortmapConf {
-  const out: PortmapConf = { snat: optBool(conf, "snat", true), masqAll: optBool(conf, "masqAll", false), mappings: [] };
-  const bit = conf.markMasqBit;
-  const chain = conf.externalSetMarkChain;
-  if (bit !== undefined && bit !== null) {
-    if (typeof bit !== "number" || !Number.isInteger(bit) || bit < 0 || bit > 31) throw invalid("MasqMarkBit must be between 0 and 31");
-    out.markMasqBit = bit;
-  }
-  if (chain !== undefined && chain !== null) {
-    if (typeof chain !== "string") throw invalid("'externalSetMarkChain' must be a string");
-    if (out.markMasqBit !== undefined) throw invalid("Cannot specify externalSetMarkChain and markMasqBit");
-    out.externalSetMarkChain = chain;
-  }
-  for (const key of ["conditionsV4", "conditionsV6"]) {
-    const v = conf[key];
+  const d = decode(portmapCodec, conf, { where: "portmap" });
+  for (const key of ["conditionsV4", "conditionsV6"] as const) {
     // iptables match arguments cannot be expressed in nftables: refused rather than ignored
-    if (Array.isArray(v) && v.length > 0) {
+    if ((d[key]?.length ?? 0) > 0) {
       throw new CniError(ErrorCode.UnsupportedField, `portmap: '${key}' (iptables match arguments) is not supported by cnikit's nftables portmap`);
     }
   }
-  const pms = conf.runtimeConfig?.portMappings;
-  if (pms === undefined || pms === null) return out;
-  if (!Array.isArray(pms)) throw invalid("runtimeConfig.portMappings must be a list");
+  if (d.backend && d.backend !== "iptables" && d.backend !== "nftables") throw invalid(`unrecognized backend ${JSON.stringify(d.backend)}`);
+  if (d.markMasqBit !== undefined && d.externalSetMarkChain !== undefined) throw invalid("Cannot specify externalSetMarkChain and markMasqBit");
+  if (d.markMasqBit !== undefined && (d.markMasqBit < 0 || d.markMasqBit > 31)) throw invalid("MasqMarkBit must be between 0 and 31");
+  const out: PortmapConf = { snat: d.snat ?? true, masqAll: d.masqAll ?? false, mappings: [] };
+  if (d.markMasqBit !== undefined) out.markMasqBit = d.markMasqBit;
+  if (d.externalSetMarkChain !== undefined) out.externalSetMarkChain = d.externalSetMarkChain;
   const keys = new Map<string, string>();
-  for (const raw of pms) {
-    if (typeof raw !== "object" || raw === null) throw invalid(`invalid port mapping ${JSON.stringify(raw)}`);
-    const r = raw as Record<string, unknown>;
+  for (const r of d.runtimeConfig?.portMappings ?? []) {
     const containerPort = portOf(r.containerPort, "container");
     const hostPort = portOf(r.hostPort, "host");
-    const p = r.protocol === undefined || r.protocol === null || r.protocol === "" ? "tcp" : r.protocol;
-    const protocol = typeof p === "string" ? p.toLowerCase() : p;
+    const p = r.protocol || "tcp";
+    const protocol = p.toLowerCase();
     if (protocol !== "tcp" && protocol !== "udp" && protocol !== "sctp") throw invalid(`unsupported protocol ${JSON.stringify(p)} (tcp, udp or sctp)`);
     const pm: PortMapping = { hostPort, containerPort, protocol };
-    if (r.hostIP !== undefined && r.hostIP !== null && r.hostIP !== "") {
-      const ip = typeof r.hostIP === "string" ? parseIP(r.hostIP) : null;
+    if (r.hostIP) {
+      const ip = parseIP(r.hostIP);
       if (!ip) throw invalid(`invalid hostIP ${JSON.stringify(r.hostIP)}`);
       pm.family = ip.length === 4 ? 4 : 6;
       if (ip.some((b) => b !== 0)) pm.hostIP = formatIP(ip); // 0.0.0.0 and :: bind no address, only a family
@@ -491,8 +492,11 @@ function delPods(args: CmdArgs): PodIP[] {
   return out;
 }
 
+/**
+ * Remove the pod's elements, found by its addresses in the maps: the config is not needed (and
+ * not checked), so a config ADD accepted, or one that no longer decodes, still cleans up.
+ */
 async function del(args: CmdArgs): Promise<void> {
-  parsePortmapConf(args.config);
   const pods = delPods(args);
   if (pods.length === 0) return;
   let nft: NftConn;

@@ -1,8 +1,9 @@
 /**
  * sbr: source-based routing for one pod interface, as the reference does it: for each of its
  * addresses a table of its own (the first from 100 that nothing uses, or the configured `table`
- * for all of them), a rule "from ADDR lookup TABLE", a default route via the address's gateway in
- * TABLE and a copy of the interface's main-table routes; then those routes leave the main table.
+ * for all of them), a rule "from ADDR lookup TABLE", a default route in TABLE (via the address's
+ * gateway, or the static one of its family from `gateways`) and a copy
+ * of the interface's main-table routes; then those routes leave the main table.
  * A chained plugin: it needs a prevResult and passes it on.
  */
 
@@ -13,7 +14,9 @@ import { addRoute, deleteRoute, listRoutes, type Route, type RouteSpec } from ".
 import { addRule, deleteRule, listRules } from "../../net/rule.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
-import { formatIP, parseCIDR } from "../../spec/ip.ts";
+import { bool, decode, i64, list, object, str } from "../../spec/decode.ts";
+import { formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
+import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { IPConfig, Result } from "../../spec/result.ts";
 
 /** The first table sbr considers, as the reference. */
@@ -39,13 +42,46 @@ function normIP(s: string | undefined): string | undefined {
   return n ? formatIP(n.ip) : s;
 }
 
-function configuredTable(args: CmdArgs): number | undefined {
-  const t = args.config.table;
-  if (t === undefined || t === null) return undefined;
-  if (typeof t !== "number" || !Number.isInteger(t) || t < 1 || t > 0xfffffffe || t === 253 || t === 254 || t === 255) {
-    throw invalid(`sbr: invalid table ${JSON.stringify(t)} (an unused routing table id)`);
+/**
+ * sbr's config as the reference decodes it (`PluginConf`): `table`, `gateways` (one static gateway
+ * per family, used instead of the addresses' own), `addSourceHints` (refused while cnikit does not
+ * have it, code 2).
+ */
+export const sbrCodec = object({ ...netConfShape, table: i64, gateways: list(str), addSourceHints: bool });
+
+/** sbr's settings after the reference's checks. */
+export interface SbrConf {
+  /** One table for every address; otherwise a free one from FIRST_TABLE per address. */
+  table?: number;
+  /** Static gateways by family, canonical text. */
+  gateways: { 4?: string; 6?: string };
+}
+
+/** Decode sbr's keys with Go's rules (wrong types: code 2) and check them (code 7). */
+export function parseSbrConf(conf: NetConf): SbrConf {
+  const d = decode(sbrCodec, conf, { where: "sbr" });
+  if (d.addSourceHints) throw new CniError(ErrorCode.UnsupportedField, "sbr: 'addSourceHints' is not supported yet; leave it false");
+  const out: SbrConf = { gateways: {} };
+  const t = d.table;
+  if (t !== undefined) {
+    if (t < 1 || t > 0xfffffffe || t === 253 || t === 254 || t === 255) throw invalid(`sbr: invalid table ${t} (an unused routing table id)`);
+    out.table = t;
   }
-  return t;
+  const gws = d.gateways ?? [];
+  if (gws.length > 2) throw invalid("sbr: gateways list cannot contain more than 2 entries (one IPv4, one IPv6)");
+  for (const g of gws) {
+    const ip = parseIP(g.trim());
+    if (!ip) throw invalid(`sbr: invalid static gateway IP address: ${g}`);
+    const v = ip.length === 4 ? 4 : 6;
+    if (out.gateways[v]) throw invalid(`sbr: gateways list contains multiple IPv${v} addresses: ${out.gateways[v]} and ${g}`);
+    out.gateways[v] = formatIP(ip);
+  }
+  return out;
+}
+
+/** The gateway of an address's default route: the static one of its family, else its own. */
+function gatewayFor(conf: SbrConf, ip: IPConfig): string | undefined {
+  return conf.gateways[ip.address.includes(":") ? 6 : 4] ?? ip.gateway;
 }
 
 function freeTable(pod: NetlinkConn): number {
@@ -75,11 +111,11 @@ function openPod(netns: string): NetlinkConn {
 }
 
 async function add(args: CmdArgs): Promise<Result> {
+  const conf = parseSbrConf(args.config);
   const prev = args.prevResult;
   if (!prev) throw invalid("sbr: this plugin must be called as a chained plugin (prevResult missing)");
   const ips = addressesOf(prev, args.ifName);
   if (ips.length === 0) throw invalid(`sbr: no IP addresses supplied on interface ${args.ifName}`);
-  const fixed = configuredTable(args);
   const pod = openPod(args.netns);
   const rules: Array<{ src: string; table: number }> = [];
   const copied: RouteSpec[] = [];
@@ -88,12 +124,13 @@ async function add(args: CmdArgs): Promise<Result> {
     const link = getLink(pod, args.ifName);
     const main = listRoutes(pod, { link: link.index });
     for (const ip of ips) {
-      const table = fixed ?? freeTable(pod);
+      const table = conf.table ?? freeTable(pod);
       const src = hostPrefix(ip.address);
       addRule(pod, { src, table });
       rules.push({ src, table });
-      if (ip.gateway) {
-        const gw: RouteSpec = { dst: "default", gateway: ip.gateway, link: link.index, table };
+      const gateway = gatewayFor(conf, ip);
+      if (gateway) {
+        const gw: RouteSpec = { dst: "default", gateway, link: link.index, table };
         addRoute(pod, gw, { replace: true });
         copied.push(gw);
       }
@@ -134,6 +171,10 @@ async function add(args: CmdArgs): Promise<Result> {
   return structuredClone(prev);
 }
 
+/**
+ * Remove the rules of the pod's addresses (from prevResult and the interface). The config is not
+ * needed (and not checked), so a config ADD accepted, or one that no longer decodes, still cleans up.
+ */
 async function del(args: CmdArgs): Promise<void> {
   if (!args.netns) return;
   let pod: NetlinkConn;
@@ -156,6 +197,7 @@ async function del(args: CmdArgs): Promise<void> {
 }
 
 async function check(args: CmdArgs): Promise<void> {
+  const conf = parseSbrConf(args.config);
   const prev = args.prevResult;
   if (!prev) throw invalid("sbr: required prevResult missing");
   const pod = openPod(args.netns);
@@ -165,10 +207,11 @@ async function check(args: CmdArgs): Promise<void> {
       const src = hostPrefix(ip.address);
       const rule = rules.find((r) => r.src === src);
       if (!rule) throw internal(`sbr: no rule for source ${src}`);
-      if (ip.gateway) {
+      const gateway = gatewayFor(conf, ip);
+      if (gateway) {
         const routes = listRoutes(pod, { table: rule.table });
-        if (!routes.some((r) => (r.dst === "0.0.0.0/0" || r.dst === "::/0") && r.gateway === normIP(ip.gateway))) {
-          throw internal(`sbr: table ${rule.table} has no default route via ${ip.gateway}`);
+        if (!routes.some((r) => (r.dst === "0.0.0.0/0" || r.dst === "::/0") && r.gateway === normIP(gateway))) {
+          throw internal(`sbr: table ${rule.table} has no default route via ${gateway}`);
         }
       }
     }

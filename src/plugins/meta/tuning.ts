@@ -13,10 +13,13 @@ import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
 import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
 import { findLink, setLink, type Link } from "../../net/link.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
+import { pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { bool, decode, i64, object, record, refine, str, type Decoded } from "../../spec/decode.ts";
+import { netConfShape, type NetConf } from "../../spec/netconf.ts";
+import { hasField, mtuCodec } from "../common/conf.ts";
 import type { Result } from "../../spec/result.ts";
 
 const IFF_ALLMULTI = 0x200;
@@ -59,45 +62,48 @@ export function sysctlKeyPath(key: string, ifName: string): string {
   return rel;
 }
 
-/** Parse the config the way the reference does (CNI_ARGS MAC, runtimeConfig.mac, args.cni.*). */
+/** `txQLen`: a queue length the kernel takes (u32). */
+const txQLenCodec = refine(i64, (n) => (n >= 0 && n <= 0xffffffff ? undefined : `txQLen must be from 0 to 4294967295, not ${n}`));
+
+/** tuning's config as the reference decodes it (`TuningConf`, with its `args.cni` overrides, `IPAMArgs`). */
+export const tuningCodec = object({
+  ...netConfShape,
+  dataDir: str,
+  sysctl: record(str),
+  mac: str,
+  promisc: bool,
+  mtu: mtuCodec,
+  txQLen: txQLenCodec,
+  allmulti: bool,
+  runtimeConfig: object({ mac: str }),
+  args: object({ cni: object({ sysctl: record(str), mac: str, promisc: bool, mtu: mtuCodec, allmulti: bool, txQLen: txQLenCodec }) }),
+});
+
+/**
+ * Decode the config with Go's rules (wrong types: code 2) and apply the overrides as the reference
+ * does: `args.cni.*` over the config's keys, the MAC from CNI_ARGS, then runtimeConfig, then
+ * `args.cni.mac`.
+ */
 export function parseTuningConf(conf: NetConf, cniArgs: string): TuningConf {
-  const sysctl: Record<string, string> = {};
-  const put = (src: unknown, where: string) => {
-    if (src === undefined || src === null) return;
-    if (typeof src !== "object" || Array.isArray(src)) throw invalid(`tuning: '${where}' must be an object`);
-    for (const [k, v] of Object.entries(src)) {
-      if (typeof v !== "string") throw invalid(`tuning: ${where}.${k} must be a string`);
-      sysctl[k] = v;
-    }
-  };
-  put(conf.sysctl, "sysctl");
-  const a = (conf.args as { cni?: Record<string, unknown> } | undefined)?.cni ?? {};
-  put(a.sysctl, "args.cni.sysctl");
-  const out: TuningConf = { sysctl, promisc: false, dataDir: typeof conf.dataDir === "string" && conf.dataDir ? conf.dataDir : DEFAULT_DATA_DIR };
-  const pick = <T>(key: string, check: (v: unknown) => v is T, what: string): T | undefined => {
-    const v = a[key] !== undefined ? a[key] : conf[key];
-    if (v === undefined || v === null) return undefined;
-    if (!check(v)) throw invalid(`tuning: invalid ${key} ${JSON.stringify(v)} (${what})`);
-    return v;
-  };
-  const isBool = (v: unknown): v is boolean => typeof v === "boolean";
-  const isInt = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
-  const isMac = (v: unknown): v is string => typeof v === "string" && (v === "" || MAC_RE.test(v));
-  out.promisc = pick("promisc", isBool, "true or false") ?? false;
-  const allmulti = pick("allmulti", isBool, "true or false");
+  return settingsOf(decode(tuningCodec, conf, { where: "tuning" }), cniArgs);
+}
+
+function settingsOf(d: Decoded<typeof tuningCodec>, cniArgs: string): TuningConf {
+  const a = d.args?.cni ?? {};
+  const out: TuningConf = { sysctl: { ...d.sysctl, ...a.sysctl }, promisc: a.promisc ?? d.promisc ?? false, dataDir: d.dataDir || DEFAULT_DATA_DIR };
+  const allmulti = a.allmulti ?? d.allmulti;
   if (allmulti !== undefined) out.allmulti = allmulti;
-  const mtu = pick("mtu", isInt, "a positive integer");
+  const mtu = a.mtu ?? d.mtu;
   if (mtu) out.mtu = mtu;
-  const txq = pick("txQLen", isInt, "a non-negative integer");
+  const txq = a.txQLen ?? d.txQLen;
   if (txq !== undefined) out.txQLen = txq;
-  let mac = pick("mac", isMac, "aa:bb:cc:dd:ee:ff") ?? "";
+  let mac = a.mac ?? d.mac ?? "";
   if (cniArgs) {
     const env = loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]);
     if (env.MAC) mac = env.MAC;
   }
-  const rcMac = conf.runtimeConfig?.mac;
-  if (typeof rcMac === "string" && rcMac) mac = rcMac;
-  if (typeof a.mac === "string" && a.mac) mac = a.mac;
+  if (d.runtimeConfig?.mac) mac = d.runtimeConfig.mac;
+  if (a.mac) mac = a.mac;
   if (mac) {
     if (!MAC_RE.test(mac)) throw invalid(`tuning: invalid MAC address ${JSON.stringify(mac)}`);
     out.mac = mac.toLowerCase();
@@ -221,9 +227,19 @@ async function add(args: CmdArgs): Promise<Result> {
   return result;
 }
 
+/**
+ * Restore what ADD saved. Only `dataDir` matters (the file is found by container id and ifname):
+ * the rest of the config is decoded leniently and not checked, so a sysctl, MTU or MAC that does
+ * not decode does not stop the restore. A `dataDir` that does not decode restores nothing (the
+ * saved file is not in the default directory).
+ */
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parseTuningConf(args.config, args.args);
-  const file = backupFile(conf.dataDir, args);
+  const d = pluginConf(args, tuningCodec, "tuning");
+  if (d.dataDir === undefined && hasField(tuningCodec, args.config, "dataDir")) {
+    args.log("tuning: DEL restores nothing: dataDir does not decode");
+    return;
+  }
+  const file = backupFile(d.dataDir || DEFAULT_DATA_DIR, args);
   let saved: Saved;
   try {
     saved = JSON.parse(readText(file));

@@ -60,7 +60,7 @@ describe("config", () => {
     expect(parsePortmapConf(conf({ externalSetMarkChain: "KUBE-MARK-MASQ" })).externalSetMarkChain).toBe("KUBE-MARK-MASQ");
     expect(codeOf(() => parsePortmapConf(conf({ markMasqBit: 32 })))).toBe(7);
     expect(codeOf(() => parsePortmapConf(conf({ markMasqBit: 1, externalSetMarkChain: "X" })))).toBe(7);
-    expect(codeOf(() => parsePortmapConf(conf({ snat: "yes" })))).toBe(7);
+    expect(codeOf(() => parsePortmapConf(conf({ snat: "yes" })))).toBe(2); // a wrong JSON type
   });
 
   test("invalid mappings are spec errors (code 7)", () => {
@@ -71,10 +71,10 @@ describe("config", () => {
       [{ hostPort: 80, containerPort: 80, protocol: "icmp" }],
       [{ hostPort: 80, containerPort: 80, hostIP: "nope" }],
       [{ hostPort: 80, containerPort: 80 }, { hostPort: 80, containerPort: 81 }],
-      "8080:80",
     ]) {
       expect(codeOf(() => parsePortmapConf(withMaps(bad)))).toBe(7);
     }
+    expect(codeOf(() => parsePortmapConf(withMaps("8080:80")))).toBe(2); // a wrong JSON type
     // the same mapping twice, and one host port per protocol, are fine
     expect(parsePortmapConf(withMaps([
       { hostPort: 80, containerPort: 80 }, { hostPort: 80, containerPort: 80 }, { hostPort: 80, containerPort: 81, protocol: "udp" },
