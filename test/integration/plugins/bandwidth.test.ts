@@ -1,8 +1,8 @@
 /**
  * cnikit's bandwidth chained after cnikit's bridge + host-local, against the real kernel in a
  * private network namespace: measured TCP throughput to and from a pod lands on the configured
- * limits (and is much higher without them), CHECK, DEL, the runtimeConfig capability, no-limit
- * pass-through, and the same config through the reference plugin leaving the same tc state.
+ * limits (and is much higher without them), CHECK, DEL, the runtimeConfig capability (with
+ * go-cni's Go field names too), DEL with keys that do not decode, no-limit pass-through, and the same config through the reference plugin leaving the same tc state.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -136,6 +136,33 @@ describe("bandwidth after bridge + host-local", () => {
     expect(cnikit(["del", "cap", p], { CAP_ARGS: caps }).code).toBe(0);
     expect(ifbs()).toEqual([]);
   });
+
+  test("go-cni's Go field names shape as the canonical keys; DEL with keys that do not decode removes the ifb and the qdiscs", () => {
+    netconf("gocni", `${prefix}g`, "10.97.0.0/24", { capabilities: { bandwidth: true } });
+    const p = ns.add("g");
+    const caps = JSON.stringify({ bandwidth: { IngressRate: 8_000_000, IngressBurst: 80_000, EgressRate: 16_000_000, EgressBurst: 160_000 } });
+    const cid = `${prefix}gocni`;
+    const r = addPod("gocni", p, { CAP_ARGS: caps, CNI_CONTAINERID: cid });
+    const veth = hostVethOf(r);
+    const ifb = r.interfaces[3].name as string;
+    expect(qdiscs(veth).find((q) => q.kind === "tbf")?.options).toEqual({ rate: 1_000_000, burst: 10_000, lat: 25_000 });
+    expect(qdiscs(ifb).find((q) => q.kind === "tbf")?.options).toEqual({ rate: 2_000_000, burst: 20_000, lat: 25_000 });
+    expect(cnikit(["check", "gocni", p], { CAP_ARGS: caps, CNI_CONTAINERID: cid }).code).toBe(0);
+    // a wrong type is refused on ADD with code 2 naming the key
+    const bad = cnikit(["add", "gocni", ns.add("gx")], { CAP_ARGS: JSON.stringify({ bandwidth: { IngressRate: "8M", IngressBurst: 80_000 } }) });
+    expect(JSON.parse(bad.stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('"runtimeConfig.bandwidth.IngressRate"') });
+    // bandwidth's DEL alone (the veth still there), with a config whose keys do not decode
+    const del = run([join(bin, "bandwidth")], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: "DEL", CNI_CONTAINERID: cid, CNI_NETNS: p, CNI_IFNAME: "eth0", CNI_PATH: bin },
+      stdin: JSON.stringify({ cniVersion: "1.0.0", name: "gocni", type: "bandwidth", ingressRate: "fast", egressBurst: -1, runtimeConfig: { bandwidth: [] }, shapedSubnets: "x" }),
+    });
+    expect(del.stdout).toBe("");
+    expect(del.code).toBe(0);
+    expect(ifbs()).toEqual([]);
+    expect(qdiscs(veth).filter((q) => q.kind === "tbf" || q.kind === "ingress")).toEqual([]);
+    expect(cnikit(["del", "gocni", p], { CAP_ARGS: caps, CNI_CONTAINERID: cid }).code).toBe(0);
+    expect(shaping()).toEqual([]);
+  }, 30_000);
 
   test("a rate without its burst is refused with code 7 and leaves nothing", () => {
     netconf("half", `${prefix}h`, "10.95.0.0/24", { ingressRate: 1_000_000 });

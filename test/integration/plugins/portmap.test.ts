@@ -3,11 +3,12 @@
  * `cnikit add/check/del`: TCP and UDP host ports reach a pod from another pod, from the host
  * (its own addresses and 127.0.0.1), from outside and from the pod itself; a mapping bound to a
  * hostIP answers there only; a host port already taken fails the ADD whole; DEL without
- * runtimeConfig leaves no element and no conntrack entry; 50 pods at once; IPv6.
+ * runtimeConfig leaves no element and no conntrack entry; go-cni's Go field names; DEL with keys
+ * that do not decode leaves nothing; 50 pods at once; IPv6.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
 import { listConntrack } from "../../../src/net/conntrack.ts";
@@ -184,6 +185,44 @@ describe("portmap", () => {
     expect(cnikit(["del", "pm", a]).code).toBe(0);
     expect(cnikit(["del", "pm", b]).code).toBe(0);
     expect(ipB).toBeTruthy();
+  }, 60_000);
+
+  test("go-cni's Go field names map ports; DEL with keys that do not decode (and bad capability args) leaves nothing", async () => {
+    const g = ns.add("g");
+    const goMaps = { portMappings: [{ HostPort: 8280, ContainerPort: 80, Protocol: "tcp", HostIP: "" }, { HostPort: 8281, ContainerPort: 81, Protocol: "udp", HostIP: "" }] };
+    const rg = cnikit(["add", "pm", g], goMaps);
+    expect(rg.stdout + rg.stderr).not.toContain("Invalid");
+    expect(rg.code).toBe(0);
+    const ipG = ipOf(rg.stdout);
+    await whoami(g, 80);
+    expect(tcp("", HOST, 8280)).toBe(HOST);
+    expect(udp("", HOST, 8281)).toBe(HOST);
+    expect(cnikit(["check", "pm", g], goMaps).code).toBe(0);
+    // wrong types: ADD refuses them with code 2 naming the key
+    const bad = cnikit(["add", "pm", ns.add("gx")], { portMappings: [{ HostPort: "8290", ContainerPort: 80 }] });
+    expect(JSON.parse(bad.stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('"runtimeConfig.portMappings[0].HostPort"') });
+    // the same network with portmap's and host-local's keys broken: DEL still removes everything
+    const badDir = join(tmp.path, "net.d-bad");
+    mkdirSync(badDir, { recursive: true });
+    writeFileSync(join(badDir, "pm.conflist"), JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "pm",
+      plugins: [
+        {
+          type: "bridge", bridge: `${prefix}b`, isGateway: true, hairpinMode: true,
+          ipam: { type: "host-local", dataDir: join(tmp.path, "ipam"), ranges: "10.94.1.0/24", routes: [{ dst: 5 }] },
+        },
+        { type: "portmap", capabilities: { portMappings: true }, snat: "yes", markMasqBit: 99, conditionsV4: "x", backend: 1 },
+      ],
+    }));
+    const del = run([CNIKIT, "del", "pm", g], { env: { ...env({ portMappings: [{ HostPort: "x", ContainerPort: -1 }] }), NETCONFPATH: badDir } });
+    expect(del.stdout).toBe("");
+    expect(del.code).toBe(0);
+    expect(table()).not.toContain(ipG);
+    expect(table()).not.toContain("8280");
+    expect(tcp("", HOST, 8280)).toBe("refused");
+    expect(readdirSync(join(tmp.path, "ipam", "pm"))).not.toContain(ipG); // host-local released it
+    expect(cnikit(["del", "pm", g]).code).toBe(0);
   }, 60_000);
 
   test("IPv6: a dual-stack pod's mapping answers on the host's IPv6 addresses", async () => {

@@ -1,7 +1,8 @@
 /**
  * cnikit's sbr chained after cnikit's bridge: a rule per pod address into a table of its own, the
  * default route and the interface's routes moved there, traffic still flowing; DEL removes the
- * rules; the same chain through the reference sbr leaves the same rules and routes.
+ * rules (also when keys of its config do not decode); static gateways; the same chain through the
+ * reference sbr leaves the same rules and routes.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -109,6 +110,39 @@ describe("sbr", () => {
     expect(cnikit(["del", "auto", p]).code).toBe(0);
   });
 
+  test("static gateways per family (keys in any case); wrong types are code 2; DEL with keys that do not decode removes the rules", () => {
+    // a bridge that is no default gateway: a main-table default route would be copied over the
+    // static one (as the reference copies it, with replace)
+    bridges.push(`${prefix}d`);
+    writeFileSync(join(confDir, "gw.conflist"), JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "gw",
+      plugins: [
+        { type: "bridge", bridge: `${prefix}d`, isGateway: true, ipam: { type: "host-local", ranges: [[{ subnet: "10.92.0.0/24" }], [{ subnet: "fd92::/64" }]], dataDir: join(tmp.path, "ipam-gw") } },
+        { type: "sbr", Gateways: ["10.92.0.254"] },
+      ],
+    }));
+    const p = ns.add("d");
+    const cid = `${prefix}gw`;
+    const r = cnikit(["add", "gw", p], { CNI_CONTAINERID: cid });
+    expect(r.code).toBe(0);
+    const state = routing(p);
+    expect(state.rules).toEqual(["POD4 100", "POD6 101"]);
+    expect(inNs(p, ["ip", "route", "show", "table", "100", "default"])).toContain("via 10.92.0.254 dev eth0"); // the static IPv4 gateway
+    expect(state.t101).toContain("default fd92::1 eth0"); // no static IPv6 one: the address's own (host-local's gateway)
+    expect(cnikit(["check", "gw", p], { CNI_CONTAINERID: cid }).code).toBe(0);
+    writeList("gwbad", `${prefix}d`, { table: "100" });
+    expect(JSON.parse(cnikit(["add", "gwbad", ns.add("dx")]).stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('"table" must be an integer') });
+    const d = run([join(bin, "sbr")], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: "DEL", CNI_CONTAINERID: cid, CNI_NETNS: p, CNI_IFNAME: "eth0", CNI_PATH: bin },
+      stdin: JSON.stringify({ cniVersion: "1.1.0", name: "gw", type: "sbr", table: "x", gateways: 5, addSourceHints: "no", prevResult: JSON.parse(r.stdout) }),
+    });
+    expect(d.stdout).toBe("");
+    expect(d.code).toBe(0);
+    expect(routing(p).rules).toEqual([]);
+    expect(cnikit(["del", "gw", p], { CNI_CONTAINERID: cid }).code).toBe(0);
+  }, 20_000);
+
   test("the same chain through the reference sbr leaves the same rules and routes", () => {
     const ref = join(tmp.path, "ref-bin");
     must([CNIKIT, "install", "--bin-dir", ref]);
@@ -124,5 +158,5 @@ describe("sbr", () => {
       expect(cnikit(["del", "cmp", p], { CNI_PATH: path }).code).toBe(0);
     }
     expect(states.cnikit).toEqual(states.reference);
-  });
+  }, 20_000);
 });

@@ -1,6 +1,7 @@
 /**
  * cnikit's tuning chained after cnikit's bridge: sysctls (net.* only) and interface settings are
- * applied in the pod, the previous values are restored by DEL, bad keys are refused, an allowlist
+ * applied in the pod, the previous values are restored by DEL (also when keys of its config do not
+ * decode), bad keys are refused, an allowlist
  * is honoured, and the same chain through the reference gives the same pod state.
  */
 
@@ -104,6 +105,34 @@ describe("tuning", () => {
     expect(cnikit(["del", "tune", p]).code).toBe(0);
   });
 
+  test("DEL with keys that do not decode still restores; a dataDir of the wrong type restores nothing and writes nothing", () => {
+    writeList("tune2", `${prefix}d`, { ...tuningConf, MTU: 1280, Promisc: true }); // keys in any case, as Go reads them
+    const p = ns.add("d");
+    const cid = `${prefix}tune2`;
+    const r = cnikit(["add", "tune2", p], { CNI_CONTAINERID: cid });
+    expect(r.code).toBe(0);
+    expect(podState(p)).toMatchObject({ mtu: 1280, promisc: true, somaxconn: "512" });
+    // wrong types are refused on ADD with code 2 naming the key
+    writeList("tune3", `${prefix}d`, { ...tuningConf, mtu: "1280" });
+    expect(JSON.parse(cnikit(["add", "tune3", ns.add("dx")]).stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('"mtu" must be an integer') });
+    const tuningDel = (conf: Record<string, unknown>) =>
+      run([join(bin, "tuning")], {
+        env: { PATH: process.env.PATH, CNI_COMMAND: "DEL", CNI_CONTAINERID: cid, CNI_NETNS: p, CNI_IFNAME: "eth0", CNI_PATH: bin },
+        stdin: JSON.stringify({ cniVersion: "1.1.0", name: "tune2", type: "tuning", prevResult: JSON.parse(r.stdout), ...conf }),
+      });
+    const file = `${cid}_eth0.json`;
+    const wrongDir = tuningDel({ dataDir: 5, mtu: 1300 });
+    expect(wrongDir.code).toBe(0);
+    expect(readdirSync(dataDir)).toContain(file); // nothing restored, nothing looked up in /run/cni/tuning
+    expect(podState(p).mtu).toBe(1280);
+    const d = tuningDel({ dataDir, mtu: "big", sysctl: ["x"], promisc: "yes", mac: 5, txQLen: -1, args: { cni: "x" } });
+    expect(d.stdout).toBe("");
+    expect(d.code).toBe(0);
+    expect(podState(p)).toMatchObject({ mtu: 1500, promisc: false, allmulti: false, txqlen: 0, somaxconn: "4096" });
+    expect(readdirSync(dataDir)).not.toContain(file);
+    expect(cnikit(["del", "tune2", p], { CNI_CONTAINERID: cid }).code).toBe(0);
+  }, 20_000);
+
   test("keys outside net.*, path tricks and an allowlist are refused with nothing changed", () => {
     const p = ns.add("b");
     for (const key of ["kernel.hostname", "net.ipv4/../../kernel.hostname", "net..ipv4.ip_forward", "fs.file-max"]) {
@@ -125,7 +154,7 @@ describe("tuning", () => {
     // the rolled-back failed ADDs left no veth, and the namespace kept its default somaxconn
     expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]))).toEqual([]);
     expect(inNs(p, ["cat", "/proc/sys/net/core/somaxconn"]).trim()).toBe("4096");
-  });
+  }, 20_000);
 
   test("the same chain through the reference tuning gives the same pod state", () => {
     const ref = join(tmp.path, "ref-bin");
