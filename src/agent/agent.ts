@@ -379,9 +379,13 @@ export class Agent {
   metricsText(): string {
     const m = this.metrics;
     return [
+      "# HELP cnikit_agent_leases Subnet leases in etcd at the last full sync, this node's included.",
       "# TYPE cnikit_agent_leases gauge", `cnikit_agent_leases ${m.leases}`,
+      "# HELP cnikit_agent_peers Other nodes' subnets programmed on this node.",
       "# TYPE cnikit_agent_peers gauge", `cnikit_agent_peers ${m.peers}`,
+      "# HELP cnikit_agent_etcd_errors_total etcd calls that failed (each retry counts).",
       "# TYPE cnikit_agent_etcd_errors_total counter", `cnikit_agent_etcd_errors_total ${m.etcdErrors}`,
+      "# HELP cnikit_agent_last_sync_timestamp_seconds When the last full sync with etcd finished (Unix time).",
       "# TYPE cnikit_agent_last_sync_timestamp_seconds gauge", `cnikit_agent_last_sync_timestamp_seconds ${Math.floor(m.lastSyncMs / 1000)}`,
       "",
     ].join("\n");

@@ -6,7 +6,7 @@
  */
 
 import type { Attachment } from "../libcni/attachments.ts";
-import type { NodeInfo } from "./status-data.ts";
+import type { NodeInfo, StatusDoc } from "./status-data.ts";
 
 /** What the picture shows. */
 export interface GraphInput {
@@ -77,10 +77,10 @@ export function buildDot(g: GraphInput): string {
       const id = `node:${n.key}`;
       const lines = [
         [n.subnet, n.subnet6].filter(Boolean).join(" "),
-        `${n.publicIP}${n.publicIPv6 ? ` ${n.publicIPv6}` : ""}`,
+        [n.publicIP, n.publicIPv6].filter((a) => a && a !== n.name).join(" "),
         `${n.backend}${n.vni !== undefined ? ` VNI ${n.vni}` : ""}${n.datapath ? ` (${n.datapath} datapath)` : ""}${n.bgp ? ` BGP ${n.bgp}` : ""}`,
       ];
-      drawNode(id, n.name, lines, n.self, n.self ? body : []);
+      drawNode(id, n.name, lines.filter(Boolean), n.self, n.self ? body : []);
     }
     if (!self) {
       // this machine holds no lease (no agent here): its pods stand on their own
@@ -116,4 +116,13 @@ export async function renderSvg(dot: string): Promise<string> {
   const [svg, err, code] = await Promise.all([new Response(proc.stdout as ReadableStream).text(), new Response(proc.stderr as ReadableStream).text(), proc.exited]);
   if (code !== 0) throw new Error(`dot -Tsvg failed (${code}): ${err.trim()}`);
   return svg;
+}
+
+let lastRender: { dot: string; svg: string } | undefined;
+
+/** The SVG picture of a status document (the status page's); rendered again only when it changed. */
+export async function statusSvg(doc: Pick<StatusDoc, "nodes" | "attachments" | "host">): Promise<string> {
+  const dot = buildDot(doc);
+  if (lastRender?.dot !== dot) lastRender = { dot, svg: await renderSvg(dot) };
+  return lastRender.svg;
 }

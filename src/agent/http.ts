@@ -1,4 +1,6 @@
-/** The agent's HTTP endpoints: `/healthz`, `/readyz` and Prometheus `/metrics`. */
+/** The agent's HTTP endpoints: `/healthz`, `/readyz`, Prometheus `/metrics` and the status page `/ui`. */
+
+import { UI_HTML } from "./ui.ts";
 
 /** What the endpoints report. */
 export interface HealthSource {
@@ -8,6 +10,8 @@ export interface HealthSource {
   ready(): boolean;
   /** /metrics: the text exposition. */
   metrics(): string;
+  /** /ui (the status page, ui.ts), /api/status (status-data.ts) and /ui/graph.svg. */
+  ui?: { status(): Promise<unknown>; graphSvg(): Promise<string> };
 }
 
 /** Serve the endpoints on `host:port`; returns the server (stop it with `stop(true)`). */
@@ -21,7 +25,21 @@ export function serveHealth(at: { host: string; port: number }, src: HealthSourc
       if (path === "/healthz") return status(src.healthy(), "ok", "stale");
       if (path === "/readyz") return status(src.ready(), "ready", "not ready");
       if (path === "/metrics") return new Response(src.metrics(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      if (src.ui) return serveUi(path, src.ui);
       return new Response("not found\n", { status: 404 });
     },
   });
+}
+
+/** The status page, its data and its picture; 404 for anything else. */
+async function serveUi(path: string, ui: NonNullable<HealthSource["ui"]>): Promise<Response> {
+  const nocache = { "cache-control": "no-store" };
+  try {
+    if (path === "/ui" || path === "/ui/") return new Response(UI_HTML, { headers: { "content-type": "text/html; charset=utf-8", ...nocache } });
+    if (path === "/api/status") return Response.json(await ui.status(), { headers: nocache });
+    if (path === "/ui/graph.svg") return new Response(await ui.graphSvg(), { headers: { "content-type": "image/svg+xml", ...nocache } });
+  } catch (e) {
+    return new Response(`${(e as Error).message}\n`, { status: 500 });
+  }
+  return new Response("not found\n", { status: 404 });
 }

@@ -1,6 +1,8 @@
 /** `cnikit agent`: the node daemon's command line (CNI server; flannel-like flags for the overlay). */
 
+import { DEFAULT_CACHE_DIR } from "../libcni/cache.ts";
 import { flagString, parseArgs } from "./args.ts";
+import { etcdFromFlags } from "./etcd-flags.ts";
 import { reportError } from "./output.ts";
 
 /** Usage text. */
@@ -16,7 +18,9 @@ host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
   --max-requests N        CNI calls run at once (default 64; calls for one container and
                           interface always run one after the other)
   --request-timeout SECS  deadline of a CNI call; past it the shim gets error 11 (default 120)
-  --healthz ADDR:PORT     serve /healthz, /readyz and /metrics there
+  --healthz ADDR:PORT     serve /healthz, /readyz, /metrics and the status page /ui there
+  --cni-cache-dir DIR     the runtime's result cache the status page lists attachments from
+                          (default $CNI_CACHE_DIR, else /var/lib/cni)
 
 Overlay (only with --etcd-endpoints):
   --etcd-endpoints URLS   comma-separated, e.g. http://127.0.0.1:2379
@@ -43,7 +47,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       process.stdout.write(AGENT_USAGE);
       return 0;
     }
-    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-socket", "max-requests", "request-timeout", ...OVERLAY_FLAGS]);
+    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "cni-socket", "max-requests", "request-timeout", ...OVERLAY_FLAGS]);
     const unknown = Object.keys(p.flags).filter((k) => !known.has(k));
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
     const opt = (k: string) => flagString(p, k);
@@ -94,12 +98,27 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     });
     let agentStarted = !agent;
     let http: ReturnType<typeof import("../agent/http.ts").serveHealth> | undefined;
+    let statusSource: import("../agent/status-data.ts").StatusSource | undefined;
     if (hz) {
       const { serveHealth } = await import("../agent/http.ts");
+      const metrics = () => cni.metricsText() + (agent ? agent.metricsText() : "");
+      // the status page (/ui, /api/status): this node's attachments from the runtime's result
+      // cache, the nodes from etcd, latency from the metrics above
+      const { StatusSource } = await import("../agent/status-data.ts");
+      const { statusSvg } = await import("../agent/graph.ts");
+      const etcd = overlay ? etcdFromFlags(p) : undefined;
+      statusSource = new StatusSource({
+        cacheDir: opt("cni-cache-dir") ?? (process.env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR),
+        daemon: () => ({ ready: cni.ready, inFlight: cni.inFlight }),
+        metrics,
+        ...(etcd ? { etcd } : {}),
+      });
+      const src = statusSource;
       http = serveHealth(hz, {
         healthy: () => cni.ready && (!agent || agent.healthy()),
         ready: () => cni.ready && agentStarted,
-        metrics: () => cni.metricsText() + (agent ? agent.metricsText() : ""),
+        metrics,
+        ui: { status: () => src.snapshot(), graphSvg: async () => statusSvg(await src.snapshot()) },
       });
     }
     try {
@@ -117,6 +136,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       await cni.stop();
       await agent?.stop();
       http?.stop(true);
+      await statusSource?.close();
     }
     return 0;
   } catch (e) {
