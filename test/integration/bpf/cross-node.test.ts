@@ -129,7 +129,7 @@ describe("pods on two nodes over a collect-metadata vxlan device", () => {
   test("the agent's part: vxlan program and device, the other node's subnet with its VNI", () => {
     const [n1, n2] = nodes as [Node, Node];
     for (const [me, peer] of [[n1, n2], [n2, n1]] as const) {
-      me.dp.attachPod(me.conn, { ip: me.pod.ip, ...me.pod });
+      me.dp.attachPod(me.conn, { ip: me.pod.ip, ifindex: me.pod.ifindex, podMac: me.pod.podMac, hostMac: me.pod.hostMac });
       me.dp.attachVxlan(me.conn, me.vxlan);
       me.dp.setRemoteSubnet(peer.subnet, peer.underlay, VNI);
     }
