@@ -17,6 +17,7 @@ import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { createBackend, type Backend, type Peer } from "./backend.ts";
 import { encodeLease, leaseId, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
+import { waitingFor } from "./log.ts";
 import { installMasquerade } from "./masq.ts";
 import type { FamilyPlan, NetworkConfig } from "./netconfig.ts";
 import { connectEtcd, LeaseStore, type EtcdOptions, type SubnetLease } from "./store.ts";
@@ -84,7 +85,7 @@ export class Agent {
       } catch (e) {
         if (this.stopped) throw e;
         this.metrics.etcdErrors++;
-        this.log({ level: "warn", msg: `${what} failed, retrying`, error: (e as Error).message, retryInMs: delay });
+        this.log({ level: "warn", msg: waitingFor(what, e), error: (e as Error).message, retryInMs: delay });
         await sleep(delay);
       }
     }

@@ -21,6 +21,8 @@ host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
   --healthz ADDR:PORT     serve /healthz, /readyz, /metrics and the status page /ui there
   --cni-cache-dir DIR     the runtime's result cache the status page lists attachments from
                           (default $CNI_CACHE_DIR, else /var/lib/cni)
+  --log-format text|json  log lines on stderr as JSON (default) or as text
+  --log-level LEVEL       debug, info (default), warn or error
 
 Overlay (only with --etcd-endpoints):
   --etcd-endpoints URLS   comma-separated, e.g. http://127.0.0.1:2379
@@ -47,7 +49,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       process.stdout.write(AGENT_USAGE);
       return 0;
     }
-    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "cni-socket", "max-requests", "request-timeout", ...OVERLAY_FLAGS]);
+    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "log-format", "log-level", "cni-socket", "max-requests", "request-timeout", ...OVERLAY_FLAGS]);
     const unknown = Object.keys(p.flags).filter((k) => !known.has(k));
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
     const opt = (k: string) => flagString(p, k);
@@ -68,9 +70,11 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     const stray = OVERLAY_FLAGS.filter((k) => p.flags[k] !== undefined);
     if (!overlay && stray.length > 0) throw new Error(`agent: --${stray[0]} needs --etcd-endpoints (the overlay runs only with etcd)`);
 
+    const { createLogger, logOptions } = await import("../agent/log.ts");
+    const log = createLogger(logOptions(opt("log-format"), opt("log-level")));
     const { CniServer } = await import("../agent/cni-server.ts");
     const { DEFAULT_SOCKET } = await import("../agent/protocol.ts");
-    const cni = new CniServer({ socketPath: opt("cni-socket") || process.env.CNIKIT_SOCKET || DEFAULT_SOCKET, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000 });
+    const cni = new CniServer({ socketPath: opt("cni-socket") || process.env.CNIKIT_SOCKET || DEFAULT_SOCKET, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000, log });
     let agent: import("../agent/agent.ts").Agent | undefined;
     if (overlay) {
       const { Agent } = await import("../agent/agent.ts");
@@ -89,6 +93,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         subnetFile: opt("subnet-file") ?? "/run/flannel/subnet.env",
         ipMasq: p.flags["ip-masq"] === true,
         ttlSec: ttl,
+        log,
         ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
       });
     }
@@ -120,6 +125,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         metrics,
         ui: { status: () => src.snapshot(), graphSvg: async () => statusSvg(await src.snapshot()) },
       });
+      log({ level: "info", msg: "serving the status page", url: `http://${hz.host.includes(":") ? `[${hz.host}]` : hz.host}:${hz.port}/ui` });
     }
     try {
       await cni.start();

@@ -142,3 +142,31 @@ describe("cnikit graph", () => {
     expect(cnikit(["status"]).stdout).not.toContain(gone.ip);
   });
 });
+
+describe("cnikit agent's logs", () => {
+  test("--log-format text: it says every few seconds that it waits for etcd, then for the network config", async () => {
+    const { loopbackEtcd } = await import("../../support/cluster.ts");
+    const port = 23870;
+    const s = socketDir("ckvlog");
+    const log = join(tmp.path, "agent-text.log");
+    const agent = Bun.spawn([CNIKIT, "agent", "--cni-socket", s.socket, "--log-format", "text", "--log-level", "info", "--etcd-endpoints", `http://127.0.0.1:${port}`,
+      "--etcd-prefix", `/${prefix}/network`, "--iface", "lo", "--public-ip", "127.0.0.1", "--subnet-file", join(tmp.path, "subnet.env")], { env, stdout: "ignore", stderr: Bun.file(log) });
+    let etcd: Awaited<ReturnType<typeof loopbackEtcd>> | undefined;
+    const text = () => readFileSync(log, "utf8");
+    const until = async (what: string, re: RegExp) => {
+      for (const end = Date.now() + 15_000; !re.test(text()); await Bun.sleep(100)) if (Date.now() > end) throw new Error(`no ${what} in the log:\n${text()}`);
+    };
+    try {
+      await until("wait for etcd", /^\S+ WARN  waiting for etcd \(reading the network config\) error=/m);
+      etcd = await loopbackEtcd(join(tmp.path, "etcd"), port);
+      await until("wait for the network config", /^\S+ WARN  waiting for the network config in etcd error=".*no network config at/m);
+      expect(text()).toMatch(/^\S+ INFO  serving CNI socket=\S+ protocol=1/m);
+      expect(text().split("\n").filter((l) => l.startsWith("{"))).toEqual([]);
+    } finally {
+      agent.kill("SIGTERM");
+      await agent.exited;
+      await etcd?.stop();
+      s.remove();
+    }
+  }, 40_000);
+});
