@@ -50,24 +50,45 @@ export async function undoAdd(
 }
 
 /**
- * DEL of a veth-based plugin: release the IPAM reservation, then delete the pod end (its host
- * end, host routes and addresses go with it). Succeeds when CNI_NETNS is empty, the namespace is
- * gone, or the interface is already gone.
+ * Run every cleanup step of a DEL, each even when an earlier one failed (what the others remove
+ * must still go); once all have run, throw the first failure and log the others.
+ */
+export async function cleanupAll(args: CmdArgs, steps: ReadonlyArray<() => unknown>): Promise<void> {
+  const failures: unknown[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (e) {
+      failures.push(e);
+    }
+  }
+  for (const e of failures.slice(1)) args.log(`DEL: also failed: ${(e as Error).message}`);
+  if (failures.length > 0) throw failures[0];
+}
+
+/**
+ * DEL of a veth-based plugin: release the IPAM reservation and delete the pod end (its host end,
+ * host routes and addresses go with it), the one even when the other fails. Succeeds when
+ * CNI_NETNS is empty, the namespace is gone, or the interface is already gone.
  */
 export async function delVethPod(args: CmdArgs, ipamType: string | undefined): Promise<void> {
-  if (ipamType) await delegateCommand(ipamType, args, "DEL", args.stdinData);
-  if (!args.netns) return;
-  let pod: NetlinkConn;
-  try {
-    pod = NetlinkConn.open({ netns: args.netns });
-  } catch {
-    return; // the namespace is gone: so is the pod end of the veth, and with it the host end
-  }
-  try {
-    deleteLink(pod, args.ifName);
-  } finally {
-    pod.close();
-  }
+  await cleanupAll(args, [
+    () => (ipamType ? delegateCommand(ipamType, args, "DEL", args.stdinData) : undefined),
+    () => {
+      if (!args.netns) return;
+      let pod: NetlinkConn;
+      try {
+        pod = NetlinkConn.open({ netns: args.netns });
+      } catch {
+        return; // the namespace is gone: so is the pod end of the veth, and with it the host end
+      }
+      try {
+        deleteLink(pod, args.ifName);
+      } finally {
+        pod.close();
+      }
+    },
+  ]);
 }
 
 /** GC and STATUS of a main plugin: its IPAM plugin's answer. */
