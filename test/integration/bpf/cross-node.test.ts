@@ -16,7 +16,7 @@ import { attachTc, detachTc, listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
 
-const P = runPrefix("f");
+const P = runPrefix("fb");
 const GW = "169.254.1.1";
 const VNI = 7;
 const ns = new Namespaces(P);

@@ -12,7 +12,7 @@ import { listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
 
-const P = runPrefix("f");
+const P = runPrefix("fb");
 const GW = "169.254.1.1";
 const ns = new Namespaces(P);
 const conn = NetlinkConn.open();

@@ -1,0 +1,73 @@
+// Pinned state outlives the process that made it: one process mounts a bpffs (on a temporary
+// directory, in a private mount namespace) and attaches a pod; it exits; a second process reopens
+// the pinned maps and program and attaches another pod; the two pods then talk through programs
+// and maps no running process holds; a third process DELs both and the last DEL removes the pins.
+// Runs in a private network namespace (npm test: `unshare -n`), names prefixed ckf.
+import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
+assertPrivateNetns();
+
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { listTc } from "../../../src/bpf/tc.ts";
+import { NetlinkConn } from "../../../src/netlink/conn.ts";
+
+const P = runPrefix("fb");
+const GW = "169.254.1.1";
+const ns = new Namespaces(P);
+const conn = NetlinkConn.open();
+const tmp = tempDir("ckf-bpffs");
+const HELPER = join(import.meta.dir, "pin-helper.ts");
+const pods: Array<{ ns: string; host: string; ip: string; ifindex: number; podMac: string; hostMac: string }> = [];
+
+beforeAll(() => {
+  for (const [s, ip] of [["a", "10.81.0.2"], ["b", "10.81.0.3"]] as const) {
+    const name = ns.add(s).split("/").pop()!;
+    const host = `${P}${s}`;
+    must(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", name]);
+    must(["ip", "link", "set", host, "up"]);
+    const h = JSON.parse(must(["ip", "-j", "link", "show", host]))[0];
+    must(["ip", "-n", name, "addr", "add", `${ip}/32`, "dev", "eth0"]);
+    must(["ip", "-n", name, "link", "set", "eth0", "up"]);
+    must(["ip", "-n", name, "route", "add", GW, "dev", "eth0", "scope", "link"]);
+    must(["ip", "-n", name, "route", "add", "default", "via", GW, "dev", "eth0"]);
+    must(["ip", "-n", name, "neigh", "replace", GW, "lladdr", h.address, "dev", "eth0", "nud", "permanent"]);
+    const podMac = JSON.parse(must(["ip", "-n", name, "-j", "link", "show", "eth0"]))[0].address;
+    pods.push({ ns: name, host, ip, ifindex: h.ifindex, podMac, hostMac: h.address });
+  }
+});
+
+afterAll(() => {
+  for (const p of pods) run(["ip", "link", "del", p.host]);
+  conn.close();
+  ns.cleanup();
+  tmp.remove();
+});
+
+const q = (s: string) => `'${s}'`;
+
+test("maps and programs pinned by one process serve pods after it exits, and the last DEL unpins", () => {
+  const [a, b] = pods as [(typeof pods)[0], (typeof pods)[0]];
+  const bun = q(process.execPath);
+  const h = q(HELPER);
+  const root = q(tmp.path);
+  const script = [
+    `${bun} ${h} setup ${root} ${a.ip} ${a.ifindex} ${a.podMac} ${a.hostMac}`,
+    `${bun} ${h} reopen ${root} ${b.ip} ${b.ifindex} ${b.podMac} ${b.hostMac}`,
+    `ip netns exec ${a.ns} ping -c 2 -i 0.2 -W 2 ${b.ip} >/dev/null && echo '{"ping":true}' || echo '{"ping":false}'`,
+    `${bun} ${h} destroy ${root} ${a.ip} ${a.ifindex} ${b.ip} ${b.ifindex}`,
+  ].join(" && ");
+  const r = run(["unshare", "-m", "--propagation", "private", "sh", "-c", script]);
+  expect(r.stderr).toBe("");
+  const [setup, reopen, ping, destroy] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  expect(setup.mounted).toBe(true);
+  expect(setup.pins).toEqual(["config", "endpoints", setup.progPin, "remotes", "stats"]);
+  expect(setup.endpoints).toEqual([a.ip]);
+  // the second run mounts nothing, reopens the same program and sees the first run's endpoint
+  expect(reopen.mounted).toBe(false);
+  expect(reopen.progId).toBe(setup.progId);
+  expect(reopen.endpoints).toEqual([a.ip, b.ip]);
+  expect(reopen.attached).toEqual([setup.progId, setup.progId]);
+  expect(ping).toEqual({ ping: true });
+  expect(destroy).toEqual({ last: [false, true], pins: [], dirGone: true, attached: 0 });
+  expect(listTc(conn, { all: true })).toEqual([]);
+});
