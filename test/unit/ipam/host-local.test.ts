@@ -115,7 +115,7 @@ describe("host-local", () => {
     const dels = await spawnAll("DEL");
     expect(dels.every((d) => d.code === 0)).toBe(true);
     expect(readdirSync(join(c.dataDir, "net1")).filter((f) => f.startsWith("10."))).toEqual([]);
-  });
+  }, 30_000); // 100 processes: slow on a loaded 2-core machine
 
   test("GC releases reservations not in the valid attachments; STATUS reports an exhausted range", () => {
     const c = conf({ ranges: [[{ subnet: "10.7.0.0/29" }]] }, "1.1.0");
@@ -130,6 +130,27 @@ describe("host-local", () => {
     expect(left).toEqual(["10.7.0.3"]);
     expect(readFileSync(join(c.dataDir, "net1", "10.7.0.3"), "utf8")).toBe("g2\r\neth0");
     expect(call(ours, "STATUS", "", c.text).code).toBe(0);
+  });
+
+  test("go-cni's ipRanges capability; wrong types are code 2; DEL with keys that do not decode releases; a dataDir of the wrong type touches nothing", () => {
+    const c = conf();
+    const base = JSON.parse(c.text);
+    const rc = { runtimeConfig: { ipRanges: [[{ Subnet: "10.8.0.0/24", RangeStart: "10.8.0.100", RangeEnd: "10.8.0.100", Gateway: "10.8.0.254" }]] } };
+    const a = call(ours, "ADD", "go1", JSON.stringify({ ...base, ...rc }));
+    expect(a.code).toBe(0);
+    expect(a.json.ips[0]).toEqual({ address: "10.8.0.100/24", gateway: "10.8.0.254" });
+    const held = () => readdirSync(join(c.dataDir, "net1")).filter((f) => /^\d+\.|:/.test(f)).sort();
+    expect(held()).toEqual(["10.5.0.2", "10.8.0.100", "fd05::2"]);
+    const wrong = call(ours, "ADD", "go2", JSON.stringify({ ...base, ipam: { ...base.ipam, dataDir: 5 } }));
+    expect(wrong.json).toMatchObject({ code: 2, msg: 'host-local: "ipam.dataDir" must be a string, not number 5' });
+    // DEL: a dataDir of the wrong type releases nothing, anywhere; broken ranges and routes do not stop a release
+    expect(call(ours, "DEL", "go1", JSON.stringify({ ...base, ipam: { ...base.ipam, dataDir: 5 } })).code).toBe(0);
+    expect(held()).toEqual(["10.5.0.2", "10.8.0.100", "fd05::2"]);
+    const broken = { ...base, ipam: { ...base.ipam, ranges: "10.5.0.0/24", routes: [{ dst: 1 }], resolvConf: [] }, runtimeConfig: { ipRanges: {}, ips: "x" }, args: { cni: { ips: 5 } } };
+    const d = call(ours, "DEL", "go1", JSON.stringify(broken));
+    expect(d.stdout).toBe("");
+    expect(d.code).toBe(0);
+    expect(held()).toEqual([]);
   });
 
   test("bad configs are spec errors with no state left", () => {
