@@ -38,6 +38,8 @@ export interface AgentOptions {
   ttlSec: number;
   /** vxlan device name prefix: the device is `<prefix>.<VNI>` (default "cnikit"). */
   devicePrefix?: string;
+  /** bgp backend: BIRD's config, control socket and log go here (default /run/cnikit/bird). */
+  birdDir?: string;
   /** Structured log sink (default: JSON lines on stderr). */
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -194,6 +196,9 @@ export class Agent {
     this.subnet6 = leased.v6;
     const prefix = this.opts.devicePrefix ?? "cnikit";
     const common = { conn: this.conn, underlay: iface, vni: b.vni, port: b.port, directRouting: b.directRouting, ...(b.mtu ? { mtu: b.mtu } : {}) };
+    if (b.bgp && this.config.v4) {
+      Object.assign(common, { bgp: { config: b.bgp, network: formatCIDR(this.config.v4.network), log: this.log, ...(this.opts.birdDir ? { dir: this.opts.birdDir } : {}) } });
+    }
     let podMtu = Infinity;
     if (this.subnet) {
       this.backend = createBackend(b.type, { ...common, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
@@ -368,6 +373,7 @@ export class Agent {
     this.metrics.leases = leases.length;
     this.metrics.peers = this.countPeers();
     this.metrics.lastSyncMs = Date.now();
+    for (const be of this.backends()) be.afterSync?.();
     if (added || removed) this.log({ level: "info", msg: "resynced", peers: this.metrics.peers, added, removed });
   }
 
@@ -389,7 +395,7 @@ export class Agent {
       "# HELP cnikit_agent_last_sync_timestamp_seconds When the last full sync with etcd finished (Unix time).",
       "# TYPE cnikit_agent_last_sync_timestamp_seconds gauge", `cnikit_agent_last_sync_timestamp_seconds ${Math.floor(m.lastSyncMs / 1000)}`,
       "",
-    ].join("\n");
+    ].join("\n") + this.backends().map((be) => be.metricsText?.() ?? "").join("");
   }
 
   /** Stop watching; programmed routes and the lease stay (a restart takes them back). */
@@ -397,6 +403,7 @@ export class Agent {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.stopWatch?.().catch(() => {});
+    for (const be of this.backends()) await be.stop?.().catch((e) => this.log({ level: "warn", msg: "stopping the backend failed", error: (e as Error).message }));
     this.store?.close();
     this.conn?.close();
   }

@@ -7,6 +7,7 @@
 
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
+import { BgpBackend, type BgpBackendOptions } from "./backend-bgp.ts";
 import { HostGwBackend } from "./backend-hostgw.ts";
 import { VxlanBackend } from "./backend-vxlan.ts";
 
@@ -28,7 +29,7 @@ export interface BackendSetup {
 
 /** A backend. */
 export interface Backend {
-  readonly type: "vxlan" | "host-gw";
+  readonly type: "vxlan" | "host-gw" | "bgp";
   /** Prepare this node (idempotent; keeps what an earlier run set up when it still fits). */
   setup(): BackendSetup;
   /** Program (or re-program, when its lease changed) a peer; rolled back when a step fails. */
@@ -37,6 +38,12 @@ export interface Backend {
   removePeer(p: Pick<Peer, "subnet">): void;
   /** Subnets currently programmed. */
   programmedSubnets(): string[];
+  /** Called after each full sync, when every peer has been added (bgp: loads BIRD's configuration). */
+  afterSync?(): void;
+  /** Extra Prometheus lines for /metrics (bgp: the sessions' states). */
+  metricsText?(): string;
+  /** Release what runs beside the agent when it exits (bgp: BIRD, stopped for a graceful restart). */
+  stop?(): Promise<void>;
 }
 
 /** What a backend is built from. */
@@ -58,11 +65,14 @@ export interface BackendOptions {
   directRouting?: boolean;
   /** vxlan: device name (default `cnikit.<VNI>`). */
   deviceName?: string;
+  /** bgp: its settings, the cluster network and BIRD's directory. */
+  bgp?: BgpBackendOptions;
 }
 
 /** Build the backend a network config names. */
 export function createBackend(type: string, o: BackendOptions): Backend {
   if (type === "vxlan") return new VxlanBackend(o);
   if (type === "host-gw") return new HostGwBackend(o);
-  throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: backend type ${JSON.stringify(type)} is not supported (vxlan, host-gw)`);
+  if (type === "bgp") return new BgpBackend(o);
+  throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: backend type ${JSON.stringify(type)} is not supported (vxlan, host-gw, bgp)`);
 }

@@ -37,9 +37,11 @@ Overlay (only with --etcd-endpoints):
   --ip-masq               masquerade traffic leaving the cluster network
   --device-prefix NAME    vxlan device is NAME.<VNI> (default cnikit)
   --lease-ttl SECONDS     etcd lease TTL (default 86400)
+  --bird-dir DIR          bgp backend: BIRD's config, control socket (bird.ctl) and log
+                          (default /run/cnikit/bird)
 `;
 
-const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq"];
+const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq", "bird-dir"];
 
 /** Run `cnikit agent` until a signal arrives. */
 export async function agentCommand(argv: readonly string[]): Promise<number> {
@@ -95,6 +97,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         ttlSec: ttl,
         log,
         ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
+        ...(opt("bird-dir") ? { birdDir: opt("bird-dir")! } : {}),
       });
     }
     const signal = new Promise<"signal">((resolve) => {

@@ -247,3 +247,56 @@ export function vlanAttrs(d: VlanData): AttrLike[] {
 export function decodeVlan(a: Attrs): VlanData {
   return prune({ id: a.u16(IFLA_VLAN_ID), protocol: a.u16be(IFLA_VLAN_PROTOCOL) });
 }
+
+/** IFLA_IPTUN_* (include/uapi/linux/if_tunnel.h): an ipip device's underlay ifindex, u32. */
+export const IFLA_IPTUN_LINK = 1;
+/** ipip local address, 4 bytes (network order). */
+export const IFLA_IPTUN_LOCAL = 2;
+/** ipip remote address, 4 bytes (network order); none for a tunl0-style any-to-any device. */
+export const IFLA_IPTUN_REMOTE = 3;
+/** ipip TTL, u8 (0: inherit). */
+export const IFLA_IPTUN_TTL = 4;
+/** ipip TOS, u8 (1: inherit). */
+export const IFLA_IPTUN_TOS = 5;
+/** ipip path MTU discovery, u8. */
+export const IFLA_IPTUN_PMTUDISC = 10;
+
+/** ipip settings (IFLA_IPTUN_*). Addresses are 4 bytes. */
+export interface IpipData {
+  link?: number;
+  local?: Uint8Array;
+  remote?: Uint8Array;
+  ttl?: number;
+  tos?: number;
+  pmtudisc?: boolean;
+}
+
+function ip4Attr(t: number, ip: Uint8Array | undefined): AttrLike {
+  if (!ip) return false;
+  if (ip.length !== 4) throw new RangeError(`ipip: not an IPv4 address (${ip.length} bytes)`);
+  return nla.bytes(t, ip);
+}
+
+/** Attributes of an ipip device's IFLA_INFO_DATA. */
+export function ipipAttrs(d: IpipData): AttrLike[] {
+  return [
+    u32o(IFLA_IPTUN_LINK, d.link),
+    ip4Attr(IFLA_IPTUN_LOCAL, d.local),
+    ip4Attr(IFLA_IPTUN_REMOTE, d.remote),
+    u8o(IFLA_IPTUN_TTL, d.ttl),
+    u8o(IFLA_IPTUN_TOS, d.tos),
+    u8b(IFLA_IPTUN_PMTUDISC, d.pmtudisc),
+  ];
+}
+
+/** Decode an ipip device's IFLA_INFO_DATA. */
+export function decodeIpip(a: Attrs): IpipData {
+  return prune({
+    link: a.u32(IFLA_IPTUN_LINK),
+    local: a.bytes(IFLA_IPTUN_LOCAL),
+    remote: a.bytes(IFLA_IPTUN_REMOTE),
+    ttl: a.u8(IFLA_IPTUN_TTL),
+    tos: a.u8(IFLA_IPTUN_TOS),
+    pmtudisc: bool(a.u8(IFLA_IPTUN_PMTUDISC)),
+  });
+}

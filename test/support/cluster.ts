@@ -60,6 +60,15 @@ export async function loopbackEtcd(dir: string, port: number): Promise<{ etcd: E
   return { etcd, endpoint, stop };
 }
 
+/**
+ * Where a node is attached when not on the cluster's own underlay: another bridge (made by the
+ * caller) and its 192.168.<underlayNet>.0/24 (a second L2 segment behind a router).
+ */
+export interface NodeSegment {
+  bridge?: string;
+  underlayNet?: number;
+}
+
 export interface Node {
   name: string;
   ns: string;
@@ -137,17 +146,19 @@ export class Cluster {
    * A node namespace on the underlay with a pod network config for `overlay` (by default with the
    * delegate keys kube-flannel's manifest sets).
    */
-  addNode(i: number, delegate: Record<string, unknown> = { hairpinMode: true, isDefaultGateway: true }): Node {
+  addNode(i: number, delegate: Record<string, unknown> = { hairpinMode: true, isDefaultGateway: true }, at: NodeSegment = {}): Node {
+    const bridge = at.bridge ?? this.bridge;
+    const net = at.underlayNet ?? this.net;
     const name = `n${i}`;
     const nsPath = this.ns.add(name);
     const nsName = `${this.o.prefix}${name}`;
     const dev = `${this.o.prefix}e${i}`;
     const peer = `${this.o.prefix}h${i}`;
     must(["ip", "link", "add", peer, "type", "veth", "peer", "name", dev, "netns", nsName]);
-    must(["ip", "link", "set", peer, "master", this.bridge, "up"]);
-    const ip = `192.168.${this.net}.${i}`;
+    must(["ip", "link", "set", peer, "master", bridge, "up"]);
+    const ip = `192.168.${net}.${i}`;
     must(["ip", "-n", nsName, "addr", "add", `${ip}/24`, "dev", dev]);
-    const ip6 = this.o.dualStack ? `fd00:${this.net}::${i}` : undefined;
+    const ip6 = this.o.dualStack ? `fd00:${net}::${i}` : undefined;
     if (ip6) {
       // a node's underlay has long been up in real life: its link-local address is not tentative
       must(["ip", "netns", "exec", nsName, "sysctl", "-qw", `net.ipv6.conf.${dev}.accept_dad=0`]);
