@@ -19,7 +19,7 @@ import { listAddresses } from "../../net/addr.ts";
 import { findLink } from "../../net/link.ts";
 import { withRtnetlink } from "../../net/rtnetlink.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
-import { CniError, ErrorCode } from "../../spec/error.ts";
+import { bool, refine, str } from "../../spec/decode.ts";
 
 /** The table cnikit's masquerading lives in. */
 export const MASQ_TABLE = "cnikit_masq";
@@ -136,6 +136,7 @@ export function addMasq(cidrs: readonly string[]): void {
 
 /** Stop masquerading these pod addresses (missing elements or table are fine). */
 export function delMasq(cidrs: readonly string[]): void {
+  if (cidrs.length === 0) return;
   let conn: NftConn;
   try {
     conn = NftConn.open();
@@ -196,16 +197,12 @@ export function masqAddressesOf(args: CmdArgs): string[] {
   }
 }
 
-/** Check the `ipMasq` / `ipMasqBackend` keys: returns whether to masquerade. */
-export function parseIpMasq(conf: Record<string, unknown>, plugin: string): boolean {
-  const masq = conf.ipMasq;
-  if (masq !== undefined && masq !== null && typeof masq !== "boolean") {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `${plugin}: 'ipMasq' must be true or false, not ${JSON.stringify(masq)}`);
-  }
-  const backend = conf.ipMasqBackend;
-  // cnikit always uses nftables; "iptables" is accepted so that reference configs run unchanged
-  if (backend !== undefined && backend !== null && backend !== "" && backend !== "nftables" && backend !== "iptables") {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `${plugin}: invalid ipMasqBackend ${JSON.stringify(backend)} (nftables or iptables)`);
-  }
-  return masq === true;
-}
+/**
+ * The `ipMasq` / `ipMasqBackend` keys (the reference's `IPMasq bool`, `IPMasqBackend *string`), for
+ * a plugin's codec. cnikit always masquerades with nftables; "iptables" (and "") are accepted so
+ * that reference configs run unchanged, any other backend is code 7.
+ */
+export const ipMasqShape = {
+  ipMasq: bool,
+  ipMasqBackend: refine(str, (b) => (b === "" || b === "nftables" || b === "iptables" ? undefined : `invalid ipMasqBackend ${JSON.stringify(b)} (nftables or iptables)`)),
+};

@@ -16,13 +16,15 @@ import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
-import { addMasq, delMasq, hasMasq, masqAddressesOf, parseIpMasq } from "../common/ipmasq.ts";
+import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
+import { addMasq, delMasq, hasMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
+import { argsCniCodec, cniArgsMac, hasField, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { bool, i64, list, object } from "../../spec/decode.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import { addMacSpoofCheck, delMacSpoofCheck, hasMacSpoofCheck, sweepMacSpoofChecks } from "../common/macspoof.ts";
-import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
-import type { NetConf } from "../../spec/netconf.ts";
 import type { Result, Route } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
@@ -44,56 +46,66 @@ export interface BridgeConf {
   ipamType?: string;
 }
 
+/** One `vlanTrunk` entry (the reference's `VlanTrunk`). */
+const vlanTrunkCodec = object({ minID: i64, maxID: i64, id: i64 });
+
+/** The bridge plugin's config as the reference decodes it (its `NetConf`). */
+export const bridgeCodec = object({
+  ...netConfShape,
+  bridge: ifNameCodec,
+  isGateway: bool,
+  isDefaultGateway: bool,
+  forceAddress: bool,
+  ...ipMasqShape,
+  mtu: mtuCodec,
+  hairpinMode: bool,
+  promiscMode: bool,
+  vlan: i64,
+  vlanTrunk: list(vlanTrunkCodec),
+  preserveDefaultVlan: bool,
+  macspoofchk: bool,
+  enabledad: bool,
+  disableContainerInterface: bool,
+  portIsolation: bool,
+  args: argsCniCodec,
+  runtimeConfig: object({ mac: optionalMac }),
+});
+
 const unsupported = (msg: string) => new CniError(ErrorCode.UnsupportedField, msg);
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 
-function bool(conf: NetConf, key: string): boolean {
-  const v = conf[key];
-  if (v === undefined || v === null) return false;
-  if (typeof v !== "boolean") throw invalid(`bridge: '${key}' must be true or false, not ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** Parse and check the config; refuses what cnikit cannot do yet instead of ignoring it. */
-export function parseBridgeConf(conf: NetConf, cniArgs = ""): BridgeConf {
-  const name = conf.bridge ?? "cni0";
-  if (typeof name !== "string") throw invalid("bridge: 'bridge' must be a string");
-  validateIfName(name);
-  if (conf.vlan !== undefined && conf.vlan !== 0) throw unsupported(`bridge: vlan=${JSON.stringify(conf.vlan)} is not supported yet (bridge VLAN filtering)`);
-  if (Array.isArray(conf.vlanTrunk) && conf.vlanTrunk.length > 0) throw unsupported("bridge: vlanTrunk is not supported yet (bridge VLAN filtering)");
+/**
+ * Decode and check the config; refuses what cnikit cannot do yet instead of ignoring it. On DEL
+ * nothing but the keys' types matters (leniently: what does not decode is dropped), and an
+ * `ipMasq` or `macspoofchk` that did not decode counts as on, so that their elements still go.
+ */
+export function parseBridgeConf(args: CmdArgs): BridgeConf {
+  const forDel = args.command === "DEL";
+  const d = pluginConf(args, bridgeCodec, "bridge");
+  const undecoded = (key: string) => forDel && hasField(bridgeCodec, args.config, key);
   const out: BridgeConf = {
-    bridge: name,
-    ipMasq: parseIpMasq(conf, "bridge"),
-    macspoofchk: bool(conf, "macspoofchk"),
-    isGateway: bool(conf, "isGateway"),
-    isDefaultGateway: bool(conf, "isDefaultGateway"),
-    forceAddress: bool(conf, "forceAddress"),
-    hairpinMode: bool(conf, "hairpinMode"),
-    promiscMode: bool(conf, "promiscMode"),
-    enabledad: bool(conf, "enabledad"),
-    disableContainerInterface: bool(conf, "disableContainerInterface"),
-    portIsolation: bool(conf, "portIsolation"),
+    bridge: d.bridge ?? "cni0",
+    ipMasq: d.ipMasq ?? undecoded("ipMasq"),
+    macspoofchk: d.macspoofchk ?? undecoded("macspoofchk"),
+    isGateway: (d.isGateway ?? false) || (d.isDefaultGateway ?? false),
+    isDefaultGateway: d.isDefaultGateway ?? false,
+    forceAddress: d.forceAddress ?? false,
+    hairpinMode: d.hairpinMode ?? false,
+    promiscMode: d.promiscMode ?? false,
+    enabledad: d.enabledad ?? false,
+    disableContainerInterface: d.disableContainerInterface ?? false,
+    portIsolation: d.portIsolation ?? false,
   };
-  if (out.isDefaultGateway) out.isGateway = true;
-  if (conf.mtu !== undefined && conf.mtu !== 0) {
-    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 68 || conf.mtu > 65535) {
-      throw invalid(`bridge: invalid mtu ${JSON.stringify(conf.mtu)}`);
-    }
-    out.mtu = conf.mtu;
-  }
-  const ipamType = conf.ipam?.type;
-  if (ipamType !== undefined && ipamType !== "") {
-    if (typeof ipamType !== "string") throw invalid("bridge: ipam.type must be a string");
-    out.ipamType = ipamType;
-  }
+  if (d.mtu) out.mtu = d.mtu;
+  if (d.ipam?.type) out.ipamType = d.ipam.type;
+  if (forDel) return out;
+  if (out.bridge === "") throw invalid(`bridge: "bridge" must name the bridge, not be empty`);
+  if (d.vlan) throw unsupported(`bridge: vlan=${d.vlan} is not supported yet (bridge VLAN filtering)`);
+  if (d.vlanTrunk && d.vlanTrunk.length > 0) throw unsupported("bridge: vlanTrunk is not supported yet (bridge VLAN filtering)");
   if (out.ipamType && out.disableContainerInterface) throw invalid("bridge: cannot use IPAM when disableContainerInterface is set");
-  const mac = (conf.runtimeConfig?.mac as string | undefined) ??
-    ((conf.args as { cni?: { mac?: string } } | undefined)?.cni?.mac) ??
-    (cniArgs ? loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]).MAC : undefined);
-  if (mac !== undefined) {
-    if (typeof mac !== "string" || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw invalid(`bridge: invalid MAC address ${JSON.stringify(mac)}`);
-    out.mac = mac.toLowerCase();
-  }
+  // as the reference: CNI_ARGS MAC, then args.cni.mac, then runtimeConfig.mac
+  const mac = d.runtimeConfig?.mac || d.args?.cni?.mac || cniArgsMac(args.args, "bridge");
+  if (mac) out.mac = mac;
   return out;
 }
 
@@ -113,7 +125,7 @@ function ensureGatewayAddr(conn: NetlinkConn, br: Link, cidr: string, force: boo
 }
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseBridgeConf(args.config, args.args);
+  const conf = parseBridgeConf(args);
   validateIfName(args.ifName);
   const host = NetlinkConn.open();
   const pod = openPodConn(args.netns);
@@ -234,27 +246,35 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
+/**
+ * IPAM DEL and the veth, masquerading and the MAC spoof check: each step runs even when another
+ * fails. The pod's addresses (for masquerading) are read before the veth goes.
+ */
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parseBridgeConf(args.config, args.args);
-  if (conf.ipMasq) delMasq(masqAddressesOf(args));
-  await delVethPod(args, conf.ipamType);
-  if (conf.macspoofchk) {
-    const ifs = args.prevResult?.interfaces ?? [];
-    const hostEnd = ifs.find((i, k) => k > 0 && !i.sandbox && i.name !== conf.bridge);
-    const podEnd = ifs.find((i) => i.sandbox && i.name === args.ifName);
-    if (hostEnd && podEnd?.mac) delMacSpoofCheck(hostEnd.name, podEnd.mac);
-    // and any check whose port is gone (a DEL without a cached result)
-    const host = NetlinkConn.open();
-    try {
-      sweepMacSpoofChecks((port) => findLink(host, port) !== null);
-    } finally {
-      host.close();
-    }
-  }
+  const conf = parseBridgeConf(args);
+  const masq = conf.ipMasq ? masqAddressesOf(args) : [];
+  await cleanupAll(args, [
+    () => delVethPod(args, conf.ipamType),
+    () => delMasq(masq),
+    () => {
+      if (!conf.macspoofchk) return;
+      const ifs = args.prevResult?.interfaces ?? [];
+      const hostEnd = ifs.find((i, k) => k > 0 && !i.sandbox && i.name !== conf.bridge);
+      const podEnd = ifs.find((i) => i.sandbox && i.name === args.ifName);
+      if (hostEnd && podEnd?.mac) delMacSpoofCheck(hostEnd.name, podEnd.mac);
+      // and any check whose port is gone (a DEL without a cached result)
+      const host = NetlinkConn.open();
+      try {
+        sweepMacSpoofChecks((port) => findLink(host, port) !== null);
+      } finally {
+        host.close();
+      }
+    },
+  ]);
 }
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseBridgeConf(args.config, args.args);
+  const conf = parseBridgeConf(args);
   const prev = args.prevResult;
   if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "bridge: required prevResult missing");
   if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
@@ -306,7 +326,7 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
-  await passToIPAM(args, parseBridgeConf(args.config, args.args).ipamType);
+  await passToIPAM(args, parseBridgeConf(args).ipamType);
 }
 
 /** The bridge plugin. */

@@ -15,36 +15,43 @@ import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
-import { addMasq, delMasq, masqAddressesOf, parseIpMasq } from "../common/ipmasq.ts";
+import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
+import { addMasq, delMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
+import { hasField, mtuCodec } from "../common/conf.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { object } from "../../spec/decode.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import type { IPConfig, Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
 /** The ptp plugin's settings, as the reference names them. */
 export interface PtpConf {
   mtu?: number;
+  /** "" only on DEL, when the config names no IPAM type. */
   ipamType: string;
   ipMasq: boolean;
 }
 
+/** The ptp plugin's config as the reference decodes it (its `NetConf`). */
+export const ptpCodec = object({ ...netConfShape, ...ipMasqShape, mtu: mtuCodec });
+
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** Parse and check the config; refuses what cnikit cannot do yet instead of ignoring it. */
-export function parsePtpConf(conf: NetConf): PtpConf {
-  const ipMasq = parseIpMasq(conf, "ptp");
-  const ipamType = conf.ipam?.type;
-  if (typeof ipamType !== "string" || ipamType === "") throw invalid("ptp: 'ipam' with a 'type' is required");
-  const out: PtpConf = { ipamType, ipMasq };
-  if (conf.mtu !== undefined && conf.mtu !== null && conf.mtu !== 0) {
-    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 68 || conf.mtu > 65535) {
-      throw invalid(`ptp: invalid mtu ${JSON.stringify(conf.mtu)}`);
-    }
-    out.mtu = conf.mtu;
-  }
+/**
+ * Decode and check the config. On DEL nothing but the keys' types matters (leniently: what does
+ * not decode is dropped; no IPAM type means no IPAM DEL), and an `ipMasq` that did not decode
+ * counts as on, so that the pod's masquerading still goes.
+ */
+export function parsePtpConf(args: CmdArgs): PtpConf {
+  const forDel = args.command === "DEL";
+  const d = pluginConf(args, ptpCodec, "ptp");
+  const ipamType = d.ipam?.type ?? "";
+  if (!ipamType && !forDel) throw invalid("ptp: 'ipam' with a 'type' is required");
+  const out: PtpConf = { ipamType, ipMasq: d.ipMasq ?? (forDel && hasField(ptpCodec, args.config, "ipMasq")) };
+  if (d.mtu) out.mtu = d.mtu;
   return out;
 }
 
@@ -113,7 +120,7 @@ function configureHost(host: NetlinkConn, index: number, addrs: readonly PodAddr
 }
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parsePtpConf(args.config);
+  const conf = parsePtpConf(args);
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
   const host = NetlinkConn.open();
@@ -175,10 +182,11 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
+/** IPAM DEL, the veth and masquerading, each even when another fails; addresses read before the veth goes. */
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parsePtpConf(args.config);
-  if (conf.ipMasq) delMasq(masqAddressesOf(args));
-  await delVethPod(args, conf.ipamType);
+  const conf = parsePtpConf(args);
+  const masq = conf.ipMasq ? masqAddressesOf(args) : [];
+  await cleanupAll(args, [() => delVethPod(args, conf.ipamType), () => delMasq(masq)]);
 }
 
 const normCIDR = (cidr: string): string => {
@@ -187,7 +195,7 @@ const normCIDR = (cidr: string): string => {
 };
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parsePtpConf(args.config);
+  const conf = parsePtpConf(args);
   const pod = openPodConn(args.netns);
   const host = NetlinkConn.open();
   try {
@@ -238,7 +246,7 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
-  await passToIPAM(args, parsePtpConf(args.config).ipamType);
+  await passToIPAM(args, parsePtpConf(args).ipamType);
 }
 
 /** The ptp plugin. */

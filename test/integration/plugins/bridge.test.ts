@@ -146,7 +146,7 @@ describe("bridge + host-local", () => {
       server.kill();
       cnikit(["del", "hairpin", p], { CNI_PATH: mixed });
     }
-  });
+  }, 20_000);
 
   test("macspoofchk: a pod's frames pass with its own MAC only; DEL removes the check", () => {
     netconf("spoof", `${prefix}s`, { macspoofchk: true }, [[{ subnet: "10.88.9.0/24" }]]);
@@ -171,6 +171,35 @@ describe("bridge + host-local", () => {
     expect(checked()).toContain(rb.interfaces[1].name);
     expect(cnikit(["del", "spoof", b]).code).toBe(0);
     expect(checked()).not.toContain(rb.interfaces[1].name);
+  }, 20_000);
+
+  test("DEL with keys that no longer decode, after a good ADD, still removes the veth, the reservation, the masquerading and the MAC spoof check", () => {
+    const br = `${prefix}k`;
+    netconf("baddel", br, { ipMasq: true, macspoofchk: true }, [[{ subnet: "10.89.0.0/24" }]]);
+    const p = ns.add("k");
+    const r = addPod("baddel", p);
+    const ip = r.ips[0].address.split("/")[0];
+    const hostVeth = r.interfaces[1].name;
+    const nftSet = (family: string, table: string, set: string) => run(["nft", "-j", "list", "set", family, table, set]).stdout;
+    expect(nftSet("inet", "cnikit_masq", "masq4")).toContain(ip);
+    expect(nftSet("bridge", "cnikit_macspoof", "checked")).toContain(hostVeth);
+    // the same network, its bridge keys now of the wrong type or refused by ADD's checks
+    netconf("baddel", br, {
+      ipMasq: "yes", macspoofchk: 1, mtu: "abc", vlan: 100, isGateway: "x", hairpinMode: [], ipMasqBackend: 7,
+      args: { cni: { mac: "zz" } }, runtimeConfig: { mac: 5 },
+    }, [[{ subnet: "10.89.0.0/24" }]]);
+    expect(cnikit(["add", "baddel", ns.add("k2")]).code).toBe(1); // ADD refuses it
+    const d = cnikit(["del", "baddel", p], { CNI_ARGS: "IgnoreUnknown=1;MAC=zz" });
+    expect(d.stdout).toBe("");
+    expect(d.code).toBe(0);
+    expect(d.stderr).toContain('"ipMasq" must be true or false'); // logged, not fatal
+    expect(JSON.parse(must(["ip", "-j", "link", "show", "master", br]))).toEqual([]);
+    expect(inNs(p, ["ip", "-o", "link"]).trim().split("\n").length).toBe(1); // only lo
+    expect(reservations("baddel")).toEqual([]);
+    expect(nftSet("inet", "cnikit_masq", "masq4")).not.toContain(ip);
+    expect(nftSet("inet", "cnikit_masq", "keep4")).not.toContain(ip);
+    expect(nftSet("bridge", "cnikit_macspoof", "checked")).not.toContain(hostVeth);
+    expect(nftSet("bridge", "cnikit_macspoof", "allowed")).not.toContain(hostVeth);
   });
 
   test("DEL succeeds twice and with the netns gone; nothing is left", () => {
@@ -193,7 +222,7 @@ describe("bridge + host-local", () => {
     const p = ns.add("x");
     for (const [extra, code] of [
       [{ vlanTrunk: [{ id: 5 }] }, 2],
-      [{ ipMasq: "yes" }, 7],
+      [{ ipMasq: "yes" }, 2],
       [{ mtu: 12 }, 7],
       [{ vlan: 100 }, 2],
     ] as const) {

@@ -110,7 +110,7 @@ describe("ipMasq", () => {
     expect(cnikit(["del", "masq", b]).code).toBe(0);
     expect(cnikit(["del", "plain", c]).code).toBe(0);
     expect(elements("masq4")).not.toContain(ipB);
-  });
+  }, 20_000);
 
   test("ptp: outside traffic is masqueraded; DEL with the netns gone removes the elements", () => {
     writeList("pmasq", { type: "ptp", ipMasq: true }, "10.93.3.0/24");

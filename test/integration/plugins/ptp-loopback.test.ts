@@ -229,13 +229,13 @@ describe("ptp + host-local", () => {
     expect(readdirSync(join(cacheDir, "results")).filter((f) => f.startsWith(NET))).toEqual([]);
   });
 
-  test("a bad ipMasq value is refused with code 7; a gateway-less IPAM result is an error that leaves nothing", () => {
+  test("an ipMasq that is not a boolean is refused with code 2; a gateway-less IPAM result is an error that leaves nothing", () => {
     const netns = ns.add("e");
     const conf = { ...ptpList.plugins[0]!, cniVersion: "1.0.0", name: "errnet", ipMasq: "yes" };
     const r = plugin(join(bin, "ptp"), "ADD", netns, conf);
     expect(r.code).not.toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7 });
-    expect(JSON.parse(r.stdout).msg).toContain("ipMasq");
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 2 });
+    expect(JSON.parse(r.stdout).msg).toContain('"ipMasq" must be true or false');
     const noGw = {
       cniVersion: "1.0.0",
       name: "errnet",
@@ -247,6 +247,30 @@ describe("ptp + host-local", () => {
     expect(JSON.parse(r2.stdout).msg).toContain("gateway");
     expect(veths()).toEqual([]);
     expect(ipJ(netns, "link", "show").map((l: J) => l.ifname)).toEqual(["lo"]);
+  });
+});
+
+describe("ptp DEL with keys that no longer decode", () => {
+  test("after a good ADD (no cached result: the addresses are read from the pod), it removes the veth, the host routes, the reservation and the masquerading", () => {
+    const netns = ns.add("k");
+    const net = "ptpbad";
+    const good = { ...ptpList.plugins[0]!, cniVersion: "1.0.0", name: net, ipMasq: true, ipam: { ...ptpList.plugins[0]!.ipam, ranges: [[{ subnet: "10.87.0.0/24" }]], routes: [] } };
+    const r = plugin(join(bin, "ptp"), "ADD", netns, good);
+    expect(r.code).toBe(0);
+    const ip = (JSON.parse(r.stdout) as Res).ips[0]!.address.split("/")[0]!;
+    const masq = () => run(["nft", "-j", "list", "set", "inet", "cnikit_masq", "masq4"]).stdout;
+    expect(masq()).toContain(ip);
+    const bad = { ...good, ipMasq: "yes", mtu: "abc", ipMasqBackend: 5, dns: { nameservers: "10.0.0.1" } };
+    expect(plugin(join(bin, "ptp"), "ADD", ns.add("k2"), bad).code).not.toBe(0); // ADD refuses it
+    const d = plugin(join(bin, "ptp"), "DEL", netns, bad);
+    expect(d.stdout).toBe("");
+    expect(d.code).toBe(0);
+    expect(d.stderr).toContain('"mtu" must be an integer');
+    expect(veths()).toEqual([]);
+    expect(ipJ(netns, "link", "show").map((l: J) => l.ifname)).toEqual(["lo"]);
+    expect(must(["ip", "route", "show"])).not.toContain("10.87.");
+    expect(readdirSync(join(ipamDir, net)).filter((f) => f !== "lock" && !f.startsWith("last_reserved_ip"))).toEqual([]);
+    expect(masq()).not.toContain(ip);
   });
 });
 
@@ -279,7 +303,7 @@ describe("loopback", () => {
     must(["ip", "netns", "del", name]);
     expect(cnikit(["del", "lonet", netns]).code).toBe(0);
     attached.delete("lo");
-  });
+  }, 20_000);
 
   test("gives the reference's result; chained after another plugin it passes prevResult through", () => {
     const conf = { cniVersion: "1.0.0", name: "lonet", type: "loopback" };
