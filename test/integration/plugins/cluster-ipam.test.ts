@@ -3,7 +3,9 @@
  * a process of the built plugin as a runtime runs it: ADDs on three nodes at once never share an
  * address; with a warm cache an ADD and a DEL are one etcd request each (etcd's own counters); DEL
  * releases (twice, unknown) and the address can be had again; a repeated ADD keeps its address; a
- * lost or stale cache yields no duplicate; a node with another blockSize is refused; a small pool is exhausted with a clear error and nothing half-written; GC touches only
+ * lost or stale cache yields no duplicate; a node with another blockSize is refused; wrong types
+ * are code 2 and DEL with keys that do not decode still releases; a small pool is exhausted with a
+ * clear error and nothing half-written; GC touches only
  * this node's stale reservations; STATUS; and a pod on cnikit's bridge gets its address from the
  * pool and reaches the gateway.
  */
@@ -148,6 +150,22 @@ describe("cluster-ipam", () => {
     expect(r.code).toBe(1);
     expect(r.json).toMatchObject({ code: 7, msg: expect.stringContaining("is cut into /26 blocks in etcd, but this config says blockSize 24") });
     expect(await etcd.getAll().prefix(`/${prefix}/`).strings()).toEqual(before);
+  });
+
+  test("wrong types are code 2 naming the key; DEL with keys that do not decode (or check) still releases", async () => {
+    const wrong = await plugin("ADD", "n8", "w1", conf("n8", { blockSize: "26" }));
+    expect(wrong.json).toMatchObject({ code: 2, msg: 'cluster-ipam: "ipam.blockSize" must be an integer, not string "26"' });
+    const a = await plugin("ADD", "n8", "d1", conf("n8", { EtcdPrefix: `/${prefix}`, NodeName: "n8" }, { RuntimeConfig: { IPs: ["10.120.200.7"] } }));
+    expect(a.code).toBe(0);
+    expect(addrOf(a)).toBe("10.120.200.7/16");
+    const broken = conf("n8", { gateway: "10.9.9.9", routes: "x", blockSize: "big", nodeName: 7, dataDir: 5 }, { runtimeConfig: { ips: 5 }, args: { cni: [] } });
+    const d = await plugin("DEL", "n8", "d1", broken);
+    expect(d.code).toBe(0);
+    expect((await handles()).some((h) => h.endsWith("/10.120.200.7"))).toBe(false);
+    // and the address can be had again
+    const again = await plugin("ADD", "n8", "d2", conf("n8", {}, { runtimeConfig: { ips: ["10.120.200.7"] } }));
+    expect(addrOf(again)).toBe("10.120.200.7/16");
+    expect((await plugin("DEL", "n8", "d2", conf("n8"))).code).toBe(0);
   });
 
   test("GC releases this node's reservations that are not valid, and nobody else's", async () => {
