@@ -6,9 +6,9 @@
  * everything, also on Ctrl-C.
  */
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { builtinTypes } from "../invoke/builtin.ts";
 import { CNIConfig, type RuntimeConf } from "../libcni/cni.ts";
 import { confListFromObject } from "../libcni/conf.ts";
@@ -16,14 +16,24 @@ import { toCniError } from "../spec/error.ts";
 import type { Result } from "../spec/result.ts";
 import { flagString, parseArgs } from "./args.ts";
 import { installInto, isCompiledBinary } from "./install.ts";
+import { table } from "./table.ts";
 
 /** Usage text. */
-export const DEMO_USAGE = `usage: cnikit demo [--pods N]
+export const DEMO_USAGE = `usage: cnikit demo [--pods N] [--svg FILE]
 
 Runs cnikit's main job in network namespaces of its own (nothing on this machine changes): sets up
 N pods (default 3) on a bridge network, shows their addresses, pings between every pair, reaches a
 pod through a hostPort, then removes everything (also on Ctrl-C).
+
+  --svg FILE   also draw the demo's network (as \`cnikit graph\` does, with graphviz) into FILE
 `;
+
+/** The demo's steps, for its progress lines. */
+const STEPS = 5;
+
+function step(n: number, msg: string): void {
+  console.log(`[${n}/${STEPS}] ${msg}`);
+}
 
 const REFERENCE_DIR = "/usr/lib/cni";
 const NEEDED = ["bridge", "host-local", "portmap"];
@@ -72,6 +82,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
   }
   if (!inPrivateNetns()) return relaunch(argv);
   const nPods = Math.max(2, Math.min(20, Number(flagString(p, "pods") ?? 3) || 3));
+  const svgFile = flagString(p, "svg");
   const tag = `cnd${(process.pid % 46656).toString(36)}`;
   const work = mkdtempSync(join(tmpdir(), "cnikit-demo-"));
   const pods: Pod[] = [];
@@ -106,6 +117,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
 
   try {
     sh(["ip", "link", "set", "lo", "up"]);
+    step(1, "installing the plugins into a temporary CNI_PATH");
     const bin = join(work, "bin");
     // cnikit's own plugins where it has them; the reference's (Debian containernetworking-plugins)
     // for the types cnikit does not have yet
@@ -146,6 +158,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     console.log(`plugins: ${kind}`);
     console.log(`everything runs in a private network namespace; nothing on this machine changes\n`);
 
+    step(2, `adding ${nPods} pods (ADD: bridge, host-local, portmap)`);
     const t0 = performance.now();
     for (let i = 1; i <= nPods; i++) {
       const name = `${tag}-pod${i}`;
@@ -153,9 +166,13 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
       namespaces.push(name);
       const netns = `/run/netns/${name}`;
       const caps = i === 1 ? { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }] } : {};
-      const result = (await cni.addNetworkList(list, { ...rt(netns, name), capabilityArgs: caps })) as Result;
+      const t = performance.now();
+      // the pod's name as a Kubernetes runtime passes it (`cnikit status` and the picture show it)
+      const args: Array<[string, string]> = [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "demo"], ["K8S_POD_NAME", `pod${i}`]];
+      const result = (await cni.addNetworkList(list, { ...rt(netns, name), args, capabilityArgs: caps })) as Result;
       const eth0 = result.interfaces?.find((x) => x.sandbox);
       pods.push({ name, netns, ip: result.ips![0]!.address, mac: eth0?.mac ?? "" });
+      console.log(`      pod ${i}/${nPods} ${name}: ${result.ips![0]!.address} (${(performance.now() - t).toFixed(0)} ms)`);
     }
     const addMs = (performance.now() - t0) / nPods;
     if (process.env.CNIKIT_DEMO_PAUSE) {
@@ -166,7 +183,15 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
 
     console.log(table(["pod", "netns", "interface", "address", "mac"], pods.map((x) => [x.name, x.netns, "eth0", x.ip, x.mac])));
     console.log(`\n${nPods} pods added, ${addMs.toFixed(0)} ms per ADD on average\n`);
+    if (svgFile) {
+      const { buildDot, renderSvg } = await import("../agent/graph.ts");
+      const { listAttachments } = await import("../libcni/attachments.ts");
+      const { hostname } = await import("node:os");
+      writeFileSync(resolve(svgFile), await renderSvg(buildDot({ attachments: listAttachments(join(work, "cache")), host: hostname() })));
+      console.log(`the network drawn into ${svgFile}\n`);
+    }
 
+    step(3, "pinging between every pair of pods");
     console.log("ping matrix (from row to column):");
     const rows: string[][] = [];
     let failures = 0;
@@ -186,6 +211,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     console.log(table(["", ...pods.map((x) => x.name)], rows));
 
     // a hostPort: the node's 10.244.7.1:8080 reaches port 80 in pod 1
+    step(4, `reaching ${pods[0]!.name} through hostPort 8080`);
     const echo = Bun.spawn(["nsenter", `--net=${pods[0]!.netns}`, ...selfCommand(), "__echo-server", "80"], { stdout: "pipe", stderr: "inherit" });
     server = echo;
     await echo.stdout.getReader().read();
@@ -194,6 +220,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     if (!portOk) failures++;
     console.log(`\nhostPort 8080 -> ${pods[0]!.name}:80 : ${portOk ? `ok (pod answered "${reply}")` : `FAIL (${reply})`}`);
 
+    step(5, "removing the pods (DEL), their namespaces and reservations");
     await cleanup();
     const leftover = sh(["ip", "-o", "link", "show", "type", "veth"], { quiet: true }).out.trim();
     console.log(`\nremoved ${pods.length} pods, their namespaces and reservations${leftover ? " (veths left!)" : "; no veth left"}`);
@@ -209,12 +236,6 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
 
 function rt(netns: string, name: string): RuntimeConf {
   return { containerId: name, netns, ifName: "eth0" };
-}
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
-  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
 async function tcpAsk(host: string, port: number, msg: string): Promise<string> {
