@@ -288,15 +288,19 @@ function openMap(spec: MapSpec, pin: string | undefined): BpfMap {
   return m;
 }
 
-/** Open a network's pinned datapath if it exists (undefined when nothing is pinned at `pinDir`). */
+/**
+ * Open a network's pinned datapath if there is one (undefined when `pinDir` holds no pinned
+ * endpoint map: nothing is created then).
+ */
 export function openPinnedDatapath(pinDir: string): Datapath | undefined {
+  let names: string[];
   try {
-    listDir(pinDir);
+    names = listDir(pinDir);
   } catch (err) {
-    if (isMissing(err)) return undefined;
+    if (isMissing(err) || (err as SysError).errno === Errno.ENOTDIR) return undefined;
     throw err;
   }
-  return Datapath.open({ pinDir });
+  return names.includes(MapName.endpoints) ? Datapath.open({ pinDir }) : undefined;
 }
 
 /** Run `fn` with the datapath at `opts.pinDir` open, closing it afterwards (pins stay). */

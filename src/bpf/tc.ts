@@ -6,7 +6,7 @@
 
 import { type NetlinkConn } from "../netlink/conn.ts";
 import { isExists, isNotFound } from "../netlink/error.ts";
-import { decodeLink } from "../netlink/link.ts";
+import { decodeLink, encodeLink, RTEXT_FILTER_SKIP_STATS } from "../netlink/link.ts";
 import { NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from "../netlink/message.ts";
 import { RTM_DELQDISC, RTM_GETLINK, RTM_NEWQDISC } from "../netlink/rtnl.ts";
 import { decodeTc, encodeTc, RTM_DELTFILTER, RTM_GETTFILTER, RTM_NEWTFILTER } from "../netlink/tc.ts";
@@ -98,7 +98,7 @@ export interface ListTcOptions {
 
 function deviceNames(conn: NetlinkConn): Map<number, string> {
   const out = new Map<number, string>();
-  for (const m of conn.dump(RTM_GETLINK, new Uint8Array(16))) {
+  for (const m of conn.dump(RTM_GETLINK, encodeLink({ extMask: RTEXT_FILTER_SKIP_STATS }))) {
     const l = decodeLink(m.body);
     if (l.index !== undefined) out.set(l.index, l.name ?? "");
   }

@@ -1,6 +1,7 @@
 /** The `cnikit` command: dispatch to its subcommands, `--help` everywhere. */
 
 import { agentCommand } from "./agent.ts";
+import { bpfCommand } from "./bpf.ts";
 import { demoCommand, echoServer } from "./demo.ts";
 import { installCommand } from "./install.ts";
 import { graphCommand } from "./graph.ts";
@@ -33,6 +34,7 @@ Seeing the network:
   status                  this node's attachments and the daemon's state (--json)
   nodes                   the cluster's nodes from etcd (--json)
   graph --svg FILE        a picture of nodes, bridges, pods and the links between nodes
+  bpf                     the eBPF datapath: attached programs and pinned maps in words
 
 Every command takes --help.
 `;
@@ -48,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
   status: (a) => statusCommand(a),
   nodes: (a) => nodesCommand(a),
   graph: (a) => graphCommand(a),
+  bpf: (a) => bpfCommand(a),
   version: (a) => versionCommand(a),
   install: (a) => installCommand(a),
   demo: (a) => demoCommand(a),

@@ -1,12 +1,14 @@
 // Pinned state outlives the process that made it: one process mounts a bpffs (on a temporary
 // directory, in a private mount namespace) and attaches a pod; it exits; a second process reopens
 // the pinned maps and program and attaches another pod; the two pods then talk through programs
-// and maps no running process holds; a third process DELs both and the last DEL removes the pins.
+// and maps no running process holds; `cnikit bpf` lists both in words; a third process DELs both
+// and the last DEL removes the pins.
 // Runs in a private network namespace (npm test: `unshare -n`), names prefixed ckf.
 import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
 assertPrivateNetns();
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
@@ -17,6 +19,7 @@ const ns = new Namespaces(P);
 const conn = NetlinkConn.open();
 const tmp = tempDir("ckf-bpffs");
 const HELPER = join(import.meta.dir, "pin-helper.ts");
+const MAIN = join(import.meta.dir, "../../../src/main.ts");
 const pods: Array<{ ns: string; host: string; ip: string; ifindex: number; podMac: string; hostMac: string }> = [];
 
 beforeAll(() => {
@@ -49,11 +52,14 @@ test("maps and programs pinned by one process serve pods after it exits, and the
   const [a, b] = pods as [(typeof pods)[0], (typeof pods)[0]];
   const bun = q(process.execPath);
   const h = q(HELPER);
-  const root = q(tmp.path);
+  const root = q(join(tmp.path, "fs"));
+  const out = (f: string) => q(join(tmp.path, f));
   const script = [
     `${bun} ${h} setup ${root} ${a.ip} ${a.ifindex} ${a.podMac} ${a.hostMac}`,
     `${bun} ${h} reopen ${root} ${b.ip} ${b.ifindex} ${b.podMac} ${b.hostMac}`,
     `ip netns exec ${a.ns} ping -c 2 -i 0.2 -W 2 ${b.ip} >/dev/null && echo '{"ping":true}' || echo '{"ping":false}'`,
+    `${bun} ${q(MAIN)} bpf --pin-root ${root} > ${out("cli.txt")}`,
+    `${bun} ${q(MAIN)} bpf --pin-root ${root} --json > ${out("cli.json")}`,
     `${bun} ${h} destroy ${root} ${a.ip} ${a.ifindex} ${b.ip} ${b.ifindex}`,
   ].join(" && ");
   const r = run(["unshare", "-m", "--propagation", "private", "sh", "-c", script]);
@@ -70,4 +76,16 @@ test("maps and programs pinned by one process serve pods after it exits, and the
   expect(ping).toEqual({ ping: true });
   expect(destroy).toEqual({ last: [false, true], pins: [], dirGone: true, attached: 0 });
   expect(listTc(conn, { all: true })).toEqual([]);
+
+  // `cnikit bpf` while both pods were attached: programs and map contents in words
+  const text = readFileSync(join(tmp.path, "cli.txt"), "utf8");
+  for (const p of [a, b]) {
+    expect(text).toMatch(new RegExp(`${p.host}\\s+ingress\\s+cnikit-pod\\s+1\\s+${setup.progId}\\s+cnikit_pod`));
+    expect(text).toContain(`${p.ip} -> ifindex ${p.ifindex} (${p.host}), pod mac ${p.podMac}, gateway mac ${p.hostMac}`);
+  }
+  expect(text).toContain("network net (pins in");
+  expect(text).toMatch(/counters: podToLocal [1-9]\d* packets/);
+  const doc = JSON.parse(readFileSync(join(tmp.path, "cli.json"), "utf8"));
+  expect(doc.programs.map((p: { progName: string }) => p.progName)).toEqual(["cnikit_pod", "cnikit_pod"]);
+  expect(doc.networks[0].endpoints.map((e: { ip: string }) => e.ip)).toEqual([a.ip, b.ip]);
 });
