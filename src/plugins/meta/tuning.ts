@@ -15,11 +15,10 @@ import { findLink, setLink, type Link } from "../../net/link.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import { bool, decode, i64, object, record, refine, str, type Decoded } from "../../spec/decode.ts";
 import { netConfShape, type NetConf } from "../../spec/netconf.ts";
-import { hasField, mtuCodec } from "../common/conf.ts";
+import { cniArgsMac, hasField, mtuCodec } from "../common/conf.ts";
 import type { Result } from "../../spec/result.ts";
 
 const IFF_ALLMULTI = 0x200;
@@ -98,10 +97,7 @@ function settingsOf(d: Decoded<typeof tuningCodec>, cniArgs: string): TuningConf
   const txq = a.txQLen ?? d.txQLen;
   if (txq !== undefined) out.txQLen = txq;
   let mac = a.mac ?? d.mac ?? "";
-  if (cniArgs) {
-    const env = loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]);
-    if (env.MAC) mac = env.MAC;
-  }
+  mac = cniArgsMac(cniArgs, "tuning") ?? mac;
   if (d.runtimeConfig?.mac) mac = d.runtimeConfig.mac;
   if (a.mac) mac = a.mac;
   if (mac) {
