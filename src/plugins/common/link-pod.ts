@@ -17,7 +17,6 @@ import { openNetns } from "../../sys/netns.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { Result } from "../../spec/result.ts";
-import { validateIfName } from "../../spec/validate.ts";
 import { randomVethName } from "./veth-pod.ts";
 
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
@@ -123,29 +122,6 @@ export function checkPodIface(pod: NetlinkConn, args: CmdArgs, opts: { prev: Res
     }
   }
   return link;
-}
-
-/** The IPAM type of a config, if any. */
-export function ipamTypeOf(conf: { ipam?: { type?: unknown } }): string | undefined {
-  const t = conf.ipam?.type;
-  return typeof t === "string" && t !== "" ? t : undefined;
-}
-
-/** Throw a config error (code 7) unless `name` is a valid interface name for the `master` key. */
-export function checkMasterName(kind: string, name: string): void {
-  try {
-    validateIfName(name);
-  } catch (e) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `${kind}: invalid 'master' ${JSON.stringify(name)}: ${(e as Error).message}`);
-  }
-}
-
-/** An optional string key of a config (empty counts as absent); code 7 when it is not a string. */
-export function confString(kind: string, conf: Record<string, unknown>, key: string): string | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw new CniError(ErrorCode.InvalidNetworkConfig, `${kind}: '${key}' must be a string, not ${JSON.stringify(v)}`);
-  return v;
 }
 
 /**

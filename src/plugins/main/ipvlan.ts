@@ -11,10 +11,13 @@ import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
 import { IPVLAN_F, IPVLAN_MODE } from "../../netlink/link_kind.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkMasterName, checkPodIface, confString, createInPod, ipamTypeOf, defaultRouteIface, podLinkResult } from "../common/link-pod.ts";
+import { checkPodIface, createInPod, defaultRouteIface, podLinkResult } from "../common/link-pod.ts";
+import { ifNameCodec, mtuCodec } from "../common/conf.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { bool, object, refine, str } from "../../spec/decode.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
@@ -32,31 +35,21 @@ export interface IpvlanConf {
   ipamType?: string;
 }
 
+/** The `mode` key: the reference's names ("" is l2); code 7 for any other. */
+const modeCodec = refine(str, (m) => (m === "" || Object.hasOwn(IPVLAN_MODE, m) ? undefined : `unknown ipvlan mode: ${JSON.stringify(m)} (l2, l3 or l3s)`));
+
+/** The ipvlan plugin's config as the reference decodes it (its `NetConf`). */
+export const ipvlanCodec = object({ ...netConfShape, master: ifNameCodec, mode: modeCodec, mtu: mtuCodec, linkInContainer: bool });
+
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** Parse and check the config (without looking at the kernel). */
-export function parseIpvlanConf(conf: NetConf): IpvlanConf {
-  const master = confString("ipvlan", conf, "master");
-  if (master !== undefined) checkMasterName("ipvlan", master);
-  const mode = confString("ipvlan", conf, "mode") ?? "l2";
-  if (!Object.hasOwn(IPVLAN_MODE, mode)) throw invalid(`ipvlan: unknown ipvlan mode: ${JSON.stringify(mode)} (l2, l3 or l3s)`);
-  let mtu = 0;
-  if (conf.mtu !== undefined && conf.mtu !== null) {
-    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 0 || (conf.mtu > 0 && conf.mtu < 68)) {
-      throw invalid(`ipvlan: invalid MTU ${JSON.stringify(conf.mtu)}`);
-    }
-    mtu = conf.mtu;
-  }
-  const linkInContainer = conf.linkInContainer ?? false;
-  if (typeof linkInContainer !== "boolean") throw invalid("ipvlan: 'linkInContainer' must be true or false");
-  const out: IpvlanConf = { mode: mode as IpvlanModeName, mtu, linkInContainer };
-  if (master !== undefined) out.master = master;
-  const ipamType = conf.ipam?.type;
-  if (ipamType !== undefined && ipamType !== "") {
-    if (typeof ipamType !== "string") throw invalid("ipvlan: ipam.type must be a string");
-    out.ipamType = ipamType;
-  }
+/** Decode and check the config (without looking at the kernel); on DEL (lenient) only the IPAM type matters. */
+export function parseIpvlanConf(args: CmdArgs): IpvlanConf {
+  const d = pluginConf(args, ipvlanCodec, "ipvlan");
+  const out: IpvlanConf = { mode: (d.mode || "l2") as IpvlanModeName, mtu: d.mtu ?? 0, linkInContainer: d.linkInContainer ?? false };
+  if (d.master) out.master = d.master;
+  if (d.ipam?.type) out.ipamType = d.ipam.type;
   return out;
 }
 
@@ -111,7 +104,7 @@ function resolveMaster(conn: NetlinkConn, conf: IpvlanConf, prev: Result | undef
 
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseIpvlanConf(args.config);
+  const conf = parseIpvlanConf(args);
   validateIfName(args.ifName);
   const chained = !conf.ipamType && (args.prevResult?.ips?.length ?? 0) > 0;
   if (!conf.ipamType && !chained) {
@@ -154,12 +147,12 @@ async function add(args: CmdArgs): Promise<Result> {
 
 /** IPAM DEL (when configured), then the device in the pod; fine when either is gone. */
 async function del(args: CmdArgs): Promise<void> {
-  await delVethPod(args, ipamTypeOf(args.config));
+  await delVethPod(args, parseIpvlanConf(args).ipamType);
 }
 
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseIpvlanConf(args.config);
+  const conf = parseIpvlanConf(args);
   if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
   const prev = args.prevResult;
   if (!prev) throw invalid("ipvlan: required prevResult missing");
@@ -180,7 +173,7 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
-  await passToIPAM(args, ipamTypeOf(args.config));
+  await passToIPAM(args, parseIpvlanConf(args).ipamType);
 }
 
 /** The ipvlan plugin. */

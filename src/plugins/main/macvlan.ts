@@ -12,11 +12,13 @@ import { MACVLAN_MODE } from "../../netlink/link_kind.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import { parseMAC } from "../../net/mac.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkMasterName, checkPodIface, confString, createInPod, ipamTypeOf, defaultRouteIface, podLinkResult } from "../common/link-pod.ts";
+import { checkPodIface, createInPod, defaultRouteIface, podLinkResult } from "../common/link-pod.ts";
+import { cniArgsMac, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { bool, object, refine, str, u32 } from "../../spec/decode.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
-import { loadCniArgs } from "../../spec/args.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
@@ -37,58 +39,40 @@ export interface MacvlanConf {
   ipamType?: string;
 }
 
+/** The `mode` key: the reference's names ("" is bridge); code 7 for any other. */
+const modeCodec = refine(str, (m) => (m === "" || (Object.hasOwn(MACVLAN_MODE, m) && m !== "source") ? undefined : `unknown macvlan mode: ${JSON.stringify(m)} (bridge, private, vepa or passthru)`));
+
+/** The macvlan plugin's config as the reference decodes it (its `NetConf`). */
+export const macvlanCodec = object({
+  ...netConfShape,
+  master: ifNameCodec,
+  mode: modeCodec,
+  mtu: mtuCodec,
+  mac: optionalMac,
+  linkInContainer: bool,
+  bcqueuelen: u32,
+  runtimeConfig: object({ mac: optionalMac }),
+});
+
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-function checkMac(mac: unknown, from: string): string {
-  if (typeof mac !== "string" || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) {
-    throw invalid(`macvlan: invalid MAC address ${JSON.stringify(mac)} (from ${from})`);
+/**
+ * Decode and check the config (without looking at the kernel); refuses what cnikit cannot do. On
+ * DEL (lenient) only the IPAM type matters.
+ */
+export function parseMacvlanConf(args: CmdArgs): MacvlanConf {
+  const d = pluginConf(args, macvlanCodec, "macvlan");
+  const out: MacvlanConf = { mode: (d.mode || "bridge") as MacvlanModeName, mtu: d.mtu ?? 0, linkInContainer: d.linkInContainer ?? false };
+  if (d.master) out.master = d.master;
+  if (d.ipam?.type) out.ipamType = d.ipam.type;
+  if (args.command === "DEL") return out;
+  if (d.bcqueuelen) {
+    throw new CniError(ErrorCode.UnsupportedField, "macvlan: bcqueuelen is not supported yet (cnikit's link encoder has no IFLA_MACVLAN_BC_QUEUE_LEN); leave it out or set 0 for the kernel's default");
   }
-  return mac.toLowerCase();
-}
-
-/** Parse and check the config (without looking at the kernel); refuses what cnikit cannot do. */
-export function parseMacvlanConf(conf: NetConf, cniArgs = ""): MacvlanConf {
-  const master = confString("macvlan", conf, "master");
-  if (master !== undefined) checkMasterName("macvlan", master);
-  const mode = confString("macvlan", conf, "mode") ?? "bridge";
-  if (!Object.hasOwn(MACVLAN_MODE, mode) || mode === "source") {
-    throw invalid(`macvlan: unknown macvlan mode: ${JSON.stringify(mode)} (bridge, private, vepa or passthru)`);
-  }
-  let mtu = 0;
-  if (conf.mtu !== undefined && conf.mtu !== null) {
-    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 0 || (conf.mtu > 0 && conf.mtu < 68)) {
-      throw invalid(`macvlan: invalid MTU ${JSON.stringify(conf.mtu)}`);
-    }
-    mtu = conf.mtu;
-  }
-  const linkInContainer = conf.linkInContainer ?? false;
-  if (typeof linkInContainer !== "boolean") throw invalid("macvlan: 'linkInContainer' must be true or false");
-  const bcq = conf.bcqueuelen;
-  if (bcq !== undefined && bcq !== null) {
-    if (typeof bcq !== "number" || !Number.isInteger(bcq) || bcq < 0) throw invalid(`macvlan: invalid bcqueuelen ${JSON.stringify(bcq)}`);
-    if (bcq !== 0) {
-      throw new CniError(ErrorCode.UnsupportedField, "macvlan: bcqueuelen is not supported yet (cnikit's link encoder has no IFLA_MACVLAN_BC_QUEUE_LEN); leave it out or set 0 for the kernel's default");
-    }
-  }
-  const out: MacvlanConf = { mode: mode as MacvlanModeName, mtu, linkInContainer };
-  if (master !== undefined) out.master = master;
   // as the reference: the config's mac, then CNI_ARGS MAC, then runtimeConfig.mac
-  let mac: string | undefined;
-  const confMac = confString("macvlan", conf, "mac");
-  if (confMac !== undefined) mac = checkMac(confMac, "'mac'");
-  if (cniArgs) {
-    const a = loadCniArgs(cniArgs.includes("IgnoreUnknown") ? cniArgs : `IgnoreUnknown=1;${cniArgs}`, ["MAC"]);
-    if (a.MAC) mac = checkMac(a.MAC, "CNI_ARGS");
-  }
-  const rtMac = conf.runtimeConfig?.mac;
-  if (rtMac !== undefined && rtMac !== null && rtMac !== "") mac = checkMac(rtMac, "runtimeConfig");
-  if (mac !== undefined) out.mac = mac;
-  const ipamType = conf.ipam?.type;
-  if (ipamType !== undefined && ipamType !== "") {
-    if (typeof ipamType !== "string") throw invalid("macvlan: ipam.type must be a string");
-    out.ipamType = ipamType;
-  }
+  const mac = d.runtimeConfig?.mac || cniArgsMac(args.args, "macvlan") || d.mac;
+  if (mac) out.mac = mac;
   return out;
 }
 
@@ -131,7 +115,7 @@ function resolveMaster(conn: NetlinkConn, conf: MacvlanConf, where: string): Lin
 
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseMacvlanConf(args.config, args.args);
+  const conf = parseMacvlanConf(args);
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
   const host = conf.linkInContainer ? null : NetlinkConn.open();
@@ -169,12 +153,12 @@ async function add(args: CmdArgs): Promise<Result> {
 
 /** IPAM DEL, then the device in the pod; fine when the device or the namespace is gone. */
 async function del(args: CmdArgs): Promise<void> {
-  await delVethPod(args, ipamTypeOf(args.config));
+  await delVethPod(args, parseMacvlanConf(args).ipamType);
 }
 
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseMacvlanConf(args.config, args.args);
+  const conf = parseMacvlanConf(args);
   if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
   const prev = args.prevResult;
   if (!prev) throw invalid("macvlan: required prevResult missing");
@@ -195,7 +179,7 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
-  await passToIPAM(args, ipamTypeOf(args.config));
+  await passToIPAM(args, parseMacvlanConf(args).ipamType);
 }
 
 /** The macvlan plugin. */

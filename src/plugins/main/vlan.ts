@@ -9,10 +9,13 @@ import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkMasterName, checkPodIface, ipamTypeOf, createInPod, podLinkResult } from "../common/link-pod.ts";
+import { checkPodIface, createInPod, podLinkResult } from "../common/link-pod.ts";
+import { ifNameCodec, mtuCodec } from "../common/conf.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { bool, i64, object } from "../../spec/decode.ts";
 import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
@@ -27,34 +30,24 @@ export interface VlanConf {
   ipamType: string;
 }
 
+/** The vlan plugin's config as the reference decodes it (its `NetConf`). */
+export const vlanCodec = object({ ...netConfShape, master: ifNameCodec, vlanId: i64, mtu: mtuCodec, linkInContainer: bool });
+
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** Parse and check the config (without looking at the kernel). */
-export function parseVlanConf(conf: NetConf): VlanConf {
-  const master = conf.master;
-  if (master === undefined || master === null || master === "") {
-    throw invalid(`vlan: "master" field is required. It specifies the host interface name to create the VLAN for`);
-  }
-  if (typeof master !== "string") throw invalid(`vlan: 'master' must be a string, not ${JSON.stringify(master)}`);
-  checkMasterName("vlan", master);
-  const id = conf.vlanId;
-  if (id === undefined || id === null) throw invalid("vlan: 'vlanId' is required (0-4094)");
-  if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 4094) {
-    throw invalid(`vlan: invalid VLAN ID ${JSON.stringify(id)} (must be between 0 and 4094 inclusive)`);
-  }
-  let mtu = 0;
-  if (conf.mtu !== undefined && conf.mtu !== null) {
-    if (typeof conf.mtu !== "number" || !Number.isInteger(conf.mtu) || conf.mtu < 0 || (conf.mtu > 0 && conf.mtu < 68)) {
-      throw invalid(`vlan: invalid MTU ${JSON.stringify(conf.mtu)}`);
-    }
-    mtu = conf.mtu;
-  }
-  const linkInContainer = conf.linkInContainer ?? false;
-  if (typeof linkInContainer !== "boolean") throw invalid("vlan: 'linkInContainer' must be true or false");
-  const ipamType = conf.ipam?.type;
-  if (typeof ipamType !== "string" || ipamType === "") throw invalid("vlan: 'ipam' with a 'type' is required");
-  return { master, vlanId: id, mtu, linkInContainer, ipamType };
+/**
+ * Decode and check the config (without looking at the kernel). As the reference, a missing
+ * `vlanId` is VLAN 0. On DEL (lenient) only the IPAM type matters: nothing is required.
+ */
+export function parseVlanConf(args: CmdArgs): VlanConf {
+  const d = pluginConf(args, vlanCodec, "vlan");
+  const out: VlanConf = { master: d.master ?? "", vlanId: d.vlanId ?? 0, mtu: d.mtu ?? 0, linkInContainer: d.linkInContainer ?? false, ipamType: d.ipam?.type ?? "" };
+  if (args.command === "DEL") return out;
+  if (!out.master) throw invalid(`vlan: "master" field is required. It specifies the host interface name to create the VLAN for`);
+  if (out.vlanId < 0 || out.vlanId > 4094) throw invalid(`vlan: invalid VLAN ID ${out.vlanId} (must be between 0 and 4094 inclusive)`);
+  if (!out.ipamType) throw invalid("vlan: 'ipam' with a 'type' is required");
+  return out;
 }
 
 /** What `buildVlanLink` puts in the request. */
@@ -89,7 +82,7 @@ function resolveMaster(conn: NetlinkConn, conf: VlanConf, where: string): Link {
 
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseVlanConf(args.config);
+  const conf = parseVlanConf(args);
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
   const host = conf.linkInContainer ? null : NetlinkConn.open();
@@ -123,12 +116,12 @@ async function add(args: CmdArgs): Promise<Result> {
 
 /** IPAM DEL, then the device in the pod; fine when the device, the namespace or the master is gone. */
 async function del(args: CmdArgs): Promise<void> {
-  await delVethPod(args, ipamTypeOf(args.config));
+  await delVethPod(args, parseVlanConf(args).ipamType);
 }
 
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseVlanConf(args.config);
+  const conf = parseVlanConf(args);
   await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
   const prev = args.prevResult;
   if (!prev) throw invalid("vlan: required prevResult missing");
@@ -147,7 +140,7 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
-  await passToIPAM(args, parseVlanConf(args.config).ipamType);
+  await passToIPAM(args, parseVlanConf(args).ipamType);
 }
 
 /** The vlan plugin. */

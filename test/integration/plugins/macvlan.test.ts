@@ -125,7 +125,7 @@ describe("macvlan + host-local", () => {
     expect(JSON.parse(bad.stdout).msg).toContain("mode private does not match expected value: bridge");
     expect(cnikit(["del", "mvp", a]).code).toBe(0);
     expect(cnikit(["del", "mvp", b]).code).toBe(0);
-  });
+  }, 20_000);
 
   test("host-local addresses (IPv4 and IPv6, no DAD) and routes land as the result says; mtu and MAC from CNI_ARGS", () => {
     writeList("mvr", {
@@ -171,6 +171,20 @@ describe("macvlan + host-local", () => {
     expect(reservations("mvg")).toEqual([]);
   });
 
+  test("DEL with keys that no longer decode (after a good ADD) removes the device and the reservation", () => {
+    writeList("mvb", { type: "macvlan", master, ipam: hostLocal([[{ subnet: "10.94.1.0/24" }]]) });
+    const p = ns.add("kb");
+    addPod("mvb", p);
+    expect(reservations("mvb").length).toBe(1);
+    writeList("mvb", { type: "macvlan", master: 5, mode: "l2", mtu: "x", mac: "zz", bcqueuelen: 100, linkInContainer: "no", ipam: hostLocal([[{ subnet: "10.94.1.0/24" }]]) });
+    const r = cnikit(["del", "mvb", p], { CNI_ARGS: "IgnoreUnknown=1;MAC=zz" });
+    expect(r.stdout).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('"master" must be a string');
+    expect(podLinks(p)).toEqual(["lo"]);
+    expect(reservations("mvb")).toEqual([]);
+  });
+
   test("CNI_IFNAME taken in the host namespace: the device is renamed inside the pod", () => {
     writeList("mvn", { type: "macvlan", master, ipam: hostLocal([[{ subnet: "10.95.0.0/24" }]]) });
     const p = ns.add("n");
@@ -214,7 +228,7 @@ describe("macvlan + host-local", () => {
       run(["ip", "route", "del", "default"]);
       run(["ip", "addr", "del", "10.97.0.1/24", "dev", master]);
     }
-  });
+  }, 20_000);
 
   test("linkInContainer: the master is looked up and the device made inside the pod", () => {
     const p = ns.add("c");
@@ -290,7 +304,7 @@ describe("the same macvlan conflist through the reference and through cnikit", (
       dns: r.dns,
     });
     expect(shape(out.cnikit!.result)).toEqual(shape(out.reference!.result));
-  });
+  }, 20_000);
 });
 
 describe("ipvlan (only where the kernel has it)", () => {

@@ -10,9 +10,9 @@ import { decodeLink } from "../../../src/netlink/link.ts";
 import { buildIpvlanLink, ipvlan, parseIpvlanConf } from "../../../src/plugins/main/ipvlan.ts";
 import { buildMacvlanLink, parseMacvlanConf } from "../../../src/plugins/main/macvlan.ts";
 import { buildVlanLink, parseVlanConf } from "../../../src/plugins/main/vlan.ts";
-import type { CmdArgs } from "../../../src/skel/plugin.ts";
 import { CniError } from "../../../src/spec/error.ts";
-import type { NetConf } from "../../../src/spec/netconf.ts";
+import { cmdArgs } from "./cmd-args.ts";
+import { errorOf } from "./wrong-types.ts";
 
 const hex = (...parts: string[]) => parts.join("");
 // struct ifinfomsg (include/uapi/linux/rtnetlink.h): u8 family, u8 pad, u16 type, i32 index,
@@ -24,16 +24,8 @@ const LINK_7 = hex("0800", "0500", "07000000"); //                    IFLA_LINK 
 const NETNS_FD_9 = hex("0800", "1c00", "09000000"); //                IFLA_NET_NS_FD (28) u32 9
 
 /** The spec error code `fn` throws (fails when it throws something else or nothing). */
-function codeOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CniError) return e.code;
-    throw e;
-  }
-  throw new Error("did not throw");
-}
-const conf = (type: string, extra: Record<string, unknown>): NetConf => ({ cniVersion: "1.0.0", name: "n", type, ...extra });
+const codeOf = (fn: () => unknown): number => errorOf(fn).code;
+const conf = (type: string, extra: Record<string, unknown>, cniArgs = "") => cmdArgs({ type, ...extra }, { cniArgs });
 
 describe("request bytes", () => {
   test("ipvlan l3 with an MTU, created in another namespace (include/uapi/linux/if_link.h IFLA_IPVLAN_*)", () => {
@@ -123,18 +115,18 @@ describe("macvlan config", () => {
     expect(parseMacvlanConf(conf("macvlan", { master: "eth1" })).ipamType).toBeUndefined();
   });
   test("MAC: the config's, then CNI_ARGS, then runtimeConfig", () => {
-    const c = conf("macvlan", { master: "eth1", mac: "02:00:00:00:00:01" });
-    expect(parseMacvlanConf(c).mac).toBe("02:00:00:00:00:01");
-    expect(parseMacvlanConf(c, "IgnoreUnknown=1;MAC=02:00:00:00:00:02").mac).toBe("02:00:00:00:00:02");
+    const c = { master: "eth1", mac: "02:00:00:00:00:01" };
+    expect(parseMacvlanConf(conf("macvlan", c)).mac).toBe("02:00:00:00:00:01");
+    expect(parseMacvlanConf(conf("macvlan", c, "IgnoreUnknown=1;MAC=02:00:00:00:00:02")).mac).toBe("02:00:00:00:00:02");
     const rc = { ...c, runtimeConfig: { mac: "02:00:00:00:00:0A" } };
-    expect(parseMacvlanConf(rc, "MAC=02:00:00:00:00:02").mac).toBe("02:00:00:00:00:0a");
+    expect(parseMacvlanConf(conf("macvlan", rc, "MAC=02:00:00:00:00:02")).mac).toBe("02:00:00:00:00:0a");
   });
-  test("errors: unknown mode, bad MTU, bad MAC, bad master, linkInContainer not a boolean are code 7", () => {
-    for (const extra of [
-      { mode: "l2" }, { mode: "source" }, { mtu: -1 }, { mtu: 20 }, { mtu: "1500" },
-      { mac: "zz" }, { master: 5 }, { master: "a/b" }, { linkInContainer: "yes" }, { bcqueuelen: -1 },
-    ]) {
+  test("errors: unknown mode, bad MTU, bad MAC, bad master are code 7; a wrong JSON type is code 2", () => {
+    for (const extra of [{ mode: "l2" }, { mode: "source" }, { mtu: -1 }, { mtu: 20 }, { mac: "zz" }, { master: "a/b" }]) {
       expect(codeOf(() => parseMacvlanConf(conf("macvlan", extra)))).toBe(7);
+    }
+    for (const extra of [{ mtu: "1500" }, { master: 5 }, { linkInContainer: "yes" }, { bcqueuelen: -1 }]) {
+      expect(codeOf(() => parseMacvlanConf(conf("macvlan", extra)))).toBe(2);
     }
   });
   test("bcqueuelen: 0 is the kernel's default and accepted; anything else is refused with code 2", () => {
@@ -148,17 +140,14 @@ describe("ipvlan config", () => {
     expect(parseIpvlanConf(conf("ipvlan", { master: "eth1" }))).toEqual({ master: "eth1", mode: "l2", mtu: 0, linkInContainer: false });
     expect(parseIpvlanConf(conf("ipvlan", { mode: "l3s", mtu: 1400, linkInContainer: true })).mode).toBe("l3s");
   });
-  test("errors are code 7", () => {
-    for (const extra of [{ mode: "bridge" }, { mode: "toString" }, { mtu: 1.5 }, { master: "" + "x".repeat(16) }]) {
+  test("errors are code 7; a fraction for the MTU is code 2", () => {
+    for (const extra of [{ mode: "bridge" }, { mode: "toString" }, { master: "" + "x".repeat(16) }]) {
       expect(codeOf(() => parseIpvlanConf(conf("ipvlan", extra)))).toBe(7);
     }
+    expect(codeOf(() => parseIpvlanConf(conf("ipvlan", { mtu: 1.5 })))).toBe(2);
   });
   test("ADD without IPAM and without a prevResult carrying IPs is refused (code 7) before touching the kernel", async () => {
-    const config = conf("ipvlan", { master: "eth1" });
-    const args: CmdArgs = {
-      command: "ADD", containerId: "c", netns: "/nonexistent", ifName: "eth0", args: "", path: "",
-      stdinData: JSON.stringify(config), config, cniVersion: "1.0.0", env: {}, log: () => {},
-    };
+    const args = conf("ipvlan", { master: "eth1" });
     const err = await Promise.resolve(ipvlan.add(args)).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(CniError);
     expect((err as CniError).code).toBe(7);
@@ -167,15 +156,18 @@ describe("ipvlan config", () => {
 });
 
 describe("vlan config", () => {
-  test("master, vlanId and IPAM are required; 0 and 4094 are valid ids", () => {
+  test("master and IPAM are required; 0 and 4094 are valid ids; no vlanId is 0, as in the reference", () => {
     const ok = { master: "eth1", ipam: { type: "host-local" } };
     expect(parseVlanConf(conf("vlan", { ...ok, vlanId: 0 }))).toEqual({ master: "eth1", vlanId: 0, mtu: 0, linkInContainer: false, ipamType: "host-local" });
     expect(parseVlanConf(conf("vlan", { ...ok, vlanId: 4094, mtu: 1400 })).vlanId).toBe(4094);
+    expect(parseVlanConf(conf("vlan", ok)).vlanId).toBe(0);
     for (const extra of [
-      { ...ok }, { ...ok, vlanId: 4095 }, { ...ok, vlanId: -1 }, { ...ok, vlanId: "7" }, { ...ok, vlanId: 1.5 },
-      { ipam: ok.ipam, vlanId: 7 }, { master: "eth1", vlanId: 7 }, { ...ok, vlanId: 7, mtu: -5 },
+      { ...ok, vlanId: 4095 }, { ...ok, vlanId: -1 }, { ipam: ok.ipam, vlanId: 7 }, { master: "eth1", vlanId: 7 }, { ...ok, vlanId: 7, mtu: -5 },
     ]) {
       expect(codeOf(() => parseVlanConf(conf("vlan", extra)))).toBe(7);
+    }
+    for (const extra of [{ ...ok, vlanId: "7" }, { ...ok, vlanId: 1.5 }]) {
+      expect(codeOf(() => parseVlanConf(conf("vlan", extra)))).toBe(2);
     }
     expect(() => parseVlanConf(conf("vlan", { ipam: ok.ipam, vlanId: 7 }))).toThrow('"master" field is required');
     expect(() => parseVlanConf(conf("vlan", { ...ok, vlanId: 4095 }))).toThrow("invalid VLAN ID 4095");
