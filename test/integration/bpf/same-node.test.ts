@@ -85,6 +85,10 @@ describe("two pods, eBPF redirects, no bridge", () => {
     expect(attached.map((t) => [t.ifname, t.direction, t.name, t.progId, t.directAction])).toEqual(
       pods.map((p) => [p.host, "ingress", "cnikit-pod", dp.program("pod").id, true]),
     );
+    // iproute2's view of the same filter
+    const shown = must(["tc", "filter", "show", "dev", pods[0]!.host, "ingress"]);
+    expect(shown).toContain("bpf chain 0 handle 0x1 cnikit-pod direct-action");
+    expect(shown).toContain(`id ${dp.program("pod").id} name cnikit_pod`);
   });
 
   test("ping both ways and TCP, through the program and no bridge", async () => {
