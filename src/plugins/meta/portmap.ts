@@ -16,9 +16,9 @@
  * With `snat` (default true) a mapping puts two source ranges in `masqN`: 127.0.0.0/8 (the host
  * through 127.0.0.1, which needs route_localnet on the interface towards the pod, set as the
  * reference does) and the pod's own subnet (pods on the same bridge and the pod itself, hairpin).
- * `masqAll` puts the whole address space instead. `markMasqBit` and `externalSetMarkChain` are
- * accepted and checked as the reference does, but cnikit marks nothing: conntrack's DNAT status
- * and the `masqN` set decide what is masqueraded.
+ * `masqAll` puts the whole address space instead. `backend`, `markMasqBit` and
+ * `externalSetMarkChain` are accepted and checked as the reference does, but cnikit marks nothing:
+ * conntrack's DNAT status and the `masqN` set decide what is masqueraded.
  *
  * ADD adds the elements in one transaction (a hostPort mapped to another pod fails it whole);
  * DEL finds the pod's elements by listing the maps for its addresses, so it needs no
