@@ -22,10 +22,13 @@ import { moveLink, setLinkAlias } from "../../net/move.ts";
 import { listRoutes } from "../../net/route.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { type NetnsHandle, openNetns, THREAD_NETNS_PATH } from "../../sys/netns.ts";
-import { openPodConn, passToIPAM } from "../common/veth-pod.ts";
+import { cleanupAll, openPodConn, passToIPAM } from "../common/veth-pod.ts";
+import { optionalMac } from "../common/conf.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { bool, object, refine, str } from "../../spec/decode.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
-import type { NetConf } from "../../spec/netconf.ts";
+import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
@@ -79,19 +82,22 @@ export const realSysfs: SysfsView = {
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
-/** Parse a MAC address as Go's net.ParseMAC does for 6 bytes ("-" or ":" separated); null if bad. */
-function normMAC(s: string): string | null {
-  const m = /^([0-9a-fA-F]{2})([:-])([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})$/.exec(s);
-  if (!m) return null;
-  return [m[1], m[3], m[4], m[5], m[6], m[7]].join(":").toLowerCase();
-}
+/** A PCI address key ("0000:00:19.0"); "" leaves it unset; code 7 for anything else. */
+const pciAddrCodec = refine(str, (s) => (s === "" || /^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/.test(s) ? undefined : `${JSON.stringify(s)} is not a PCI address (like 0000:00:19.0)`));
 
-function optString(conf: NetConf, key: string): string | undefined {
-  const v = conf[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw invalid(`host-device: '${key}' must be a string, not ${JSON.stringify(v)}`);
-  return v;
-}
+/**
+ * The host-device plugin's config as the reference decodes it (its `NetConf`; `DPDKMode` is an
+ * untagged Go field, so it has a key too).
+ */
+export const hostDeviceCodec = object({
+  ...netConfShape,
+  device: str,
+  hwaddr: optionalMac,
+  DPDKMode: bool,
+  kernelpath: refine(str, (s) => (s === "" || s.startsWith("/sys/devices/") ? undefined : `kernel device path ${JSON.stringify(s)} must be absolute and begin with /sys/devices/`)),
+  pciBusID: pciAddrCodec,
+  runtimeConfig: object({ deviceID: pciAddrCodec }),
+});
 
 /** Whether the PCI device at `pciaddr` is bound to a user-space (DPDK) driver. */
 export function hasDpdkDriver(pciaddr: string, sysfs: SysfsView = realSysfs): boolean {
@@ -103,52 +109,33 @@ export function hasDpdkDriver(pciaddr: string, sysfs: SysfsView = realSysfs): bo
 }
 
 /**
- * Parse and check the config. A PCI address is probed for its driver (DPDK mode); with
- * `opts.lenient` (DEL) a device that cannot be probed counts as a kernel one.
+ * Decode and check the config. A PCI address is probed for its driver (DPDK mode). On DEL
+ * (lenient) nothing is required, and a device that cannot be probed counts as a kernel one: the
+ * device is found by CNI_IFNAME and its alias anyway.
  */
-export function parseHostDeviceConf(conf: NetConf, sysfs: SysfsView = realSysfs, opts: { lenient?: boolean } = {}): HostDeviceConf {
-  const out: HostDeviceConf = { dpdkMode: false };
-  const device = optString(conf, "device");
-  if (device !== undefined) out.device = device;
-  const hw = optString(conf, "hwaddr");
-  if (hw !== undefined) {
-    const mac = normMAC(hw);
-    if (!mac) throw invalid(`host-device: invalid MAC address in 'hwaddr': ${JSON.stringify(hw)}`);
-    out.hwaddr = mac;
-  }
-  const kernelpath = optString(conf, "kernelpath");
-  if (kernelpath !== undefined) {
-    if (!kernelpath.startsWith("/sys/devices/")) {
-      throw invalid(`host-device: kernel device path ${JSON.stringify(kernelpath)} must be absolute and begin with /sys/devices/`);
-    }
-    out.kernelpath = kernelpath;
-  }
-  const pci = optString(conf, "pciBusID");
-  if (pci !== undefined) out.pciBusID = pci;
+export function parseHostDeviceConf(args: CmdArgs, sysfs: SysfsView = realSysfs): HostDeviceConf {
+  const forDel = args.command === "DEL";
+  const d = pluginConf(args, hostDeviceCodec, "host-device");
+  // as the reference, an untagged `DPDKMode` counts unless a PCI device is probed
+  const out: HostDeviceConf = { dpdkMode: d.DPDKMode ?? false };
+  if (d.device) out.device = d.device;
+  if (d.hwaddr) out.hwaddr = d.hwaddr;
+  if (d.kernelpath) out.kernelpath = d.kernelpath;
   // the runtime's standard device id wins over the config, as in the reference
-  const deviceID = conf.runtimeConfig?.deviceID;
-  if (deviceID !== undefined && deviceID !== null && deviceID !== "") {
-    if (typeof deviceID !== "string") throw invalid(`host-device: runtimeConfig.deviceID must be a string`);
-    out.pciBusID = deviceID;
-  }
-  if (!out.device && !out.hwaddr && !out.kernelpath && !out.pciBusID) {
+  const pci = d.runtimeConfig?.deviceID || d.pciBusID;
+  if (pci) out.pciBusID = pci;
+  if (d.ipam?.type) out.ipamType = d.ipam.type;
+  if (!out.device && !out.hwaddr && !out.kernelpath && !out.pciBusID && !forDel) {
     throw invalid(`host-device: specify either "device", "hwaddr", "kernelpath" or "pciBusID"`);
   }
   if (out.pciBusID) {
-    if (!/^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/.test(out.pciBusID)) {
-      throw invalid(`host-device: ${JSON.stringify(out.pciBusID)} is not a PCI address (like 0000:00:19.0)`);
-    }
     try {
       out.dpdkMode = hasDpdkDriver(out.pciBusID, sysfs);
     } catch (e) {
       // DEL stays possible when the PCI device is gone: then there is nothing in user space either
-      if (!opts.lenient) throw e;
+      if (!forDel) throw e;
+      out.dpdkMode = false;
     }
-  }
-  const ipamType = conf.ipam?.type;
-  if (ipamType !== undefined && ipamType !== "") {
-    if (typeof ipamType !== "string") throw invalid("host-device: ipam.type must be a string");
-    out.ipamType = ipamType;
   }
   return out;
 }
@@ -226,7 +213,7 @@ function moveOut(pod: NetlinkConn, index: number, hostNs: NetnsHandle, name: str
 }
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseHostDeviceConf(args.config);
+  const conf = parseHostDeviceConf(args);
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
   const host = NetlinkConn.open();
@@ -297,10 +284,18 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
+/** IPAM DEL, and the device back to the host under its original name: the one even when the other fails. */
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parseHostDeviceConf(args.config, realSysfs, { lenient: true });
-  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "DEL", args.stdinData);
-  if (!args.netns || conf.dpdkMode) return;
+  const conf = parseHostDeviceConf(args);
+  await cleanupAll(args, [
+    () => (conf.ipamType ? delegateCommand(conf.ipamType, args, "DEL", args.stdinData) : undefined),
+    () => (conf.dpdkMode ? undefined : moveBack(args)),
+  ]);
+}
+
+/** The pod's CNI_IFNAME back to the host namespace under the name its alias records; fine when it or the namespace is gone. */
+function moveBack(args: CmdArgs): void {
+  if (!args.netns) return;
   let pod: NetlinkConn;
   try {
     pod = NetlinkConn.open({ netns: args.netns });
@@ -330,7 +325,7 @@ const normCIDR = (cidr: string): string => {
 };
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseHostDeviceConf(args.config);
+  const conf = parseHostDeviceConf(args);
   const pod = openPodConn(args.netns);
   try {
     if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
@@ -365,7 +360,7 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
-  await passToIPAM(args, parseHostDeviceConf(args.config).ipamType);
+  await passToIPAM(args, parseHostDeviceConf(args).ipamType);
 }
 
 /** The host-device plugin. */

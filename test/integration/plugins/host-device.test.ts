@@ -7,7 +7,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Link } from "../../../src/net/link.ts";
 import {
@@ -17,6 +17,7 @@ import {
   sysfsNetNames,
 } from "../../../src/plugins/main/host-device.ts";
 import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { cmdArgs } from "../../unit/plugins/cmd-args.ts";
 
 assertPrivateNetns();
 
@@ -154,6 +155,24 @@ describe("host-device", () => {
     expect(linkIn("", dev)).toBeNull();
   });
 
+  test("DEL with keys that no longer decode (after a good ADD) moves the device back and releases the reservation", () => {
+    const { dev } = pair("k", { mtu: 1500, mac: "02:4d:00:00:00:07", addr: "10.98.0.2/24", peerAddr: "10.98.0.1/24" });
+    const ipamDir = join(tmp.path, "ipam");
+    const ipam = { type: "host-local", ranges: [[{ subnet: "10.98.1.0/24" }]], dataDir: ipamDir };
+    writeNet("baddel", { device: dev, ipam });
+    const p = ns.add("k");
+    expect(cnikit(["add", "baddel", p]).code).toBe(0);
+    expect(readdirSync(join(ipamDir, "baddel")).filter((f) => f.startsWith("10."))).toHaveLength(1);
+    writeNet("baddel", { device: 5, hwaddr: "zz", kernelpath: "/dev/x", pciBusID: [], DPDKMode: "no", ipam });
+    const r = cnikit(["del", "baddel", p]);
+    expect(r.stdout).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('"device" must be a string');
+    expect(podLinkNames(p)).toEqual(["lo"]);
+    expect(linkIn("", dev)?.address).toBe("02:4d:00:00:00:07");
+    expect(readdirSync(join(ipamDir, "baddel")).filter((f) => f.startsWith("10."))).toEqual([]);
+  });
+
   test("refused ADDs leave no state: a missing device, no selector, a taken CNI_IFNAME, a failing IPAM", () => {
     const { dev } = pair("e", { mtu: 1450, mac: "02:4e:00:00:00:05", addr: "10.97.0.2/24", peerAddr: "10.97.0.1/24" });
     const p = ns.add("e");
@@ -278,12 +297,12 @@ describe("selection by kernelpath and PCI address (over a fake sysfs)", () => {
 
   test("kernelpath: the first interface in its net/ folder that exists here", () => {
     const sys = fake({ "/sys/devices/pci0000:00/0000:00:19.0/net": ["zz9", "eno2"] });
-    const conf = parseHostDeviceConf({ type: "host-device", kernelpath: "/sys/devices/pci0000:00/0000:00:19.0" }, sys);
+    const conf = parseHostDeviceConf(cmdArgs({ type: "host-device", kernelpath: "/sys/devices/pci0000:00/0000:00:19.0" }), sys);
     expect(sysfsNetNames(conf, sys)).toEqual(["eno2", "zz9"]);
     expect(selectDevice(conf, host, sys).name).toBe("eno2");
-    const none = parseHostDeviceConf({ type: "host-device", kernelpath: "/sys/devices/x" }, sys);
+    const none = parseHostDeviceConf(cmdArgs({ type: "host-device", kernelpath: "/sys/devices/x" }), sys);
     expect(() => selectDevice(none, host, sys)).toThrow("failed to find network devices at /sys/devices/x/net");
-    expect(() => parseHostDeviceConf({ type: "host-device", kernelpath: "/dev/x" }, sys)).toThrow("must be absolute and begin with /sys/devices/");
+    expect(() => parseHostDeviceConf(cmdArgs({ type: "host-device", kernelpath: "/dev/x" }), sys)).toThrow("must be absolute and begin with /sys/devices/");
   });
 
   test("pciBusID and runtimeConfig.deviceID: net/ or virtio*/net, and DPDK drivers", () => {
@@ -299,20 +318,20 @@ describe("selection by kernelpath and PCI address (over a fake sysfs)", () => {
         "/sys/bus/pci/devices/0000:00:05.0/driver": "/sys/bus/pci/drivers/vfio-pci",
       },
     );
-    const a = parseHostDeviceConf({ type: "host-device", pciBusID: "0000:00:03.0" }, sys);
+    const a = parseHostDeviceConf(cmdArgs({ type: "host-device", pciBusID: "0000:00:03.0" }), sys);
     expect(a.dpdkMode).toBe(false);
     expect(selectDevice(a, host, sys).name).toBe("eno1");
-    const b = parseHostDeviceConf({ type: "host-device", runtimeConfig: { deviceID: "0000:00:04.0" } }, sys);
+    const b = parseHostDeviceConf(cmdArgs({ type: "host-device", runtimeConfig: { deviceID: "0000:00:04.0" } }), sys);
     expect(b.pciBusID).toBe("0000:00:04.0");
     expect(selectDevice(b, host, sys).name).toBe("eno2");
-    expect(parseHostDeviceConf({ type: "host-device", pciBusID: "0000:00:05.0" }, sys).dpdkMode).toBe(true);
-    expect(() => parseHostDeviceConf({ type: "host-device", pciBusID: "0000:00:06.0" }, sys)).toThrow("not found or bound to no driver");
-    expect(parseHostDeviceConf({ type: "host-device", pciBusID: "0000:00:06.0" }, sys, { lenient: true }).dpdkMode).toBe(false);
-    expect(() => parseHostDeviceConf({ type: "host-device", pciBusID: "eth0" }, sys)).toThrow("is not a PCI address");
+    expect(parseHostDeviceConf(cmdArgs({ type: "host-device", pciBusID: "0000:00:05.0" }), sys).dpdkMode).toBe(true);
+    expect(() => parseHostDeviceConf(cmdArgs({ type: "host-device", pciBusID: "0000:00:06.0" }), sys)).toThrow("not found or bound to no driver");
+    expect(parseHostDeviceConf(cmdArgs({ type: "host-device", pciBusID: "0000:00:06.0" }, { command: "DEL" }), sys).dpdkMode).toBe(false);
+    expect(() => parseHostDeviceConf(cmdArgs({ type: "host-device", pciBusID: "eth0" }), sys)).toThrow("is not a PCI address");
   });
 
   test("device wins over hwaddr; hwaddr accepts upper case and dashes", () => {
-    const c = parseHostDeviceConf({ type: "host-device", device: "eno1", hwaddr: "02-00-00-00-00-02" });
+    const c = parseHostDeviceConf(cmdArgs({ type: "host-device", device: "eno1", hwaddr: "02-00-00-00-00-02" }));
     expect(c.hwaddr).toBe("02:00:00:00:00:02");
     expect(selectDevice(c, host).name).toBe("eno1");
     delete c.device;
