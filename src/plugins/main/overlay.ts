@@ -11,6 +11,10 @@ import { joinPath as join } from "../../sys/path.ts";
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../ipam/subnet-env.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
+import { pluginConf } from "../../skel/conf.ts";
+import { any, i64, object, record, refine, str } from "../../spec/decode.ts";
+import { netConfShape } from "../../spec/netconf.ts";
+import { hasField } from "../common/conf.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, networkOf, parseCIDR } from "../../spec/ip.ts";
 import type { Result } from "../../spec/result.ts";
@@ -23,26 +27,40 @@ const DEFAULT_WAIT_MS = 3000;
 /** The overlay's settings. */
 export interface OverlayConf {
   subnetFile: string;
-  dataDir: string;
+  /** null only on DEL, when the config's `dataDir` did not decode. */
+  dataDir: string | null;
   waitMs: number;
   delegate: Record<string, unknown>;
 }
 
+/**
+ * The overlay's config, decoded as flannel's CNI plugin decodes its `NetConf` (`subnetFile`,
+ * `dataDir`, `delegate` and `runtimeConfig` as maps), plus cnikit's `subnetFileWaitMs`.
+ */
+export const overlayCodec = object({
+  ...netConfShape,
+  subnetFile: str,
+  dataDir: str,
+  subnetFileWaitMs: refine(i64, (ms) => (ms >= 0 ? undefined : `must not be negative, not ${ms}`)),
+  delegate: record(any),
+  runtimeConfig: record(any),
+});
+
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `overlay: ${msg}`);
 
-/** Parse the config. */
-export function parseOverlayConf(conf: Record<string, unknown>): OverlayConf {
-  const str = (k: string, d: string) => {
-    const v = conf[k];
-    if (v === undefined || v === null || v === "") return d;
-    if (typeof v !== "string") throw invalid(`'${k}' must be a string`);
-    return v;
+/**
+ * Decode the config; "" means the default for `subnetFile` and `dataDir`. On DEL (lenient) a
+ * `dataDir` that did not decode is null: the saved state is then not looked for anywhere else.
+ */
+export function parseOverlayConf(args: CmdArgs): OverlayConf {
+  const d = pluginConf(args, overlayCodec, "overlay");
+  const lost = d.dataDir === undefined && hasField(overlayCodec, args.config, "dataDir");
+  return {
+    subnetFile: d.subnetFile || DEFAULT_SUBNET_FILE,
+    dataDir: lost ? null : d.dataDir || DEFAULT_DATA_DIR,
+    waitMs: d.subnetFileWaitMs ?? DEFAULT_WAIT_MS,
+    delegate: d.delegate ?? {},
   };
-  const wait = conf.subnetFileWaitMs ?? DEFAULT_WAIT_MS;
-  if (typeof wait !== "number" || !Number.isInteger(wait) || wait < 0) throw invalid("'subnetFileWaitMs' must be a non-negative integer");
-  const delegate = conf.delegate ?? {};
-  if (typeof delegate !== "object" || delegate === null || Array.isArray(delegate)) throw invalid("'delegate' must be an object");
-  return { subnetFile: str("subnetFile", DEFAULT_SUBNET_FILE), dataDir: str("dataDir", DEFAULT_DATA_DIR), waitMs: wait, delegate: delegate as Record<string, unknown> };
 }
 
 /**
@@ -90,20 +108,22 @@ async function waitForSubnetEnv(conf: OverlayConf): Promise<SubnetEnv> {
   }
 }
 
-function savedFile(conf: OverlayConf, args: CmdArgs): string {
-  return join(conf.dataDir, `${args.containerId}-${args.ifName}.json`);
+/** Where ADD keeps the delegate config of this attachment; null when `dataDir` did not decode (DEL). */
+function savedFile(conf: OverlayConf, args: CmdArgs): string | null {
+  return conf.dataDir === null ? null : join(conf.dataDir, `${args.containerId}-${args.ifName}.json`);
 }
 
 async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseOverlayConf(args.config);
+  const conf = parseOverlayConf(args);
   const env = await waitForSubnetEnv(conf);
   const delegate = delegateConfig({ name: args.config.name ?? "", cniVersion: args.cniVersion }, env, conf.delegate);
   const type = delegate.type;
   if (typeof type !== "string" || !type) throw invalid("delegate 'type' must be a plugin type");
   const text = JSON.stringify(delegate);
   // kept before delegating, so that a DEL after a failed ADD still knows what to undo
-  makeDir(conf.dataDir, { recursive: true, mode: 0o700 });
   const file = savedFile(conf, args);
+  if (conf.dataDir === null || file === null) throw invalid("'dataDir' is not usable"); // strict decoding already refused it
+  makeDir(conf.dataDir, { recursive: true, mode: 0o700 });
   writeText(file, text, { mode: 0o600 });
   try {
     return await delegateAdd(type, args, text);
@@ -118,25 +138,26 @@ async function add(args: CmdArgs): Promise<Result> {
   }
 }
 
-function readSaved(conf: OverlayConf, args: CmdArgs): Record<string, unknown> | undefined {
+function readSaved(file: string | null): Record<string, unknown> | undefined {
+  if (file === null) return undefined;
   try {
-    return JSON.parse(readText(savedFile(conf, args)));
+    return JSON.parse(readText(file));
   } catch {
     return undefined;
   }
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const conf = parseOverlayConf(args.config);
-  const saved = readSaved(conf, args);
-  if (!saved) return; // never added, or already deleted
+  const file = savedFile(parseOverlayConf(args), args);
+  // never added, already deleted, or a `dataDir` that did not decode: its state is not looked for elsewhere
+  const saved = readSaved(file);
+  if (!saved || file === null) return;
   await delegateCommand(String(saved.type), args, "DEL", JSON.stringify({ ...saved, ...(args.config.prevResult ? { prevResult: args.config.prevResult } : {}) }));
-  removeFile(savedFile(conf, args));
+  removeFile(file);
 }
 
 async function check(args: CmdArgs): Promise<void> {
-  const conf = parseOverlayConf(args.config);
-  const saved = readSaved(conf, args);
+  const saved = readSaved(savedFile(parseOverlayConf(args), args));
   if (!saved) throw new CniError(ErrorCode.Internal, `overlay: no saved delegate config for ${args.containerId}`);
   await delegateCommand(String(saved.type), args, "CHECK", JSON.stringify({ ...saved, prevResult: args.config.prevResult }));
 }

@@ -6,7 +6,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { formatSubnetEnv, parseSubnetEnv } from "../../../src/ipam/subnet-env.ts";
 import { delegateConfig } from "../../../src/plugins/main/overlay.ts";
@@ -95,5 +95,35 @@ describe("overlay", () => {
     expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]))).toEqual([]);
     expect(cnikit(["del", "cluster", p]).code).toBe(0); // idempotent
     rmSync(subnetFile);
+  });
+
+  test("DEL with keys that no longer decode (after a good ADD) undoes the saved delegate; a dataDir that does not decode is looked for nowhere else", () => {
+    const conflist = join(confDir, "10-overlay.conflist");
+    const good = readFileSync(conflist, "utf8");
+    mkdirSync(join(tmp.path, "run"), { recursive: true });
+    writeFileSync(subnetFile, LEASE);
+    const p = ns.add("k");
+    try {
+      expect(cnikit(["add", "cluster", p]).code).toBe(0);
+      const conf = JSON.parse(good);
+      const writeConf = (plugin: Record<string, unknown>) => writeFileSync(conflist, JSON.stringify({ ...conf, plugins: [{ ...conf.plugins[0], ...plugin }] }));
+      // dataDir of the wrong type: DEL succeeds and touches no other directory; the state stays
+      writeConf({ dataDir: 5 });
+      let r = cnikit(["del", "cluster", p]);
+      expect(r.code).toBe(0);
+      expect(readdirSync(dataDir).length).toBe(1);
+      // the other keys of the wrong type: the saved delegate is undone
+      writeConf({ subnetFile: 5, subnetFileWaitMs: "x", delegate: "x", runtimeConfig: [] });
+      r = cnikit(["del", "cluster", p]);
+      expect(r.stdout).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain('"subnetFile" must be a string');
+      expect(readdirSync(dataDir)).toEqual([]);
+      expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]))).toEqual([]);
+      expect(readdirSync(join(tmp.path, "ipam", "cluster")).filter((f) => f.startsWith("10."))).toEqual([]);
+    } finally {
+      writeFileSync(conflist, good);
+      rmSync(subnetFile);
+    }
   });
 });
