@@ -27,3 +27,15 @@ export function etcdFromFlags(p: ParsedArgs, env = process.env): { options: Etcd
   const publicIP = opt("public-ip");
   return { options, prefix: opt("etcd-prefix") ?? "/coreos.com/network", ...(publicIP ? { publicIP } : {}) };
 }
+
+/** The cluster's nodes, read once through a client of their own (closed afterwards). */
+export async function nodesFromEtcd(etcd: NonNullable<ReturnType<typeof etcdFromFlags>>): Promise<import("../agent/status-data.ts").NodeInfo[]> {
+  const { connectEtcd } = await import("../agent/store.ts");
+  const { readNodes } = await import("../agent/status-data.ts");
+  const client = await connectEtcd(etcd.options);
+  try {
+    return await readNodes(client, etcd.prefix, etcd.publicIP ? { selfIP: etcd.publicIP } : {});
+  } finally {
+    client.close();
+  }
+}

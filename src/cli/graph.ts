@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import { listAttachments } from "../libcni/attachments.ts";
 import { DEFAULT_CACHE_DIR } from "../libcni/cache.ts";
 import { flagString, parseArgs } from "./args.ts";
-import { ETCD_FLAGS_USAGE, etcdFromFlags } from "./etcd-flags.ts";
+import { ETCD_FLAGS_USAGE, etcdFromFlags, nodesFromEtcd } from "./etcd-flags.ts";
 import { reportError } from "./output.ts";
 
 /** Usage text. */
@@ -30,17 +30,7 @@ export async function graphCommand(argv: readonly string[], env = process.env): 
     const { buildDot, renderSvg } = await import("../agent/graph.ts");
     const attachments = listAttachments(env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR);
     const etcd = etcdFromFlags(p, env);
-    let nodes = null;
-    if (etcd) {
-      const { connectEtcd } = await import("../agent/store.ts");
-      const { readNodes } = await import("../agent/status-data.ts");
-      const client = await connectEtcd(etcd.options);
-      try {
-        nodes = await readNodes(client, etcd.prefix, etcd.publicIP ? { selfIP: etcd.publicIP } : {});
-      } finally {
-        client.close();
-      }
-    }
+    const nodes = etcd ? await nodesFromEtcd(etcd) : null;
     const dot = buildDot({ nodes, attachments, host: hostname() });
     const svgTo = flagString(p, "svg");
     if (svgTo === undefined) {

@@ -3,7 +3,7 @@
 import type { NodeInfo } from "../agent/status-data.ts";
 import { formatAge } from "../libcni/attachments.ts";
 import { parseArgs } from "./args.ts";
-import { ETCD_FLAGS_USAGE, etcdFromFlags } from "./etcd-flags.ts";
+import { ETCD_FLAGS_USAGE, etcdFromFlags, nodesFromEtcd } from "./etcd-flags.ts";
 import { printJSON, reportError } from "./output.ts";
 import { table } from "./table.ts";
 
@@ -47,16 +47,9 @@ export async function nodesCommand(argv: readonly string[], env = process.env): 
       process.stderr.write(`cnikit nodes: no etcd endpoints (--etcd-endpoints or $CNIKIT_ETCD_ENDPOINTS)\n\n${NODES_USAGE}`);
       return 2;
     }
-    const { connectEtcd } = await import("../agent/store.ts");
-    const { readNodes } = await import("../agent/status-data.ts");
-    const client = await connectEtcd(etcd.options);
-    try {
-      const nodes = await readNodes(client, etcd.prefix, etcd.publicIP ? { selfIP: etcd.publicIP } : {});
-      if (p.flags.json) printJSON({ prefix: etcd.prefix, nodes });
-      else process.stdout.write(nodes.length > 0 ? `${nodesTable(nodes)}\n` : `no node leases under ${etcd.prefix}/subnets/\n`);
-    } finally {
-      client.close();
-    }
+    const nodes = await nodesFromEtcd(etcd);
+    if (p.flags.json) printJSON({ prefix: etcd.prefix, nodes });
+    else process.stdout.write(nodes.length > 0 ? `${nodesTable(nodes)}\n` : `no node leases under ${etcd.prefix}/subnets/\n`);
     return 0;
   } catch (e) {
     return reportError(e);
