@@ -88,3 +88,18 @@ export function objInfo(fd: number, info: Attr, what: string): void {
 export function closeFd(fd: number): void {
   closeFile(fd);
 }
+
+/** Run `read` on a descriptor just obtained, closing it when `read` throws. */
+export function adopt<T>(fd: number, read: (fd: number) => T): T {
+  try {
+    return read(fd);
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+}
+
+/** A new descriptor for the map or program with kernel id `id` (`*_GET_FD_BY_ID`). */
+export function fdById(cmd: typeof Cmd.MAP_GET_FD_BY_ID | typeof Cmd.PROG_GET_FD_BY_ID, id: number, what: string): number {
+  return new Attr(12).u32(0, id).call(cmd, `${what} id ${id}`);
+}

@@ -4,8 +4,9 @@
  * datapath (`datapath.ts`) gives them meaning.
  */
 
-import { Attr, closeFd, Cmd, objInfo, readName } from "./attr.ts";
-import { pinObject, openPinned } from "./pin.ts";
+import { adopt, Attr, Cmd, fdById, objInfo, readName } from "./attr.ts";
+import { BpfObject } from "./object.ts";
+import { openPinned } from "./pin.ts";
 
 /** Map types cnikit uses (enum bpf_map_type). */
 export const MapType = {
@@ -41,17 +42,15 @@ function isMissing(err: unknown): boolean {
 }
 
 /** An open map (a descriptor): close it when done; a pinned or program-held map lives on. */
-export class BpfMap {
-  private open = true;
-
+export class BpfMap extends BpfObject {
   private constructor(
-    /** The descriptor. */
-    readonly fd: number,
+    fd: number,
     /** Type, sizes, flags and name as the kernel reports them. */
     readonly spec: Required<MapSpec>,
-    /** The kernel's id of the map. */
-    readonly id: number,
-  ) {}
+    id: number,
+  ) {
+    super(fd, id);
+  }
 
   /** BPF_MAP_CREATE. */
   static create(spec: MapSpec): BpfMap {
@@ -64,7 +63,7 @@ export class BpfMap {
 
   /** Wrap a map descriptor (taking ownership), reading its spec from the kernel. */
   static fromFd(fd: number, what = ""): BpfMap {
-    try {
+    return adopt(fd, () => {
       // struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16]
       const info = new Attr(88);
       objInfo(fd, info, what);
@@ -77,10 +76,7 @@ export class BpfMap {
         name: readName(info.buf, 24),
       };
       return new BpfMap(fd, spec, info.getU32(4));
-    } catch (err) {
-      closeFd(fd);
-      throw err;
-    }
+    });
   }
 
   /** Open the map pinned at `path` (BPF_OBJ_GET). */
@@ -90,7 +86,7 @@ export class BpfMap {
 
   /** Open the map with kernel id `id`. */
   static fromId(id: number): BpfMap {
-    return BpfMap.fromFd(new Attr(12).u32(0, id).call(Cmd.MAP_GET_FD_BY_ID, `map id ${id}`), `map id ${id}`);
+    return BpfMap.fromFd(fdById(Cmd.MAP_GET_FD_BY_ID, id, "map"), `map id ${id}`);
   }
 
   private key(k: Uint8Array): Uint8Array {
@@ -154,17 +150,5 @@ export class BpfMap {
       const v = this.lookup(k);
       if (v) yield [k, v];
     }
-  }
-
-  /** Pin the map at `path` on a bpffs (BPF_OBJ_PIN), so it outlives this process. */
-  pin(path: string): void {
-    pinObject(this.fd, path);
-  }
-
-  /** Close the descriptor (safe to call twice). */
-  close(): void {
-    if (!this.open) return;
-    this.open = false;
-    closeFd(this.fd);
   }
 }

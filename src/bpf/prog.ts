@@ -7,8 +7,9 @@
 import { toHex } from "../netlink/bytes.ts";
 import { SysError } from "../sys/error.ts";
 import { Asm, type Link } from "./asm.ts";
-import { Attr, closeFd, Cmd, objInfo, readName } from "./attr.ts";
-import { openPinned, pinObject } from "./pin.ts";
+import { adopt, Attr, Cmd, fdById, objInfo, readName } from "./attr.ts";
+import { BpfObject } from "./object.ts";
+import { openPinned } from "./pin.ts";
 
 /** Program types cnikit uses (enum bpf_prog_type). */
 export const ProgType = { SOCKET_FILTER: 1, SCHED_CLS: 3, SCHED_ACT: 4 } as const;
@@ -94,24 +95,23 @@ export interface TestRunResult {
 }
 
 /** A loaded program (a descriptor): close it when done; a pinned or attached program lives on. */
-export class BpfProgram {
-  private open = true;
-
+export class BpfProgram extends BpfObject {
   private constructor(
-    readonly fd: number,
-    /** The kernel's id. */
-    readonly id: number,
+    fd: number,
+    id: number,
     /** The name given at load (15 characters at most). */
     readonly name: string,
     /** The program's tag (hash of its instructions), hex. */
     readonly tag: string,
     /** Ids of the maps it uses. */
     readonly mapIds: readonly number[],
-  ) {}
+  ) {
+    super(fd, id);
+  }
 
   /** Wrap a program descriptor (taking ownership), reading its info from the kernel. */
   static fromFd(fd: number, what = ""): BpfProgram {
-    try {
+    return adopt(fd, () => {
       // struct bpf_prog_info: type, id, tag[8], ..., nr_map_ids @52, map_ids @56, name[16] @64
       let info = new Attr(232);
       objInfo(fd, info, what);
@@ -121,12 +121,8 @@ export class BpfProgram {
         info = new Attr(232).u32(52, nMaps).ptr(56, new Uint8Array(ids.buffer));
         objInfo(fd, info, what);
       }
-      const tag = toHex(info.buf.subarray(8, 16));
-      return new BpfProgram(fd, info.getU32(4), readName(info.buf, 64), tag, [...ids]);
-    } catch (err) {
-      closeFd(fd);
-      throw err;
-    }
+      return new BpfProgram(fd, info.getU32(4), readName(info.buf, 64), toHex(info.buf.subarray(8, 16)), [...ids]);
+    });
   }
 
   /** Open the program pinned at `path`. */
@@ -136,7 +132,7 @@ export class BpfProgram {
 
   /** Open the program with kernel id `id`. */
   static fromId(id: number): BpfProgram {
-    return BpfProgram.fromFd(new Attr(12).u32(0, id).call(Cmd.PROG_GET_FD_BY_ID, `program id ${id}`), `program id ${id}`);
+    return BpfProgram.fromFd(fdById(Cmd.PROG_GET_FD_BY_ID, id, "program"), `program id ${id}`);
   }
 
   /**
@@ -155,17 +151,5 @@ export class BpfProgram {
       .u32(32, opts.repeat ?? 1);
     a.call(Cmd.PROG_TEST_RUN, this.name);
     return { retval: a.getU32(4), data: out.slice(0, a.getU32(12)), durationNs: a.getU32(36) };
-  }
-
-  /** Pin the program at `path` on a bpffs. */
-  pin(path: string): void {
-    pinObject(this.fd, path);
-  }
-
-  /** Close the descriptor (safe to call twice). */
-  close(): void {
-    if (!this.open) return;
-    this.open = false;
-    closeFd(this.fd);
   }
 }

@@ -78,3 +78,15 @@ export function finish(a: Asm, stat: number, verdict: number): void {
   count(a, stat);
   a.mov64(R0, verdict).exit();
 }
+
+/**
+ * The start of both programs: parse the frame (not IPv4: jump to `host`), look the destination up
+ * in the endpoint map, and deliver to the local pod on a hit (counted under `stat`); on a miss go
+ * on at `miss` with r9 and fp-4 holding the destination.
+ */
+export function deliverLocal(a: Asm, stat: number, miss: string): void {
+  parseIPv4(a, "host");
+  lookup(a, MapName.endpoints, -4);
+  a.jmp("eq", R0, 0, miss);
+  deliver(a, stat);
+}

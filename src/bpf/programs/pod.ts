@@ -16,7 +16,7 @@
  */
 
 import { Asm, R0, R1, R10, R2, R3, R4, R6, R9 } from "../asm.ts";
-import { count, deliver, finish, lookup, parseIPv4, TC_ACT } from "./common.ts";
+import { count, deliverLocal, finish, lookup, TC_ACT } from "./common.ts";
 import { Config, MapName, REMOTE, Stat } from "./layout.ts";
 
 /** bpf_skb_set_tunnel_key flag: send the outer UDP datagram with a zero checksum. */
@@ -29,10 +29,7 @@ const KEY = -56;
 /** The pod program (kernel name `cnikit_pod`), to be linked with the datapath's maps. */
 export function podProgram(): Asm {
   const a = new Asm();
-  parseIPv4(a, "host");
-  lookup(a, MapName.endpoints, -4);
-  a.jmp("eq", R0, 0, "remote");
-  deliver(a, Stat.podToLocal);
+  deliverLocal(a, Stat.podToLocal, "remote");
 
   a.label("remote");
   // LPM key { u32 prefixlen = 32, u32 address } at fp-8 (the address is already at fp-4)

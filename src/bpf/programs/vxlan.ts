@@ -5,17 +5,14 @@
  * host's stack (TC_ACT_OK).
  */
 
-import { Asm, R0 } from "../asm.ts";
-import { deliver, finish, lookup, parseIPv4, TC_ACT } from "./common.ts";
-import { MapName, Stat } from "./layout.ts";
+import { Asm } from "../asm.ts";
+import { deliverLocal, finish, TC_ACT } from "./common.ts";
+import { Stat } from "./layout.ts";
 
 /** The vxlan program (kernel name `cnikit_vxlan`), to be linked with the datapath's maps. */
 export function vxlanProgram(): Asm {
   const a = new Asm();
-  parseIPv4(a, "host");
-  lookup(a, MapName.endpoints, -4);
-  a.jmp("eq", R0, 0, "host");
-  deliver(a, Stat.tunnelToLocal);
+  deliverLocal(a, Stat.tunnelToLocal, "host");
   a.label("host");
   finish(a, Stat.tunnelToHost, TC_ACT.OK);
   return a;

@@ -8,13 +8,14 @@ import { assertPrivateNetns, must, Namespaces, run, runPrefix } from "../../supp
 assertPrivateNetns();
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Asm, R0, R1, R10, R2, R6, R7, R8 } from "../../../src/bpf/asm.ts";
+import { Asm, R0, R1, R6, R7, R8 } from "../../../src/bpf/asm.ts";
 import { Datapath } from "../../../src/bpf/datapath.ts";
 import { BpfMap, MapType } from "../../../src/bpf/map.ts";
 import { type BpfProgram, loadProgram } from "../../../src/bpf/prog.ts";
 import { attachTc, detachTc, listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
+import { countHit } from "../../unit/bpf/packets.ts";
 
 const P = runPrefix("fb");
 const GW = "169.254.1.1";
@@ -56,19 +57,8 @@ function probeProgram(dst: string, vni: number): Asm {
     .ldx("w", R1, R7, 30)
     .jmp32("ne", R1, dstLE, "out")
     .ldx("w", R1, R7, 46)
-    .jmp32("ne", R1, ((vni & 0xff) << 16) | (vni & 0xff00) | ((vni >> 16) & 0xff), "out") // VNI, big-endian 24 bits
-    .st("w", R10, -4, 0)
-    .ldMap(R1, "hits")
-    .mov64(R2, R10)
-    .add64(R2, -4)
-    .call("map_lookup_elem")
-    .jmp("eq", R0, 0, "out")
-    .mov64(R1, 1)
-    .atomicAdd("dw", R0, 0, R1)
-    .label("out")
-    .mov64(R0, 0)
-    .exit();
-  return a;
+    .jmp32("ne", R1, ((vni & 0xff) << 16) | (vni & 0xff00) | ((vni >> 16) & 0xff), "out"); // VNI, big-endian 24 bits
+  return countHit(a, "hits", "out").label("out").mov64(R0, 0).exit();
 }
 
 function addNode(i: number): Node {

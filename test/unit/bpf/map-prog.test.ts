@@ -3,9 +3,10 @@
 // verifier's log from a refused one. Nothing here touches the network (test runs happen on the
 // kernel's private copy of a packet). Needs root: reported as skipped otherwise.
 import { afterEach, describe, expect, test } from "bun:test";
-import { Asm, R0, R1, R10, R2 } from "../../../src/bpf/asm.ts";
+import { Asm, R0 } from "../../../src/bpf/asm.ts";
 import { BpfMap, MapType } from "../../../src/bpf/map.ts";
 import { BpfLoadError, BpfProgram, loadProgram } from "../../../src/bpf/prog.ts";
+import { countHit } from "./packets.ts";
 
 const root = process.getuid?.() === 0;
 const opened: Array<{ close(): void }> = [];
@@ -91,18 +92,7 @@ describe.skipIf(!root)("programs", () => {
 
   test("a program with a map: an atomic counter the test reads back", () => {
     const m = keep(BpfMap.create({ type: MapType.ARRAY, keySize: 4, valueSize: 8, maxEntries: 1, name: "ckf_cnt" }));
-    const prog = new Asm()
-      .st("w", R10, -4, 0)
-      .ldMap(R1, "counter")
-      .mov64(R2, R10)
-      .add64(R2, -4)
-      .call("map_lookup_elem")
-      .jmp("eq", R0, 0, "out")
-      .mov64(R1, 1)
-      .atomicAdd("dw", R0, 0, R1)
-      .label("out")
-      .mov64(R0, 0)
-      .exit();
+    const prog = countHit(new Asm(), "counter", "out").label("out").mov64(R0, 0).exit();
     const p = keep(loadProgram({ insns: prog, link: { maps: { counter: m.fd } }, name: "ckf_count" }));
     expect(p.mapIds).toEqual([m.id]);
     p.testRun(new Uint8Array(64), { repeat: 5 });

@@ -1,4 +1,22 @@
-/** Crafted frames for test runs of the datapath programs: Ethernet + IPv4 (checksummed) + UDP-ish payload. */
+/**
+ * Test helpers for eBPF programs: crafted frames for test runs of the datapath programs (Ethernet +
+ * IPv4, checksummed, + payload), and a counter snippet for test programs.
+ */
+
+import { type Asm, R0, R1, R10, R2 } from "../../../src/bpf/asm.ts";
+
+/** Append: add 1 to the u64 at index 0 of array map `map`; jumps to `skip` when the lookup fails. */
+export function countHit(a: Asm, map: string, skip: string): Asm {
+  return a
+    .st("w", R10, -4, 0)
+    .ldMap(R1, map)
+    .mov64(R2, R10)
+    .add64(R2, -4)
+    .call("map_lookup_elem")
+    .jmp("eq", R0, 0, skip)
+    .mov64(R1, 1)
+    .atomicAdd("dw", R0, 0, R1);
+}
 
 /** "aa:bb:..." to bytes. */
 export function macBytes(s: string): Uint8Array {
