@@ -72,9 +72,19 @@ export function addMacSpoofCheck(port: string, mac: string): void {
   }
 }
 
-/** Remove a port's check (missing table or elements are fine). */
+/** An nftables connection, or null when none can be opened (then there is no table to clean either). */
+function openForCleanup(): NftConn | null {
+  try {
+    return NftConn.open();
+  } catch {
+    return null;
+  }
+}
+
+/** Remove a port's check (missing table or elements, or no nftables at all, are fine). */
 export function delMacSpoofCheck(port: string, mac: string): void {
-  const conn = NftConn.open();
+  const conn = openForCleanup();
+  if (!conn) return;
   try {
     if (!conn.getTable("bridge", MACSPOOF_TABLE)) return;
     for (const el of elements(port, mac)) {
@@ -104,7 +114,8 @@ export function hasMacSpoofCheck(port: string, mac: string): boolean {
 
 /** Remove the checks of ports that no longer exist (a DEL without a cached result leaves them). */
 export function sweepMacSpoofChecks(exists: (port: string) => boolean): void {
-  const conn = NftConn.open();
+  const conn = openForCleanup();
+  if (!conn) return;
   try {
     if (!conn.getTable("bridge", MACSPOOF_TABLE)) return;
     const name = (key: Uint8Array) => new TextDecoder().decode(key.subarray(0, 16)).replace(/\0.*$/s, "");
