@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Cluster, Node } from "../../support/cluster.ts";
 import { must, ping } from "../../support/netns.ts";
+import { measureThroughput } from "../../support/tcp.ts";
 
 export type Pod = { ns: string; ip: string; node: Node };
 export type RouteJ = { dst: string; gateway?: string; dev: string; flags: string[]; protocol?: string };
@@ -72,4 +73,49 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Restart `n`'s agent (SIGTERM: BIRD stops for a graceful restart; then a new agent and BIRD)
+ * while a TCP stream runs from pod `from` to pod `to` (on `n`); returns what changed in any node's
+ * BIRD routes meanwhile (nothing should) and the stream's rate (bits/s; 0 if it broke).
+ */
+export async function restartAgentUnderLoad(c: Cluster, n: Node, start: (n: Node) => void, from: Pod, to: Pod, port: number): Promise<{ changed: string[]; rate: number }> {
+  const before = c.nodes.map((m) => JSON.stringify(birdRoutes(m)));
+  const stream = measureThroughput(from.ns, to.ns, to.ip, port, 9000);
+  await Bun.sleep(1000);
+  const changed: string[] = [];
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      for (const [i, m] of c.nodes.entries()) if (JSON.stringify(birdRoutes(m)) !== before[i]) changed.push(`${m.name} at ${Date.now()}`);
+      await Bun.sleep(100);
+    }
+  })();
+  try {
+    const bird = birdPid(c, n);
+    if (!bird) throw new Error(`${n.name} runs no BIRD`);
+    await c.stopAgent(n);
+    if (alive(bird)) throw new Error(`${n.name}'s BIRD outlived its agent`);
+    start(n);
+    await c.until(`${n.name}'s restarted agent to be ready`, () => readFileSync(n.agent!.log, "utf8").includes("agent ready"));
+    await c.until(`${n.name}'s BGP sessions to be back`, () => !/Active|Connect|Idle|OpenSent|OpenConfirm/.test(c.inNode(n, ["birdc", "-s", join(birdDirOf(c, n), "bird.ctl"), "show", "protocols"]).stdout), 15_000);
+    return { changed, rate: await stream };
+  } finally {
+    watching = false;
+    await watcher;
+  }
+}
+
+/**
+ * Kill `n`'s agent and BIRD and wait until no other node has a BIRD route to its subnet; the
+ * seconds it took (throws after `limitSec` + 4).
+ */
+export async function killAndTimeWithdrawal(c: Cluster, n: Node, limitSec: number): Promise<number> {
+  const s = subnetOf(n);
+  const others = c.nodes.filter((m) => m !== n);
+  const t0 = Date.now();
+  await killAgentAndBird(c, n);
+  await c.until(`${s} withdrawn on ${others.map((m) => m.name).join(", ")}`, () => others.every((m) => !birdRoutes(m).some((r) => r.dst === s)), (limitSec + 4) * 1000);
+  return (Date.now() - t0) / 1000;
 }
