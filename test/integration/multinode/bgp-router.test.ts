@@ -16,52 +16,27 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { Cluster, type Node } from "../../support/cluster.ts";
-import { assertPrivateNetns, must, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
-import { birdDirOf, birdRoutes, httpGet, killAndTimeWithdrawal, restartAgentUnderLoad, stopStrayBirds, subnetOf, unreachable, type Pod } from "./bgp-support.ts";
+import { assertPrivateNetns, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { birdDirOf, birdRoutes, httpGet, killAndTimeWithdrawal, restartAgentUnderLoad, routerIP, stopStrayBirds, subnetOf, twoSegments, unreachable, type Pod } from "./bgp-support.ts";
 
 assertPrivateNetns();
 
 const HOLD = 9;
+// a killed node closes its sessions: peers keep its routes for GracefulRestartTime (2 s under the hold
+// time here); a silent one is dropped at the hold time
 const TIMERS = { HoldTime: HOLD, KeepaliveTime: 3, ConnectDelayTime: 0, ConnectRetryTime: 1, GracefulRestartTime: HOLD - 2 };
 const A = 86;
 const B = 87;
-const ROUTER = (net: number) => `192.168.${net}.253`;
-
-/** The router's BIRD configuration: one session per node, as a reflector (same AS) or an eBGP peer. */
-function routerConf(nodes: Node[], as: number, reflector: boolean): string {
-  const lines = [
-    `router id ${ROUTER(A)};`,
-    "log stderr all;",
-    "protocol device { scan time 2; }",
-    'protocol direct { ipv4; interface "*"; }',
-    "protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }",
-  ];
-  for (const n of nodes) {
-    lines.push(
-      `protocol bgp node_${n.name} {`,
-      `  local ${ROUTER(n.ip.startsWith(`192.168.${A}.`) ? A : B)} as ${as};`,
-      `  neighbor ${n.ip} as 64512;`,
-      `  hold time ${HOLD}; keepalive time 3; connect delay time 0; connect retry time 1; error wait time 1, 6;`,
-      `  graceful restart on; graceful restart time ${HOLD};`,
-      ...(reflector ? ["  rr client;", "  rr cluster id 1.1.1.1;"] : []),
-      "  ipv4 { import all; export all; };",
-      "}",
-    );
-  }
-  return `${lines.join("\n")}\n`;
-}
+const ROUTER = routerIP;
 
 function suite(mode: "reflector" | "external", tag: string, port: number) {
   const prefix = runPrefix(tag);
   const key = `/${prefix}/network`;
-  const segB = `${prefix}v`;
-  const routerNs = `${prefix}r`;
   let tmp!: ReturnType<typeof tempDir>;
   let c!: Cluster;
-  let router: ReturnType<typeof Bun.spawn> | undefined;
+  let router: { stop: () => Promise<void> } | undefined;
   const pods: Pod[] = [];
   const start = (n: Node) => c.startAgent(n, key, ["--bird-dir", birdDirOf(c, n), ...(n.name === "n1" ? ["--healthz", "127.0.0.1:9932"] : [])]);
   const segOf = (n: Node) => (n.ip.startsWith(`192.168.${A}.`) ? A : B);
@@ -69,40 +44,8 @@ function suite(mode: "reflector" | "external", tag: string, port: number) {
   beforeAll(async () => {
     tmp = tempDir(`ckb-router-${mode}`);
     c = new Cluster({ prefix, dir: tmp.path, underlayNet: A, etcdPort: port });
-    // segment B and the router between the two
-    must(["ip", "link", "add", segB, "type", "bridge"]);
-    must(["ip", "link", "set", segB, "up"]);
-    const rPath = c.ns.add("r");
-    for (const [side, bridge, net] of [["a", c.bridge, A], ["b", segB, B]] as const) {
-      must(["ip", "link", "add", `${prefix}r${side}`, "type", "veth", "peer", "name", `${prefix}R${side}`, "netns", routerNs]);
-      must(["ip", "link", "set", `${prefix}r${side}`, "master", bridge, "up"]);
-      must(["ip", "-n", routerNs, "addr", "add", `${ROUTER(net)}/24`, "dev", `${prefix}R${side}`]);
-      must(["ip", "-n", routerNs, "link", "set", `${prefix}R${side}`, "up"]);
-    }
-    must(["ip", "netns", "exec", routerNs, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    // etcd (here, on A) answers nodes on B through the router
-    must(["ip", "route", "add", `192.168.${B}.0/24`, "via", ROUTER(A)]);
-    await c.startEtcd();
-    const etcd = await c.client();
-    // a killed node closes its sessions: peers keep its routes for GracefulRestartTime (2 s under the
-    // hold time here), a silent one is dropped at the hold time
-    const backend = mode === "reflector"
-      ? { Type: "bgp", NodeMesh: false, RouteReflectors: [{ PeerIP: ROUTER(A), NodeSubnet: `192.168.${A}.0/24` }, { PeerIP: ROUTER(B), NodeSubnet: `192.168.${B}.0/24` }], ...TIMERS }
-      : { Type: "bgp", NodeMesh: false, Peers: [{ PeerIP: ROUTER(A), ASNumber: 64600, NodeSubnet: `192.168.${A}.0/24` }, { PeerIP: ROUTER(B), ASNumber: 64600, NodeSubnet: `192.168.${B}.0/24` }], ...TIMERS };
-    await etcd.put(`${key}/config`).value(JSON.stringify({ Network: "10.98.0.0/16", Backend: backend }));
-    for (const i of [1, 2]) c.addNode(i);
-    for (const i of [3, 4]) c.addNode(i, undefined, { bridge: segB, underlayNet: B });
-    for (const n of c.nodes) {
-      const other = segOf(n) === A ? B : A;
-      // the underlay's own routing: the other segment through the router (no pod subnet)
-      must(["ip", "-n", `${prefix}${n.name}`, "route", "add", `192.168.${other}.0/24`, "via", ROUTER(segOf(n))]);
-    }
-    const dir = join(tmp.path, "router");
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "bird.conf"), routerConf(c.nodes, mode === "reflector" ? 64512 : 64600, mode === "reflector"));
-    must(["bird", "-p", "-c", join(dir, "bird.conf")]);
-    router = Bun.spawn(["nsenter", `--net=${rPath}`, "bird", "-f", "-c", join(dir, "bird.conf"), "-s", join(dir, "bird.ctl"), "-P", join(dir, "bird.pid")], { stdout: "ignore", stderr: Bun.file(join(dir, "bird.log")) });
-    for (const n of c.nodes) start(n);
+    const t = await twoSegments(c, { key, mode, timers: TIMERS, start, a: A, b: B });
+    router = t.router;
     for (const n of c.nodes) await c.until(`${n.name}'s subnet.env`, () => existsSync(n.subnetFile));
     for (const n of c.nodes) await c.until(`${n.name}'s BGP routes to 3 subnets`, () => birdRoutes(n).length === 3, 30_000);
     for (const n of c.nodes) for (const t of ["a", "b"]) pods.push({ ...c.addPod(n, t), node: n });
@@ -110,11 +53,8 @@ function suite(mode: "reflector" | "external", tag: string, port: number) {
   afterAll(async () => {
     await c?.destroy();
     stopStrayBirds(c);
-    if (router) {
-      router.kill("SIGKILL");
-      await router.exited;
-    }
-    run(["ip", "link", "del", segB]);
+    await router?.stop();
+    run(["ip", "link", "del", `${prefix}v`]); // segment B's bridge (gone already when the setup failed before it)
     tmp?.remove();
   });
 
