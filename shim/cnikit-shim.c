@@ -2,14 +2,15 @@
  * cnikit-shim: what a container runtime execs for each cnikit plugin type. It sends the type
  * (basename of argv[0]), the CNI_* and CNIKIT_* environment and stdin to the cnikit daemon over
  * its unix socket ($CNIKIT_SOCKET, else /run/cnikit/cni.sock) and writes back the daemon's stdout
- * bytes and exit code untouched. With no daemon, or one speaking another protocol version, it
- * execs the standalone `cnikit` binary beside it under the type's name, with the same stdin; so
- * too when the daemon declines the call (the shim runs in another network namespace). If the
- * daemon dies mid-call, ADD prints spec error 11 (the ADD may have half run: try again later)
- * and every other verb falls back to the standalone binary.
+ * bytes, the plugin's logs (stderr) and exit code untouched. With no daemon, or one speaking
+ * another protocol version, it execs the standalone `cnikit` binary beside it under the type's
+ * name, with the same stdin; so too when the daemon declines the call (the shim runs in another
+ * network namespace). If the daemon dies mid-call, ADD prints spec error 11 (the ADD may have
+ * half run: try again later) and every other verb falls back to the standalone binary.
  *
  * Frames (src/agent/protocol.ts is the other side): "CNIK", version (u32 BE), body length (u32 BE),
- * body. Request body: type NUL, K=V NUL ..., NUL, stdin. Reply body: exit code (u32 BE), stdout.
+ * body. Request body: type NUL, K=V NUL ..., NUL, stdin. Reply body: exit code (u32 BE), stdout
+ * length (u32 BE), stdout, stderr (the plugin's logs, written to this process's stderr).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -172,9 +173,11 @@ int main(int argc, char **argv) {
         uint32_t version = get_u32(head + 4), len = get_u32(head + 8);
         /* another protocol, or the daemon declines (empty reply): the standalone binary answers */
         if (memcmp(head, "CNIK", 4) != 0 || version != PROTOCOL_VERSION || len == 0) fallback(type, argv, &in);
-        unsigned char *reply = len >= 4 ? malloc(len) : NULL;
-        if (reply && read_full(s, reply, len) == 0) {
-            if (write_all(1, (char *)reply + 4, len - 4, 0) < 0) return 1;
+        unsigned char *reply = len >= 8 ? malloc(len) : NULL;
+        if (reply && read_full(s, reply, len) == 0 && get_u32(reply + 4) <= len - 8) {
+            uint32_t n = get_u32(reply + 4);
+            write_all(2, (char *)reply + 8 + n, len - 8 - n, 0);
+            if (write_all(1, (char *)reply + 8, n, 0) < 0) return 1;
             return (int)get_u32(reply);
         }
     }

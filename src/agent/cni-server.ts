@@ -408,8 +408,9 @@ export class CniServer {
           err += s;
         },
       });
-      if (exitCode !== 0 || err) this.log({ level: exitCode ? "warn" : "info", msg: exitCode ? "plugin failed" : "plugin log", plugin: req.type, verb: req.env.CNI_COMMAND, container: req.env.CNI_CONTAINERID, ifname: req.env.CNI_IFNAME, ...(exitCode ? { result: out.trim() } : {}), ...(err ? { stderr: err.slice(-4000) } : {}) });
-      return { exitCode, stdout: enc.encode(out) };
+      if (exitCode !== 0) this.log({ level: "warn", msg: "plugin failed", plugin: req.type, verb: req.env.CNI_COMMAND, container: req.env.CNI_CONTAINERID, ifname: req.env.CNI_IFNAME, result: out.trim(), ...(err ? { stderr: err.slice(-4000) } : {}) });
+      // the plugin's logs go back with the reply: the shim writes them to the runtime's stderr
+      return { exitCode, stdout: enc.encode(out), stderr: enc.encode(err) };
     }
     // not built in: the plugin file in CNI_PATH, as a process (never a shim: it would come back here)
     let file: string;
@@ -427,9 +428,8 @@ export class CniServer {
       stdout: "pipe",
       stderr: "pipe",
     });
-    const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
-    if (stderr) this.log({ level: exitCode ? "warn" : "info", msg: "plugin stderr", plugin: req.type, file, stderr: stderr.slice(-4000) });
-    return { exitCode, stdout };
+    const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).bytes(), proc.exited]);
+    return { exitCode, stdout, stderr };
   }
 }
 

@@ -14,7 +14,8 @@
  * Request body (version 1): the plugin type, NUL; each forwarded environment entry `K=V`, NUL;
  * an empty entry (a lone NUL) ending the environment; the stdin bytes up to the end. The shim adds
  * `CNIKIT_SHIM_NETNS=<inode of its network namespace>` to the environment entries.
- * Reply body (version 1): the exit code (u32, big-endian), then the stdout bytes.
+ * Reply body (version 1): the exit code (u32, big-endian), the stdout length (u32, big-endian), the
+ * stdout bytes, then the stderr bytes (the plugin's logs) up to the end.
  *
  * `shim/cnikit-shim.c` implements the other side; keep them in step.
  */
@@ -56,6 +57,8 @@ export interface CniRequest {
 export interface CniReply {
   exitCode: number;
   stdout: Uint8Array;
+  /** What the plugin logged; the shim writes it to its own stderr. */
+  stderr?: Uint8Array;
 }
 
 /** A frame's envelope. */
@@ -121,9 +124,13 @@ export function decodeRequestBody(body: Uint8Array): CniRequest {
 
 /** A reply frame. */
 export function encodeReply(reply: CniReply): Uint8Array {
-  const body = new Uint8Array(4 + reply.stdout.length);
-  new DataView(body.buffer).setUint32(0, reply.exitCode >>> 0);
-  body.set(reply.stdout, 4);
+  const err = reply.stderr ?? new Uint8Array();
+  const body = new Uint8Array(8 + reply.stdout.length + err.length);
+  const v = new DataView(body.buffer);
+  v.setUint32(0, reply.exitCode >>> 0);
+  v.setUint32(4, reply.stdout.length);
+  body.set(reply.stdout, 8);
+  body.set(err, 8 + reply.stdout.length);
   return frame(PROTOCOL_VERSION, body);
 }
 
@@ -143,10 +150,13 @@ export function decodeReply(b: Uint8Array, sent = PROTOCOL_VERSION): { version: 
   const h = decodeHeader(b);
   if (b.length !== HEADER_SIZE + h.length) throw new Error(`reply: want ${HEADER_SIZE + h.length} bytes, have ${b.length}`);
   if (h.version !== sent || h.version !== PROTOCOL_VERSION || h.length === 0) return { version: h.version };
-  if (h.length < 4) throw new Error("reply: body shorter than its exit code");
+  if (h.length < 8) throw new Error("reply: body shorter than its exit code and stdout length");
   const body = b.subarray(HEADER_SIZE);
-  const exitCode = new DataView(body.buffer, body.byteOffset, 4).getUint32(0);
-  return { version: h.version, reply: { exitCode, stdout: body.slice(4) } };
+  const v = new DataView(body.buffer, body.byteOffset, 8);
+  const exitCode = v.getUint32(0);
+  const n = v.getUint32(4);
+  if (8 + n > body.length) throw new Error("reply: stdout length past the end of the body");
+  return { version: h.version, reply: { exitCode, stdout: body.slice(8, 8 + n), stderr: body.slice(8 + n) } };
 }
 
 /**

@@ -56,6 +56,10 @@ describe("frames", () => {
     expect(r.version).toBe(PROTOCOL_VERSION);
     expect(r.reply!.exitCode).toBe(1);
     expect(new TextDecoder().decode(r.reply!.stdout)).toBe("{}\n");
+    expect(r.reply!.stderr!.length).toBe(0);
+    const logged = decodeReply(encodeReply({ exitCode: 0, stdout: enc.encode("out"), stderr: enc.encode("a log line\n") })).reply!;
+    expect(new TextDecoder().decode(logged.stdout)).toBe("out");
+    expect(new TextDecoder().decode(logged.stderr)).toBe("a log line\n");
     expect(encodeDecline().length).toBe(HEADER_SIZE);
     expect(decodeHeader(encodeDecline())).toEqual({ version: PROTOCOL_VERSION, length: 0 });
     expect(decodeReply(encodeDecline())).toEqual({ version: PROTOCOL_VERSION });
@@ -66,7 +70,7 @@ describe("frames", () => {
     const r = new FrameReader(MAX_REQUEST_BODY);
     expect(r.push(f)).toBe(true);
     expect(r.header!.version).toBe(7);
-    const other = new Uint8Array(HEADER_SIZE + 4);
+    const other = new Uint8Array(HEADER_SIZE + 8);
     other.set(encodeReply({ exitCode: 0, stdout: new Uint8Array() }).subarray(0, HEADER_SIZE));
     new DataView(other.buffer).setUint32(4, 2);
     expect(decodeReply(other)).toEqual({ version: 2 });

@@ -101,13 +101,14 @@ describe("cnikit-shim", () => {
 
   test("it sends the type, the CNI_* and CNIKIT_* environment and stdin; prints the reply's bytes and exit code untouched", async () => {
     const d = fakeDaemon("echo", (_req, s) => {
-      s.write(encodeReply({ exitCode: 7, stdout: new Uint8Array([123, 0, 255, 10]) }));
+      s.write(encodeReply({ exitCode: 7, stdout: new Uint8Array([123, 0, 255, 10]), stderr: enc.encode("plugin log\n") }));
       s.end();
     });
     try {
       const r = await shim("ptp", { CNIKIT_SOCKET: d.path, ...cni("ADD", "abc"), CNIKIT_DEBUG: "1", HOME: "/root", CNI_ARGS: "A=b=c" }, "stdin-bytes\u00e9");
       expect(r.code).toBe(7);
       expect([...r.out]).toEqual([123, 0, 255, 10]);
+      expect(r.stderr).toBe("plugin log\n");
       const req = d.seen[0]!;
       expect(req.type).toBe("ptp");
       const netns = String(statSync("/proc/self/ns/net").ino); // the shim names its network namespace
