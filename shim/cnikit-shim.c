@@ -5,7 +5,7 @@
  * bytes, the plugin's logs (stderr) and exit code untouched. With no daemon, or one speaking
  * another protocol version, it execs the standalone `cnikit` binary beside it under the type's
  * name, with the same stdin; so too when the daemon declines the call (the shim runs in another
- * network namespace). If the daemon dies mid-call, ADD prints spec error 11 (the ADD may have
+ * network or mount namespace). If the daemon dies mid-call, ADD prints spec error 11 (the ADD may have
  * half run: try again later) and every other verb falls back to the standalone binary.
  *
  * Frames (src/agent/protocol.ts is the other side): "CNIK", version (u32 BE), body length (u32 BE),
@@ -147,10 +147,13 @@ int main(int argc, char **argv) {
     put(&req, type, strlen(type) + 1);
     for (char **e = environ; *e; e++)
         if (strncmp(*e, "CNI_", 4) == 0 || strncmp(*e, "CNIKIT_", 7) == 0) put(&req, *e, strlen(*e) + 1);
-    struct stat ns; /* the daemon declines shims of another network namespace (another "host") */
-    if (stat("/proc/self/ns/net", &ns) == 0) {
+    /* the daemon declines shims of another network or mount namespace (another "host") */
+    const char *nsname[2][2] = { { "/proc/self/ns/net", "NETNS" }, { "/proc/self/ns/mnt", "MNTNS" } };
+    for (int i = 0; i < 2; i++) {
+        struct stat ns;
         char e[64];
-        snprintf(e, sizeof e, "CNIKIT_SHIM_NETNS=%llu", (unsigned long long)ns.st_ino);
+        if (stat(nsname[i][0], &ns) != 0) continue;
+        snprintf(e, sizeof e, "CNIKIT_SHIM_%s=%llu", nsname[i][1], (unsigned long long)ns.st_ino);
         put(&req, e, strlen(e) + 1);
     }
     put(&req, "", 1);

@@ -25,7 +25,7 @@ import {
   MAX_REQUEST_BODY,
   MAX_STDIN,
   PROTOCOL_VERSION,
-  SHIM_NETNS_ENV,
+  SHIM_NAMESPACES,
   type CniReply,
   type CniRequest,
 } from "./protocol.ts";
@@ -119,10 +119,10 @@ export class CniServer {
   deadlineMisses = 0;
   /** Requests refused before running (malformed, oversized, other protocol version). */
   refused = 0;
-  /** Calls declined because the shim runs in another network namespace. */
+  /** Calls declined because the shim runs in another network or mount namespace. */
   declined = 0;
-  /** The daemon's network namespace (inode), read at start. */
-  private netnsIno: number | undefined;
+  /** The daemon's network and mount namespaces (inodes, by request entry), read at start. */
+  private readonly namespaces = new Map<string, string>();
   private listener: UnixSocketListener<Conn> | TCPSocketListener<Conn> | undefined;
   private listening = false;
   private stopping = false;
@@ -218,7 +218,7 @@ export class CniServer {
     }
     chmodSync(path, 0o600);
     this.socketIno = lstatSync(path).ino;
-    this.netnsIno = statSync("/proc/self/ns/net").ino;
+    for (const [entry, ns] of SHIM_NAMESPACES) this.namespaces.set(entry, String(statSync(`/proc/self/ns/${ns}`).ino));
     this.listening = true;
     this.log({ level: "info", msg: "serving CNI", socket: path, protocol: PROTOCOL_VERSION, maxConcurrent: this.maxConcurrent, timeoutMs: this.timeoutMs });
   }
@@ -256,7 +256,7 @@ export class CniServer {
       "# HELP cnikit_cni_requests_refused_total Requests refused before running (malformed, too large, other protocol version).",
       "# TYPE cnikit_cni_requests_refused_total counter",
       `cnikit_cni_requests_refused_total ${this.refused}`,
-      "# HELP cnikit_cni_requests_declined_total Calls left to the standalone binary because the shim runs in another network namespace.",
+      "# HELP cnikit_cni_requests_declined_total Calls left to the standalone binary because the shim runs in another network or mount namespace.",
       "# TYPE cnikit_cni_requests_declined_total counter",
       `cnikit_cni_requests_declined_total ${this.declined}`,
       "",
@@ -294,11 +294,16 @@ export class CniServer {
       this.answer(s, errorReply(new CniError(code, `cnikit daemon: ${(e as Error).message}`)));
       return;
     }
-    // a shim in another network namespace is not this node's runtime: the host side of its pods
-    // is there, not here. It runs the standalone binary instead.
-    const theirs = req.env[SHIM_NETNS_ENV];
-    delete req.env[SHIM_NETNS_ENV];
-    if (theirs !== undefined && this.netnsIno !== undefined && theirs !== String(this.netnsIno)) {
+    // a shim in another network namespace is not this node's runtime (the host side of its pods
+    // is there, not here), nor one in another mount namespace (its netns and data paths may not
+    // be ours, e.g. a runtime with a private /run). It runs the standalone binary instead.
+    let foreign = false;
+    for (const [entry] of SHIM_NAMESPACES) {
+      const theirs = req.env[entry];
+      delete req.env[entry];
+      if (theirs !== undefined && theirs !== this.namespaces.get(entry)) foreign = true;
+    }
+    if (foreign) {
       this.declined++;
       this.answer(s, undefined);
       return;

@@ -8,12 +8,13 @@
  * another version and say so: the daemon answers a request of another version with an empty reply
  * frame carrying its own version, and the shim then runs the standalone binary. An empty reply of
  * the shim's own version is the daemon declining the call for another reason (the shim runs in
- * another network namespace than the daemon: it is not this node's runtime); the shim then runs
- * the standalone binary too.
+ * another network or mount namespace than the daemon: the pod's host side or its paths are not
+ * the daemon's); the shim then runs the standalone binary too.
  *
  * Request body (version 1): the plugin type, NUL; each forwarded environment entry `K=V`, NUL;
  * an empty entry (a lone NUL) ending the environment; the stdin bytes up to the end. The shim adds
- * `CNIKIT_SHIM_NETNS=<inode of its network namespace>` to the environment entries.
+ * `CNIKIT_SHIM_NETNS=<inode of its network namespace>` and `CNIKIT_SHIM_MNTNS=<inode of its mount
+ * namespace>` to the environment entries.
  * Reply body (version 1): the exit code (u32, big-endian), the stdout length (u32, big-endian), the
  * stdout bytes, then the stderr bytes (the plugin's logs) up to the end.
  *
@@ -35,8 +36,14 @@ export const MAX_REQUEST_BODY = MAX_STDIN + MAX_ENV;
 /** The socket path when none is configured. */
 export const DEFAULT_SOCKET = "/run/cnikit/cni.sock";
 
-/** The entry naming the shim's network namespace (its inode), which the daemon compares with its own. */
-export const SHIM_NETNS_ENV = "CNIKIT_SHIM_NETNS";
+/**
+ * The entries naming the shim's network and mount namespaces (their inodes), which the daemon
+ * compares with its own, and the /proc/self/ns file of each.
+ */
+export const SHIM_NAMESPACES = [
+  ["CNIKIT_SHIM_NETNS", "net"],
+  ["CNIKIT_SHIM_MNTNS", "mnt"],
+] as const;
 
 /** Which environment variables a request carries: the spec's and cnikit's own. */
 export function isForwardedEnv(name: string): boolean {
@@ -135,7 +142,7 @@ export function encodeReply(reply: CniReply): Uint8Array {
 }
 
 /**
- * The daemon declining a call (another protocol version, another network namespace): an empty
+ * The daemon declining a call (another protocol version, another namespace): an empty
  * reply with this side's version; the shim runs the standalone binary.
  */
 export function encodeDecline(): Uint8Array {

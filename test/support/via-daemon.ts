@@ -4,8 +4,8 @@
  * agent` in this test file's private network namespace, serving CNI on $CNIKIT_SOCKET (a path per
  * file that test.sh exports, so every shim the tests run inherits it), and stops it by PID when
  * the file is done. `cnikit install` links every plugin type to cnikit-shim, so the tests' plugin
- * calls go through shim and daemon; calls made from another network namespace are declined by the
- * daemon and run standalone, as on a real node.
+ * calls go through shim and daemon; calls made from another network or mount namespace (a test's
+ * other "host", podman's private /run) are declined by the daemon and run standalone.
  */
 
 import { afterAll } from "bun:test";

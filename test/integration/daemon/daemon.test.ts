@@ -204,6 +204,16 @@ describe("node daemon and shim", () => {
     expect(after - before).toBe(2);
   }, 60_000);
 
+  test("a shim in another mount namespace: declined too (its paths may not be the daemon's)", async () => {
+    const declined = async () => Number(/cnikit_cni_requests_declined_total (\d+)/.exec(await (await http("/metrics")).text())?.[1]);
+    const before = await declined();
+    const p = Bun.spawn(["unshare", "-m", join(bin, "bridge")], { env: { CNIKIT_SOCKET: socket, CNI_COMMAND: "VERSION" }, stdin: "ignore", stdout: "pipe" });
+    const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out).cniVersion).toBe("1.1.0");
+    expect((await declined()) - before).toBe(1);
+  }, 30_000);
+
   test("the daemon restarted between ADD and DEL: CHECK and DEL work; nothing is left", async () => {
     const sock = join(tmp.path, "restart", "cni.sock");
     const d1 = await startDaemon(sock);

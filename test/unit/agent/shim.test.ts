@@ -111,8 +111,9 @@ describe("cnikit-shim", () => {
       expect(r.stderr).toBe("plugin log\n");
       const req = d.seen[0]!;
       expect(req.type).toBe("ptp");
-      const netns = String(statSync("/proc/self/ns/net").ino); // the shim names its network namespace
-      expect(req.env).toEqual({ CNIKIT_SOCKET: d.path, ...cni("ADD", "abc"), CNIKIT_DEBUG: "1", CNI_ARGS: "A=b=c", CNIKIT_SHIM_NETNS: netns });
+      const netns = String(statSync("/proc/self/ns/net").ino); // the shim names its network and mount namespaces
+      const mntns = String(statSync("/proc/self/ns/mnt").ino);
+      expect(req.env).toEqual({ CNIKIT_SOCKET: d.path, ...cni("ADD", "abc"), CNIKIT_DEBUG: "1", CNI_ARGS: "A=b=c", CNIKIT_SHIM_NETNS: netns, CNIKIT_SHIM_MNTNS: mntns });
       expect(new TextDecoder().decode(req.stdin)).toBe("stdin-bytes\u00e9");
     } finally {
       d.stop();
