@@ -221,6 +221,7 @@ export class FakeNft implements NftClient {
     const def = s.def;
     const info: ElementInfo = {
       key,
+      ...(e.keyEnd !== undefined ? { keyEnd: bytesOf(e.keyEnd) } : {}),
       ...(e.data !== undefined ? { data: bytesOf(e.data) } : {}),
       ...(e.verdict !== undefined ? { verdict: e.verdict } : {}),
       flags: 0,

@@ -63,6 +63,8 @@ export interface RuleInfo {
 export interface ElementInfo {
   /** Key bytes (concatenations with each component padded to 4 bytes). */
   readonly key: Uint8Array;
+  /** End of the range (interval sets of concatenations, NFTA_SET_ELEM_KEY_END). */
+  readonly keyEnd?: Uint8Array;
   /** Map value bytes. */
   readonly data?: Uint8Array;
   /** Verdict-map value. */
@@ -168,8 +170,10 @@ export function decodeElements(body: Uint8Array): ElementInfo[] {
     const e = Attrs.parse(raw);
     const key = dataOf(e.nested(NFTA_SET_ELEM.KEY)).value ?? new Uint8Array(0);
     const d = dataOf(e.nested(NFTA_SET_ELEM.DATA));
+    const keyEnd = dataOf(e.nested(NFTA_SET_ELEM.KEY_END)).value;
     out.push({
       key,
+      ...(keyEnd ? { keyEnd } : {}),
       ...(d.value ? { data: d.value } : {}),
       ...(d.verdict ? { verdict: d.verdict } : {}),
       flags: readBe32(e.get(NFTA_SET_ELEM.FLAGS)) ?? 0,

@@ -141,5 +141,11 @@ describe("nft expressions", () => {
       data: [ipv4("10.0.0.53"), inetService(5353)],
     }));
     expect(conn.listElements("ip", prefix, "dnat").length).toBe(1);
+    // an interval element of a concatenation lists with its end (NFTA_SET_ELEM_KEY_END)
+    const iv = conn.listElements("ip", prefix, "iv");
+    expect(iv.length).toBe(1);
+    const hex = (b: Uint8Array | undefined) => Buffer.from(b ?? []).toString("hex");
+    expect(hex(iv[0]!.key)).toBe("0a000001" + "00500000");
+    expect(hex(iv[0]!.keyEnd)).toBe("0a000009" + "005a0000");
   });
 });

@@ -43,6 +43,14 @@ describe("FakeNft", () => {
     expect(isExists(errOf(() => nft.apply(new Transaction(T).add({ ...pods, key: "ipv4_addr" }))))).toBe(true);
   });
 
+  test("an interval element keeps its end, as the kernel lists it", () => {
+    const iv: NftSet = { kind: "set", name: "iv", key: ["ipv4_addr", "inet_service"], flags: ["interval"] };
+    const key = [ipv4("10.0.0.1"), inetService(80)];
+    const keyEnd = [ipv4("10.0.0.9"), inetService(90)];
+    nft.apply(new Transaction(T).add(iv).add({ kind: "element", set: "iv", key, keyEnd }));
+    expect(nft.listElements("inet", "cni", "iv")).toEqual([{ key: concat(key), keyEnd: concat(keyEnd), flags: 0 }]);
+  });
+
   test("elements: add, list, re-add, clash, delete, destroy", () => {
     const key = [ipv4("10.0.0.2"), inetService(80)];
     nft.apply(new Transaction(T).add({ kind: "element", set: "pods", key }));
