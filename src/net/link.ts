@@ -5,6 +5,8 @@ import { type NetlinkConn } from "../netlink/conn.ts";
 import {
   decodeLink,
   encodeLink,
+  IFF_ALLMULTI,
+  IFF_PROMISC,
   IFF_UP,
   type LinkMessage,
   RTEXT_FILTER_SKIP_STATS,
@@ -25,6 +27,10 @@ export interface Link {
   flags: number;
   /** Administratively up (IFF_UP). */
   up: boolean;
+  /** Promiscuous (IFF_PROMISC). */
+  promisc: boolean;
+  /** Receives all multicast (IFF_ALLMULTI). */
+  allmulti: boolean;
   /** Hardware address, "aa:bb:..." ("" when the link has none). */
   mac: string;
   /** Master ifindex (a bridge), when enslaved. */
@@ -51,6 +57,8 @@ export function toLink(m: LinkMessage): Link {
     mtu: m.mtu ?? 0,
     flags: m.flags ?? 0,
     up: ((m.flags ?? 0) & IFF_UP) !== 0,
+    promisc: ((m.flags ?? 0) & IFF_PROMISC) !== 0,
+    allmulti: ((m.flags ?? 0) & IFF_ALLMULTI) !== 0,
     mac: m.address ? formatMAC(m.address) : "",
     raw: m,
   };
@@ -103,16 +111,34 @@ export interface LinkChanges {
   mac?: string;
   /** New interface name. */
   name?: string;
+  /** Promiscuous mode on or off (IFF_PROMISC). */
+  promisc?: boolean;
+  /** Receive all multicast on or off (IFF_ALLMULTI). */
+  allmulti?: boolean;
+  /** Transmit queue length (IFLA_TXQLEN). */
+  txQueueLen?: number;
 }
 
-/** Change a link in one request: state, MTU, master, MAC address and/or name. */
+/** Change a link in one request: state, promisc/allmulti, MTU, queue length, master, MAC address and/or name. */
 export function setLink(conn: NetlinkConn, ref: LinkRef, changes: LinkChanges): void {
   const index = typeof ref === "number" ? ref : getLink(conn, ref).index;
   const m: LinkMessage = { index };
-  if (changes.up !== undefined) {
-    m.flags = changes.up ? IFF_UP : 0;
-    m.change = IFF_UP;
+  // ifinfomsg flags: `change` says which bits of `flags` are meant
+  let flags = 0;
+  let change = 0;
+  const flag = (bit: number, on: boolean | undefined) => {
+    if (on === undefined) return;
+    change |= bit;
+    if (on) flags |= bit;
+  };
+  flag(IFF_UP, changes.up);
+  flag(IFF_PROMISC, changes.promisc);
+  flag(IFF_ALLMULTI, changes.allmulti);
+  if (change) {
+    m.flags = flags;
+    m.change = change;
   }
+  if (changes.txQueueLen !== undefined) m.txQueueLen = changes.txQueueLen;
   if (changes.mtu !== undefined) m.mtu = changes.mtu;
   if (changes.mac !== undefined) m.address = parseMAC(changes.mac);
   if (changes.name !== undefined) m.name = changes.name;

@@ -93,6 +93,8 @@ export const IFF_RUNNING = 0x40;
 export const IFF_NOARP = 0x80;
 /** Promiscuous mode. */
 export const IFF_PROMISC = 0x100;
+/** Receive all multicast packets. */
+export const IFF_ALLMULTI = 0x200;
 /** Multicast capable. */
 export const IFF_MULTICAST = 0x1000;
 /** Driver signals L1 up. */

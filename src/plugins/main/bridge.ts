@@ -5,8 +5,6 @@
 
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
-import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
-import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
 import { addAddress, deleteAddress, listAddresses } from "../../net/addr.ts";
 import { setBridgePort } from "../../net/bridge-port.ts";
 import { ensureBridge } from "../../net/bridge.ts";
@@ -147,9 +145,7 @@ async function add(args: CmdArgs): Promise<Result> {
       setLink(host, br.index, { up: true });
       br = getLink(host, br.index);
     }
-    if (conf.promiscMode && !(br.flags & IFF_PROMISC)) {
-      host.request(RTM_NEWLINK, encodeLink({ index: br.index, flags: IFF_PROMISC, change: IFF_PROMISC }));
-    }
+    if (conf.promiscMode && !br.promisc) setLink(host, br.index, { promisc: true });
     if (findLink(pod, args.ifName)) {
       throw new CniError(ErrorCode.Internal, `container veth name "${args.ifName}" already exists in ${args.netns}`);
     }

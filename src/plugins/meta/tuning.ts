@@ -9,8 +9,6 @@ import { makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { openNetns, type NetnsHandle } from "../../sys/netns.ts";
 import { joinPath as join } from "../../sys/path.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
-import { encodeLink, IFF_PROMISC } from "../../netlink/link.ts";
-import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
 import { findLink, setLink, type Link } from "../../net/link.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -21,7 +19,6 @@ import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import { cniArgsMac, hasField, mtuCodec } from "../common/conf.ts";
 import type { Result } from "../../spec/result.ts";
 
-const IFF_ALLMULTI = 0x200;
 /** The reference's defaults. */
 export const DEFAULT_DATA_DIR = "/run/cni/tuning";
 export const DEFAULT_ALLOWLIST = "/etc/cni/tuning/allowlist.conf";
@@ -123,10 +120,6 @@ export function checkAllowlist(sysctls: readonly string[], file: string): void {
   }
 }
 
-function setFlag(conn: NetlinkConn, index: number, flag: number, on: boolean): void {
-  conn.request(RTM_NEWLINK, encodeLink({ index, flags: on ? flag : 0, change: flag }));
-}
-
 function backupFile(dataDir: string, args: CmdArgs): string {
   return join(dataDir, `${args.containerId}_${args.ifName}.json`);
 }
@@ -146,10 +139,10 @@ const changesLink = (c: Pick<Saved, "mac" | "mtu" | "promisc" | "allmulti" | "tx
 
 function apply(conn: NetlinkConn, link: Link, conf: TuningConf): void {
   if (conf.mac) setLink(conn, link.index, { mac: conf.mac });
-  if (conf.promisc) setFlag(conn, link.index, IFF_PROMISC, true);
+  if (conf.promisc) setLink(conn, link.index, { promisc: true });
   if (conf.mtu) setLink(conn, link.index, { mtu: conf.mtu });
-  if (conf.allmulti !== undefined) setFlag(conn, link.index, IFF_ALLMULTI, conf.allmulti);
-  if (conf.txQLen !== undefined) conn.request(RTM_NEWLINK, encodeLink({ index: link.index, txQueueLen: conf.txQLen }));
+  if (conf.allmulti !== undefined) setLink(conn, link.index, { allmulti: conf.allmulti });
+  if (conf.txQLen !== undefined) setLink(conn, link.index, { txQueueLen: conf.txQLen });
 }
 
 /** Put back what `saved` recorded (best effort per item: a gone interface takes its settings along). */
@@ -160,9 +153,9 @@ function restore(ns: NetnsHandle, saved: Saved, args: CmdArgs): void {
     if (pod && link) {
       if (saved.mtu) setLink(pod, link.index, { mtu: saved.mtu });
       if (saved.mac) setLink(pod, link.index, { mac: saved.mac });
-      if (saved.promisc !== undefined) setFlag(pod, link.index, IFF_PROMISC, saved.promisc);
-      if (saved.allmulti !== undefined) setFlag(pod, link.index, IFF_ALLMULTI, saved.allmulti);
-      if (saved.txQLen !== undefined) pod.request(RTM_NEWLINK, encodeLink({ index: link.index, txQueueLen: saved.txQLen }));
+      if (saved.promisc !== undefined) setLink(pod, link.index, { promisc: saved.promisc });
+      if (saved.allmulti !== undefined) setLink(pod, link.index, { allmulti: saved.allmulti });
+      if (saved.txQLen !== undefined) setLink(pod, link.index, { txQueueLen: saved.txQLen });
     }
   } finally {
     pod?.close();
@@ -192,9 +185,9 @@ async function add(args: CmdArgs): Promise<Result> {
     // save what is about to change, then change it
     if (link) {
       if (conf.mac) saved.mac = link.mac;
-      if (conf.promisc) saved.promisc = (link.flags & IFF_PROMISC) !== 0;
+      if (conf.promisc) saved.promisc = link.promisc;
       if (conf.mtu) saved.mtu = link.mtu;
-      if (conf.allmulti !== undefined) saved.allmulti = (link.flags & IFF_ALLMULTI) !== 0;
+      if (conf.allmulti !== undefined) saved.allmulti = link.allmulti;
       if (conf.txQLen !== undefined) saved.txQLen = link.raw.txQueueLen ?? 0;
     }
     if (Object.keys(keys).length > 0) {
@@ -271,9 +264,9 @@ async function check(args: CmdArgs): Promise<void> {
     const link = findLink(pod, args.ifName);
     if (!link) throw fail(`cannot find container link ${args.ifName}`);
     if (conf.mac && link.mac !== conf.mac) throw fail(`configured MAC of ${args.ifName} is ${conf.mac}, current value is ${link.mac}`);
-    if (((link.flags & IFF_PROMISC) !== 0) !== conf.promisc) throw fail(`configured promisc of ${args.ifName} is ${conf.promisc}`);
+    if (link.promisc !== conf.promisc) throw fail(`configured promisc of ${args.ifName} is ${conf.promisc}`);
     if (conf.mtu && link.mtu !== conf.mtu) throw fail(`configured MTU of ${args.ifName} is ${conf.mtu}, current value is ${link.mtu}`);
-    if (conf.allmulti !== undefined && ((link.flags & IFF_ALLMULTI) !== 0) !== conf.allmulti) throw fail(`configured allmulti of ${args.ifName} is ${conf.allmulti}`);
+    if (conf.allmulti !== undefined && link.allmulti !== conf.allmulti) throw fail(`configured allmulti of ${args.ifName} is ${conf.allmulti}`);
     if (conf.txQLen !== undefined && (link.raw.txQueueLen ?? 0) !== conf.txQLen) throw fail(`configured txQLen of ${args.ifName} is ${conf.txQLen}, current value is ${link.raw.txQueueLen}`);
   } finally {
     pod.close();

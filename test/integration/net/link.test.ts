@@ -54,6 +54,18 @@ describe("link changes", () => {
     const got = getLink(conn, "cklk0");
     expect([got.up, got.mtu, got.mac]).toEqual([true, 1400, "02:11:22:33:44:55"]);
 
+    // promisc, allmulti and the queue length in one request; the up flag is left as it was
+    setLink(conn, "cklk0", { promisc: true, allmulti: true, txQueueLen: 77 });
+    [ip] = ipJson(null, "-d", "link", "show", "cklk0");
+    expect(ip.flags).toEqual(expect.arrayContaining(["UP", "PROMISC", "ALLMULTI"]));
+    expect(ip.promiscuity).toBeGreaterThan(0);
+    expect(ip.txqlen).toBe(77);
+    const flagged = getLink(conn, "cklk0");
+    expect([flagged.up, flagged.promisc, flagged.allmulti]).toEqual([true, true, true]);
+    setLink(conn, "cklk0", { promisc: false });
+    const cleared = getLink(conn, "cklk0");
+    expect([cleared.up, cleared.promisc, cleared.allmulti]).toEqual([true, false, true]);
+
     setLinkDown(conn, l.index);
     [ip] = ipJson(null, "link", "show", "cklk0");
     expect(ip.flags).not.toContain("UP");

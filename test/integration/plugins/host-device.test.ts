@@ -292,7 +292,7 @@ describe("selection by kernelpath and PCI address (over a fake sysfs)", () => {
     list: (dir) => tree[dir]?.slice().sort() ?? null,
     resolve: (path) => links[path] ?? null,
   });
-  const link = (name: string, mac = "02:00:00:00:00:01"): Link => ({ index: 1, name, mtu: 1500, flags: 0, up: false, mac, raw: {} });
+  const link = (name: string, mac = "02:00:00:00:00:01"): Link => ({ index: 1, name, mtu: 1500, flags: 0, up: false, promisc: false, allmulti: false, mac, raw: {} });
   const host = [link("lo", "00:00:00:00:00:00"), link("eno1"), link("eno2", "02:00:00:00:00:02")];
 
   test("kernelpath: the first interface in its net/ folder that exists here", () => {

@@ -195,6 +195,8 @@ describe("containerd's go-cni drives cnikit's plugins", () => {
     expect(files(CACHE).sort()).toEqual(pods.flatMap((p) => [`cni-loopback-${p.id}-lo`, `${NET}-${p.id}-eth0`]).sort());
     // the labels arrived as CNI_ARGS (IgnoreUnknown=1 among them) and nothing refused them
     expect(must(["nsenter", `--net=${pods[0]!.netns}`, "cat", "/proc/sys/net/core/somaxconn"]).trim()).toBe("1024");
+    // promiscMode: the bridge is promiscuous
+    expect(must(["ip", "link", "show", BRIDGE])).toContain("PROMISC");
   }, 60_000);
 
   test("pods reach each other and the gateway over IPv4 and IPv6", () => {
