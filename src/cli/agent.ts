@@ -1,7 +1,7 @@
 /** `cnikit agent`: the node daemon's command line (CNI server; flannel-like flags for the overlay). */
 
 import { DEFAULT_CACHE_DIR } from "../libcni/cache.ts";
-import { flagString, parseArgs } from "./args.ts";
+import { flagString, formatHostPort, parseArgs, parseHostPort } from "./args.ts";
 import { etcdFromFlags } from "./etcd-flags.ts";
 import { reportError } from "./output.ts";
 
@@ -56,19 +56,16 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
     const opt = (k: string) => flagString(p, k);
     const healthz = opt("healthz");
-    let hz: { host: string; port: number } | undefined;
-    if (healthz) {
-      const i = healthz.lastIndexOf(":");
-      hz = { host: healthz.slice(0, i) || "127.0.0.1", port: Number(healthz.slice(i + 1)) };
-      if (!Number.isInteger(hz.port) || hz.port <= 0) throw new Error(`--healthz ${healthz}: want ADDR:PORT`);
-    }
+    const hz = healthz ? parseHostPort(healthz, "--healthz") : undefined;
     const ttl = Number(opt("lease-ttl") ?? 86400);
     if (!Number.isInteger(ttl) || ttl < 10) throw new Error("--lease-ttl must be at least 10 seconds");
     const maxRequests = Number(opt("max-requests") ?? 64);
     if (!Number.isInteger(maxRequests) || maxRequests < 1) throw new Error("--max-requests must be a positive integer");
     const timeoutSec = Number(opt("request-timeout") ?? 120);
     if (!(timeoutSec > 0)) throw new Error("--request-timeout must be a positive number of seconds");
-    const overlay = opt("etcd-endpoints") !== undefined;
+    // the overlay runs only with --etcd-endpoints (not $CNIKIT_ETCD_ENDPOINTS, which nodes and graph read)
+    const etcd = etcdFromFlags(p, {});
+    const overlay = etcd !== undefined;
     const stray = OVERLAY_FLAGS.filter((k) => p.flags[k] !== undefined);
     if (!overlay && stray.length > 0) throw new Error(`agent: --${stray[0]} needs --etcd-endpoints (the overlay runs only with etcd)`);
 
@@ -78,19 +75,13 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     const { DEFAULT_SOCKET } = await import("../agent/protocol.ts");
     const cni = new CniServer({ socketPath: opt("cni-socket") || process.env.CNIKIT_SOCKET || DEFAULT_SOCKET, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000, log });
     let agent: import("../agent/agent.ts").Agent | undefined;
-    if (overlay) {
+    if (etcd) {
       const { Agent } = await import("../agent/agent.ts");
       agent = new Agent({
-        etcd: {
-          endpoints: opt("etcd-endpoints")!.split(",").map((s) => s.trim()).filter(Boolean),
-          ...(opt("etcd-cafile") ? { caFile: opt("etcd-cafile")! } : {}),
-          ...(opt("etcd-certfile") ? { certFile: opt("etcd-certfile")! } : {}),
-          ...(opt("etcd-keyfile") ? { keyFile: opt("etcd-keyfile")! } : {}),
-          ...(opt("etcd-username") ? { username: opt("etcd-username")!, password: opt("etcd-password") ?? "" } : {}),
-        },
-        prefix: opt("etcd-prefix") ?? "/coreos.com/network",
+        etcd: etcd.options,
+        prefix: etcd.prefix,
         ...(opt("iface") ? { iface: opt("iface")! } : {}),
-        ...(opt("public-ip") ? { publicIP: opt("public-ip")! } : {}),
+        ...(etcd.publicIP ? { publicIP: etcd.publicIP } : {}),
         ...(opt("public-ipv6") ? { publicIPv6: opt("public-ipv6")! } : {}),
         subnetFile: opt("subnet-file") ?? "/run/flannel/subnet.env",
         ipMasq: p.flags["ip-masq"] === true,
@@ -114,7 +105,6 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       // cache, the nodes from etcd, latency from the metrics above
       const { StatusSource } = await import("../agent/status-data.ts");
       const { statusSvg } = await import("../agent/graph.ts");
-      const etcd = overlay ? etcdFromFlags(p) : undefined;
       statusSource = new StatusSource({
         cacheDir: opt("cni-cache-dir") ?? (process.env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR),
         daemon: () => ({ ready: cni.ready, inFlight: cni.inFlight }),
@@ -128,7 +118,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         metrics,
         ui: { status: () => src.snapshot(), graphSvg: async () => statusSvg(await src.snapshot()) },
       });
-      log({ level: "info", msg: "serving the status page", url: `http://${hz.host.includes(":") ? `[${hz.host}]` : hz.host}:${hz.port}/ui` });
+      log({ level: "info", msg: "serving the status page", url: `http://${formatHostPort(hz)}/ui` });
     }
     try {
       await cni.start();

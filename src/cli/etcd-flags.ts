@@ -11,14 +11,26 @@ export const ETCD_FLAGS_USAGE = `  --etcd-endpoints URLS   comma-separated (defa
   --public-ip IP          this node's public address, to mark it (default: this machine's addresses)
 `;
 
-/** The etcd options and prefix the flags give; undefined without endpoints. */
-export function etcdFromFlags(p: ParsedArgs, env = process.env): { options: EtcdOptions; prefix: string; publicIP?: string } | undefined {
+/** What the etcd flags give: the client's options, the key prefix, this node's public address. */
+export interface EtcdFlags {
+  options: EtcdOptions;
+  prefix: string;
+  publicIP?: string;
+}
+
+/**
+ * The etcd options and prefix the flags give (`cnikit agent`, `nodes`, `graph`); undefined
+ * without endpoints. `env` supplies `$CNIKIT_ETCD_ENDPOINTS` when the flag is missing (the agent
+ * passes none: its overlay runs only with the flag); `timeoutMs` is the per-call deadline (default:
+ * the client's, 5 s).
+ */
+export function etcdFromFlags(p: ParsedArgs, env: Record<string, string | undefined> = process.env, o: { timeoutMs?: number } = {}): EtcdFlags | undefined {
   const opt = (k: string) => flagString(p, k);
   const endpoints = (opt("etcd-endpoints") ?? env.CNIKIT_ETCD_ENDPOINTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   if (endpoints.length === 0) return undefined;
   const options: EtcdOptions = {
     endpoints,
-    timeoutMs: 3000,
+    ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     ...(opt("etcd-cafile") ? { caFile: opt("etcd-cafile")! } : {}),
     ...(opt("etcd-certfile") ? { certFile: opt("etcd-certfile")! } : {}),
     ...(opt("etcd-keyfile") ? { keyFile: opt("etcd-keyfile")! } : {}),
@@ -29,7 +41,7 @@ export function etcdFromFlags(p: ParsedArgs, env = process.env): { options: Etcd
 }
 
 /** The cluster's nodes, read once through a client of their own (closed afterwards). */
-export async function nodesFromEtcd(etcd: NonNullable<ReturnType<typeof etcdFromFlags>>): Promise<import("../agent/status-data.ts").NodeInfo[]> {
+export async function nodesFromEtcd(etcd: EtcdFlags): Promise<import("../agent/status-data.ts").NodeInfo[]> {
   const { connectEtcd } = await import("../agent/store.ts");
   const { readNodes } = await import("../agent/status-data.ts");
   const client = await connectEtcd(etcd.options);

@@ -42,7 +42,7 @@ export async function nodesCommand(argv: readonly string[], env = process.env): 
       process.stdout.write(NODES_USAGE);
       return 0;
     }
-    const etcd = etcdFromFlags(p, env);
+    const etcd = etcdFromFlags(p, env, { timeoutMs: 3000 });
     if (!etcd) {
       process.stderr.write(`cnikit nodes: no etcd endpoints (--etcd-endpoints or $CNIKIT_ETCD_ENDPOINTS)\n\n${NODES_USAGE}`);
       return 2;
