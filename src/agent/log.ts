@@ -52,6 +52,8 @@ export function logOptions(format: string | undefined, level: string | undefined
 export function waitingFor(what: string, err: unknown): string {
   const m = err instanceof Error ? err.message : String(err);
   if (/no network config at/.test(m)) return "waiting for the network config in etcd";
+  // etcd answers but refuses us (a certificate, a password): not a wait, a failure to fix
+  if (/CERTIFICATE|SSL|TLS|authenticat|permission denied|invalid auth/i.test(m)) return `${what} failed (etcd refused the credentials), retrying`;
   if (/UNAVAILABLE|ECONNREFUSED|circuit breaker|deadline|timed? ?out|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/i.test(m)) return `waiting for etcd (${what})`;
   return `${what} failed, retrying`;
 }

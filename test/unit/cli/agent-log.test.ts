@@ -32,6 +32,9 @@ describe("agent logs", () => {
   test("what the agent waits for", () => {
     expect(waitingFor("reading the network config", new CniError(ErrorCode.TryAgainLater, "no network config at /p/config in etcd"))).toBe("waiting for the network config in etcd");
     expect(waitingFor("reading the network config", new Error("14 UNAVAILABLE: No connection established"))).toBe("waiting for etcd (reading the network config)");
+    // a refused client certificate comes as UNAVAILABLE too, but it is no wait
+    expect(waitingFor("reading the network config", new Error("14 UNAVAILABLE: No connection established. Last error: error:10000412:SSL routines:OPENSSL_internal:SSLV3_ALERT_BAD_CERTIFICATE"))).toBe("reading the network config failed (etcd refused the credentials), retrying");
+    expect(waitingFor("leasing a subnet", new Error("etcdserver: authentication failed, invalid user ID or password"))).toBe("leasing a subnet failed (etcd refused the credentials), retrying");
     expect(waitingFor("leasing a subnet", new Error("no free subnet"))).toBe("leasing a subnet failed, retrying");
   });
 });
