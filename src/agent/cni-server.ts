@@ -16,6 +16,7 @@ import { findInPath, splitPath } from "../invoke/find.ts";
 import { runPlugin } from "../skel/skel.ts";
 import type { Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
+import { Counter } from "./counter.ts";
 import { Histogram } from "./histogram.ts";
 import {
   decodeRequestBody,
@@ -81,6 +82,18 @@ export function errorReply(e: unknown, cniVersion = "1.1.0"): CniReply {
   return { exitCode: 1, stdout: enc.encode(`${JSON.stringify(err.toJSON(), null, 4)}\n`) };
 }
 
+/** A reply's code for the requests counter: "0", the spec error's code, or "exit". */
+export function replyCode(reply: CniReply): string {
+  if (reply.exitCode === 0) return "0";
+  try {
+    const code = (JSON.parse(dec.decode(reply.stdout)) as { code?: unknown }).code;
+    if (typeof code === "number" && Number.isInteger(code) && code >= 0) return String(code);
+  } catch {
+    // not a spec error
+  }
+  return "exit";
+}
+
 /** A mutual exclusion in promise form. */
 class Mutex {
   private tail: Promise<void> = Promise.resolve();
@@ -115,6 +128,11 @@ function oneAtATime(plugin: Plugin): Plugin {
 export class CniServer {
   /** Latency of each call, by plugin type and verb. */
   readonly latency = new Histogram("cnikit_cni_request_duration_seconds", "Time to answer a CNI call through the daemon, by plugin type and verb.", ["plugin", "verb"]);
+  /**
+   * Calls answered, by plugin type, verb and result: code "0" for success, else the spec error's
+   * code ("11" for a missed deadline), "exit" for a failure without a spec error on stdout.
+   */
+  readonly requests = new Counter("cnikit_cni_requests_total", "CNI calls answered through the daemon, by plugin type, verb and code (0: success, else the CNI error code; exit: a failure without a spec error).", ["plugin", "verb", "code"]);
   /** Calls answered with spec error 11 because their deadline passed. */
   deadlineMisses = 0;
   /** Requests refused before running (malformed, oversized, other protocol version). */
@@ -135,6 +153,8 @@ export class CniServer {
   private readonly writing = new Set<Socket<Conn>>();
   /** Work still running (also after its deadline passed), by request id. */
   private readonly running = new Map<string, Promise<unknown>>();
+  /** The ids of the DEL calls among them. */
+  private readonly removing = new Set<string>();
   private seq = 0;
   private socketIno: number | undefined;
   private readonly log: (e: Record<string, unknown>) => void;
@@ -158,6 +178,14 @@ export class CniServer {
   /** Requests being worked on (including those whose deadline passed). */
   get inFlight(): number {
     return this.running.size;
+  }
+
+  /**
+   * DEL calls not finished yet: being worked on, waiting for their turn, or still running after
+   * their deadline passed (the daemon runs DEL within the call; it queues no removals of its own).
+   */
+  get pendingRemovals(): number {
+    return this.removing.size;
   }
 
   /** Listen on the socket: its directory made 0700 when missing, a stale socket replaced, a live one refused. */
@@ -247,6 +275,7 @@ export class CniServer {
   metricsText(): string {
     return [
       this.latency.render(),
+      this.requests.render(),
       "# HELP cnikit_cni_requests_in_flight CNI calls being worked on.",
       "# TYPE cnikit_cni_requests_in_flight gauge",
       `cnikit_cni_requests_in_flight ${this.running.size}`,
@@ -346,7 +375,13 @@ export class CniServer {
     const nested = this.running.has(req.env[REQUEST_ENV] ?? "");
     const work = nested ? this.execute(req, id) : this.withKey(req, () => this.withSlot(() => this.execute(req, id)));
     this.running.set(id, work);
-    void work.finally(() => this.running.delete(id)).catch(() => {});
+    if (verb === "DEL") this.removing.add(id);
+    void work
+      .finally(() => {
+        this.running.delete(id);
+        this.removing.delete(id);
+      })
+      .catch(() => {});
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<CniReply>((resolve) => {
       timer = setTimeout(() => {
@@ -359,6 +394,7 @@ export class CniServer {
     const reply = await Promise.race([work.catch((e) => errorReply(e, versionOf(req.stdin))), deadline]);
     clearTimeout(timer);
     this.latency.observe([req.type, verb], (performance.now() - t0) / 1000);
+    this.requests.inc([req.type, verb, replyCode(reply)]);
     return reply;
   }
 

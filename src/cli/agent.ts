@@ -107,7 +107,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       const { statusSvg } = await import("../agent/graph.ts");
       statusSource = new StatusSource({
         cacheDir: opt("cni-cache-dir") ?? (process.env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR),
-        daemon: () => ({ ready: cni.ready, inFlight: cni.inFlight }),
+        daemon: () => ({ ready: cni.ready, inFlight: cni.inFlight, pendingRemovals: cni.pendingRemovals }),
         metrics,
         ...(etcd ? { etcd } : {}),
       });

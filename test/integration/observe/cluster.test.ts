@@ -9,7 +9,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Cluster, CNIKIT, type Node } from "../../support/cluster.ts";
 import { openPage } from "../../support/chromium.ts";
@@ -112,7 +112,7 @@ describe("cnikit status and graph on a node", () => {
     const r = inNode(n1, ["status", "--agent", `${n1.ip}:${PORT}`]);
     expect(r.code).toBe(0);
     for (const p of pods) (p.node === n1 ? expect(r.stdout) : expect(r.stdout).not).toContain(p.name);
-    expect(r.stdout).toMatch(/daemon: up \(cnikit [\d.]+, pid \d+\) at http:\/\/[\d.]+:9102, ready, \d+ request\(s\) in flight/);
+    expect(r.stdout).toMatch(/daemon: up \(cnikit [\d.]+, pid \d+\) at http:\/\/[\d.]+:9102, ready, \d+ request\(s\) in flight, pending removals: 0$/m);
   });
 
   test("graph --svg names every node and this node's pods, with the vxlan tunnel", () => {
@@ -136,7 +136,14 @@ describe("cnikit status and graph on a node", () => {
 });
 
 describe("the agent's endpoints", () => {
-  test("/metrics passes promtool check metrics and has the CNI latency histograms", async () => {
+  test("/metrics passes promtool check metrics and has the CNI latency histograms and requests by code", async () => {
+    const n1 = c.nodes[0]!;
+    // one ADD through the daemon that fails with error 2: a bridge config whose mtu is a string
+    const conf = join(tmp.path, "bad.d");
+    mkdirSync(conf, { recursive: true });
+    writeFileSync(join(conf, "bad.conflist"), JSON.stringify({ cniVersion: "1.1.0", name: "bad", plugins: [{ type: "bridge", bridge: `${prefix}x`, mtu: "x", ipam: { type: "host-local", subnet: "10.98.0.0/24" } }] }));
+    const bad = run(["nsenter", `--net=${n1.ns}`, CNIKIT, "add", "bad", pods[0]!.ns], { env: { ...env(n1), NETCONFPATH: conf, CNI_CONTAINERID: `${prefix}bad` } });
+    expect(JSON.parse(bad.stdout).code).toBe(2);
     const text = await (await fetch(`${healthz(c.nodes[0]!)}/metrics`)).text();
     const file = join(tmp.path, "metrics.txt");
     writeFileSync(file, text);
@@ -144,6 +151,10 @@ describe("the agent's endpoints", () => {
     expect(`${r.stdout}${r.stderr}`).toBe("");
     expect(r.code).toBe(0);
     expect(text).toMatch(/^cnikit_cni_request_duration_seconds_count\{plugin="overlay",verb="ADD"\} 2$/m);
+    // requests by code: the two ADDs succeeded (0), the bad config failed with 2
+    expect(text).toMatch(/^cnikit_cni_requests_total\{plugin="overlay",verb="ADD",code="0"\} 2$/m);
+    expect(text).toMatch(/^cnikit_cni_requests_total\{plugin="bridge",verb="ADD",code="2"\} 1$/m);
+    expect(text).not.toMatch(/^cnikit_cni_requests_total\{plugin="overlay",verb="ADD",code="[1-9]/m);
     // the lease count is refreshed by the agent's full syncs (every 30 s), the peers by its watch
     expect(text).toMatch(/^cnikit_agent_leases [12]$/m);
     expect(text).toMatch(/^cnikit_agent_peers 1$/m);

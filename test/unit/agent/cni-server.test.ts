@@ -41,7 +41,10 @@ registerBuiltins({
         (spans[a.containerId] ??= []).push([t0, performance.now()]);
       }
     },
-    del() {},
+    async del(a: CmdArgs) {
+      const c = a.config as { sleepMs?: number };
+      if (c.sleepMs) await Bun.sleep(c.sleepMs);
+    },
   }),
 });
 
@@ -162,6 +165,32 @@ describe("CNI server", () => {
     expect(m).toMatch(/cnikit_cni_request_duration_seconds_count\{plugin="ckd-fake",verb="ADD"\} \d+/);
     expect(m).toMatch(/cnikit_cni_request_duration_seconds_bucket\{plugin="ckd-fake",verb="VERSION",le="\+Inf"\} 1/);
     expect(server.latency.count(["ckd-fake", "ADD"])).toBeGreaterThan(10);
+  });
+
+  test("requests by plugin, verb and code on /metrics: 0, each spec error's code, 11 past the deadline", () => {
+    const m = server.metricsText();
+    expect(m).toContain("# TYPE cnikit_cni_requests_total counter");
+    expect(m).toMatch(/^cnikit_cni_requests_total\{plugin="ckd-fake",verb="ADD",code="0"\} \d+$/m);
+    expect(server.requests.get(["ckd-fake", "ADD", "0"])).toBeGreaterThan(10);
+    expect(server.requests.get(["ckd-fake", "ADD", "999"])).toBe(1); // "asked to fail"
+    expect(server.requests.get(["ckd-fake", "ADD", "4"])).toBe(1); // no CNI_CONTAINERID
+    expect(server.requests.get(["ckd-fake", "ADD", "11"])).toBe(1); // the late one
+    expect(server.requests.get(["ckd-fake", "VERSION", "0"])).toBe(1);
+  });
+
+  test("pending removals: DEL calls not finished yet, also past their deadline", async () => {
+    expect(server.pendingRemovals).toBe(0);
+    const del = (cid: string) =>
+      callDaemon(socket, { type: "ckd-fake", env: { ...addEnv(cid), CNI_COMMAND: "DEL" }, stdin: JSON.stringify({ cniVersion: "1.0.0", name: "n", sleepMs: 600 }) });
+    const slow = [del("d1"), del("d2")];
+    await Bun.sleep(100);
+    expect(server.pendingRemovals).toBe(2);
+    expect(JSON.parse((await slow[0]!).stdout).code).toBe(11); // answered at the deadline, still running
+    expect(server.pendingRemovals).toBe(2);
+    await slow[1];
+    for (let i = 0; i < 100 && server.pendingRemovals > 0; i++) await Bun.sleep(20);
+    expect(server.pendingRemovals).toBe(0);
+    expect(server.requests.get(["ckd-fake", "DEL", "11"])).toBe(2);
   });
 
   test("a live socket is refused, a stale one replaced, a file that is not a socket kept", async () => {
