@@ -4,7 +4,7 @@
  * Everything is imported lazily so a plugin run loads only that plugin's code.
  */
 
-import { registerBuiltins, setShimInProcess } from "./invoke/builtin.ts";
+import { builtinLoader, registerBuiltins, setShimInProcess } from "./invoke/builtin.ts";
 import { baseName } from "./sys/path.ts";
 import { BUILTIN_PLUGINS } from "./plugins.ts";
 import type { Plugin } from "./skel/plugin.ts";
@@ -20,7 +20,7 @@ const VERSION_ONLY: Plugin = {
 async function main(): Promise<never> {
   registerBuiltins(BUILTIN_PLUGINS);
   const self = baseName(process.argv0 || "cnikit");
-  const load = BUILTIN_PLUGINS[self];
+  const load = BUILTIN_PLUGINS[self] ? builtinLoader(self) : undefined; // as registered: keeps attachment records
   if (load) {
     // a delegate that CNI_PATH resolves to a cnikit-shim runs here too: this standalone run is
     // what that shim would exec when no daemon answers

@@ -13,11 +13,13 @@ import { dirname } from "node:path";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { builtinLoader, isShimFile, registerBuiltins, setShimInProcess } from "../invoke/builtin.ts";
 import { findInPath, splitPath } from "../invoke/find.ts";
+import { BOOT_ID_ENV, STATE_DIR_ENV } from "../invoke/records.ts";
 import { runPlugin } from "../skel/skel.ts";
 import type { Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
 import { Counter } from "./counter.ts";
 import { Histogram } from "./histogram.ts";
+import { Reconciler } from "./reconcile.ts";
 import {
   decodeRequestBody,
   encodeReply,
@@ -41,6 +43,12 @@ export interface CniServerOptions {
   timeoutMs?: number;
   /** Structured log sink (default: JSON lines on stderr). */
   log?: (entry: Record<string, unknown>) => void;
+  /**
+   * Attachment records and their reconcile (src/agent/reconcile.ts): the built-in plugins it runs
+   * record each ADD under `stateDir`; at start (before listening) and every `intervalMs` the
+   * attachments whose pod is gone are released. None: no records, no reconcile.
+   */
+  reconcile?: { stateDir: string; cacheDir: string; intervalMs: number; bootIdFile?: string };
 }
 
 /**
@@ -156,6 +164,8 @@ export class CniServer {
   /** The ids of the DEL calls among them. */
   private readonly removing = new Set<string>();
   private seq = 0;
+  /** Releases attachments whose pod is gone (with `reconcile`). */
+  reconciler: Reconciler | undefined;
   private socketIno: number | undefined;
   private readonly log: (e: Record<string, unknown>) => void;
   private readonly maxConcurrent: number;
@@ -217,6 +227,12 @@ export class CniServer {
       let wrapped: Promise<Plugin> | undefined;
       registerBuiltins({ [type]: () => (wrapped ??= load().then(oneAtATime)) });
     }
+    const rc = this.opts.reconcile;
+    if (rc) {
+      // crash leaks (and, after a reboot, every older attachment) are released before the first call
+      this.reconciler = new Reconciler({ ...rc, graceMs: this.timeoutMs, release: (req) => this.serve(req), log: this.log });
+      await this.reconciler.start();
+    }
     const old = process.umask(0o177); // the socket is born 0600: no window where others may connect
     try {
       this.listener = Bun.listen<Conn>({
@@ -259,6 +275,7 @@ export class CniServer {
     if (this.stopping) return;
     this.stopping = true;
     this.listener?.stop(false);
+    await this.reconciler?.stop();
     // calls in flight finish and their replies go out; then the connections left are closed
     const end = Date.now() + graceMs;
     while ((this.running.size > 0 || this.replies.size > 0 || this.writing.size > 0) && Date.now() < end) await Bun.sleep(5);
@@ -289,7 +306,7 @@ export class CniServer {
       "# TYPE cnikit_cni_requests_declined_total counter",
       `cnikit_cni_requests_declined_total ${this.declined}`,
       "",
-    ].join("\n");
+    ].join("\n") + (this.reconciler?.metricsText() ?? "");
   }
 
   private onData(s: Socket<Conn>, chunk: Uint8Array): void {
@@ -432,7 +449,12 @@ export class CniServer {
 
   /** The plugin's own run: in-process for a built-in type, else the file CNI_PATH names. */
   private async execute(req: CniRequest, id: string): Promise<CniReply> {
-    const env = { ...this.baseEnv, ...req.env, [REQUEST_ENV]: id };
+    const env: Record<string, string> = { ...this.baseEnv, ...req.env, [REQUEST_ENV]: id };
+    const rc = this.opts.reconcile;
+    if (rc) {
+      env[STATE_DIR_ENV] = rc.stateDir; // the built-in plugins record their attachments there
+      if (rc.bootIdFile) env[BOOT_ID_ENV] = rc.bootIdFile;
+    }
     const stdin = dec.decode(req.stdin);
     const load = builtinLoader(req.type);
     if (load) {

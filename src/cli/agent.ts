@@ -20,7 +20,13 @@ host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
   --request-timeout SECS  deadline of a CNI call; past it the shim gets error 11 (default 120)
   --healthz ADDR:PORT     serve /healthz, /readyz, /metrics and the status page /ui there
   --cni-cache-dir DIR     the runtime's result cache the status page lists attachments from
-                          (default $CNI_CACHE_DIR, else /var/lib/cni)
+                          and reconcile checks (default $CNI_CACHE_DIR, else /var/lib/cni)
+  --state-dir DIR         where the plugins it runs record each attachment at ADD, for
+                          reconcile (default /var/lib/cni/cnikit when serving the default
+                          socket; none otherwise: no records, no reconcile)
+  --reconcile-interval SECS  release attachments whose pod is gone (netns gone, unknown to
+                          the runtime's cache, older than --request-timeout; after a reboot:
+                          every older one) at start and then every SECS (default 60)
   --log-format text|json  log lines on stderr as JSON (default) or as text
   --log-level LEVEL       debug, info (default), warn or error
 
@@ -51,7 +57,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       process.stdout.write(AGENT_USAGE);
       return 0;
     }
-    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "log-format", "log-level", "cni-socket", "max-requests", "request-timeout", ...OVERLAY_FLAGS]);
+    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "log-format", "log-level", "cni-socket", "max-requests", "request-timeout", "state-dir", "reconcile-interval", ...OVERLAY_FLAGS]);
     const unknown = Object.keys(p.flags).filter((k) => !known.has(k));
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
     const opt = (k: string) => flagString(p, k);
@@ -73,7 +79,15 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     const log = createLogger(logOptions(opt("log-format"), opt("log-level")));
     const { CniServer } = await import("../agent/cni-server.ts");
     const { DEFAULT_SOCKET } = await import("../agent/protocol.ts");
-    const cni = new CniServer({ socketPath: opt("cni-socket") || process.env.CNIKIT_SOCKET || DEFAULT_SOCKET, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000, log });
+    const socketPath = opt("cni-socket") || process.env.CNIKIT_SOCKET || DEFAULT_SOCKET;
+    // records and reconcile: on by default only for the machine's own socket (tests use others)
+    const stateDir = opt("state-dir") ?? (socketPath === DEFAULT_SOCKET ? "/var/lib/cni/cnikit" : undefined);
+    const reconcileSec = Number(opt("reconcile-interval") ?? 60);
+    if (!(reconcileSec >= 0)) throw new Error("--reconcile-interval must be a number of seconds (0: only at start)");
+    const reconcile = stateDir
+      ? { stateDir, cacheDir: opt("cni-cache-dir") ?? (process.env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR), intervalMs: reconcileSec * 1000, ...(process.env.CNIKIT_BOOT_ID_FILE ? { bootIdFile: process.env.CNIKIT_BOOT_ID_FILE } : {}) }
+      : undefined;
+    const cni = new CniServer({ socketPath, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000, log, ...(reconcile ? { reconcile } : {}) });
     let agent: import("../agent/agent.ts").Agent | undefined;
     if (etcd) {
       const { Agent } = await import("../agent/agent.ts");

@@ -12,9 +12,16 @@ const table = new Map<string, PluginLoader>();
 /** This binary's identity (device and inode, links followed), once known. */
 let selfId: Promise<string | null> | undefined;
 
-/** Register the built-in plugin types (called once by the entry point). */
+/**
+ * Register the built-in plugin types (called once by the entry point). Each is wrapped so that it
+ * keeps attachment records where a state directory is set (src/invoke/records.ts): ADD records
+ * first, DEL removes the record, GC also releases the network's stale records of its type.
+ */
 export function registerBuiltins(loaders: Record<string, PluginLoader>): void {
-  for (const [type, load] of Object.entries(loaders)) table.set(type, load);
+  for (const [type, load] of Object.entries(loaders)) {
+    let wrapped: Promise<Plugin> | undefined;
+    table.set(type, () => (wrapped ??= Promise.all([load(), import("./records.ts")]).then(([p, r]) => r.withRecords(type, p))));
+  }
 }
 
 /** The loader for a built-in type, or undefined. */

@@ -13,6 +13,10 @@ import { versionAtLeast, type VersionInfo } from "../spec/version.ts";
 import { formatCniArgs } from "../spec/args.ts";
 import { invokePlugin, invokeVersion, invokeWithResult, type InvokeOptions } from "../invoke/invoke.ts";
 import { findInPath } from "../invoke/find.ts";
+import { builtinTypes, isShimFile, runsInProcess } from "../invoke/builtin.ts";
+
+/** The mark of a GC that cnikit's runtime sends its own plugins for a list below 1.1.0 (see the skel). */
+const GC_ANY_VERSION_ENV = "CNIKIT_GC_ANY_VERSION";
 import {
   DEFAULT_CACHE_DIR,
   deleteCache,
@@ -278,22 +282,39 @@ export class CNIConfig {
         errors.push(new CniError(toCniError(e).code, `failed to delete stale attachment ${a.containerId} ${a.ifName}: ${(e as Error).message}`));
       }
     }
-    if (versionAtLeast(list.cniVersion, "1.1.0")) {
-      for (const p of list.plugins) {
-        try {
-          const stdin = buildPluginConfig(list, p, {
-            extra: { "cni.dev/valid-attachments": valid, "cni.dev/attachments": valid },
-          });
-          await invokePlugin(p.type, this.invokeOpts("GC", undefined, stdin));
-        } catch (e) {
-          errors.push(wrap(e, p, "gc"));
+    // GC is a 1.1.0 verb; below it only cnikit's own plugins get it (marked so that their SDK
+    // accepts it): they release what they recorded themselves, whatever the list's version
+    const spec = versionAtLeast(list.cniVersion, "1.1.0");
+    for (const p of list.plugins) {
+      try {
+        const opts = this.invokeOpts("GC", undefined, buildPluginConfig(list, p, {
+          extra: { "cni.dev/valid-attachments": valid, "cni.dev/attachments": valid },
+        }));
+        if (!spec) {
+          if (!(await this.isOwnPlugin(p.type))) continue;
+          opts.baseEnv = { ...(opts.baseEnv ?? process.env), [GC_ANY_VERSION_ENV]: "1" };
         }
+        await invokePlugin(p.type, opts);
+      } catch (e) {
+        errors.push(wrap(e, p, "gc"));
       }
     }
     if (errors.length > 0) {
       const [first, ...rest] = errors;
       throw new CniError(first!.code, first!.message, rest.map((e) => e.message).join("; "));
     }
+  }
+
+  /** Whether `type` resolves in CNI_PATH to cnikit itself (this binary, or a cnikit-shim). */
+  private async isOwnPlugin(type: string): Promise<boolean> {
+    let file: string;
+    try {
+      file = await findInPath(type, this.path);
+    } catch {
+      return false;
+    }
+    if (!this.opts.forceExec && (await runsInProcess(type, file))) return true;
+    return builtinTypes().includes(type) && (await isShimFile(file));
   }
 
   /** STATUS for every plugin (1.1.0+; older lists are reported ready); the first failure is thrown. */

@@ -23,6 +23,9 @@ export interface PluginIO {
   writeStderr: (s: string) => void;
 }
 
+/** Set to "1" by cnikit's runtime on a GC it sends to cnikit's own plugins for a list below 1.1.0. */
+export const GC_ANY_VERSION_ENV = "CNIKIT_GC_ANY_VERSION";
+
 const VERBS = ["ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"] as const;
 type Verb = (typeof VERBS)[number];
 
@@ -105,7 +108,10 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
   if (verb === "CHECK" && !versionAtLeast(version, "0.4.0")) {
     throw new CniError(ErrorCode.IncompatibleVersion, `config version "${version}" does not allow CHECK`);
   }
-  if ((verb === "GC" || verb === "STATUS") && !versionAtLeast(version, "1.1.0")) {
+  // cnikit's own runtime (libcni) also collects lists below 1.1.0 (containerd's default conflist
+  // is 1.0.0, flannel's 0.3.1): it marks such a GC, and sends it only to cnikit's own plugins
+  const gcAnyVersion = verb === "GC" && env[GC_ANY_VERSION_ENV] === "1";
+  if ((verb === "GC" || verb === "STATUS") && !gcAnyVersion && !versionAtLeast(version, "1.1.0")) {
     throw new CniError(ErrorCode.IncompatibleVersion, `config version "${version}" does not allow ${verb}`);
   }
 

@@ -1,0 +1,152 @@
+/**
+ * The daemon's reconcile of crash leaks: at start and then periodically it reads the attachment
+ * records cnikit's plugins write at the start of ADD (src/invoke/records.ts) and releases an
+ * attachment completely (each recorded plugin's DEL with the recorded config, newest first) when
+ * - the kernel's boot id differs from the one recorded at ADD (the node rebooted: the pod is gone
+ *   whatever its netns path now holds, and DEL is sent without a netns), or
+ * - no runtime knows of it (no entry in the runtime's result cache), its netns no longer exists,
+ *   and it is older than the longest ADD deadline (so an ADD still running is never raced),
+ * whatever the list's spec version. An attachment whose netns still exists is never touched.
+ * Every release is logged and counted (`metricsText`).
+ */
+
+import { existsSync } from "node:fs";
+import { cacheFile } from "../libcni/cache.ts";
+import {
+  BOOT_ID_ENV,
+  STATE_DIR_ENV,
+  groupByAttachment,
+  listNetworks,
+  listRecords,
+  netnsAlive,
+  readBootId,
+  releaseEnv,
+  releaseStdin,
+  removeRecord,
+  type AttachmentRecord,
+} from "../invoke/records.ts";
+import type { CniReply, CniRequest } from "./protocol.ts";
+
+/** How the reconciler is set up. */
+export interface ReconcileOptions {
+  /** Where the records are (`<stateDir>/attachments`). */
+  stateDir: string;
+  /** The runtime's result cache (`<cacheDir>/results`). */
+  cacheDir: string;
+  /** An attachment younger than this is never released unless the node rebooted (the longest ADD deadline). */
+  graceMs: number;
+  /** Time between runs (ms); 0: only at start. */
+  intervalMs: number;
+  /** The boot id file (default the kernel's; tests inject one). */
+  bootIdFile?: string;
+  /** Runs one DEL (the daemon's serve: same per-attachment serialization as the runtime's calls). */
+  release: (req: CniRequest) => Promise<CniReply>;
+  log: (entry: Record<string, unknown>) => void;
+}
+
+/** Why an attachment was released. */
+export type ReleaseReason = "reboot" | "netns-gone";
+
+/** The daemon's reconcile loop. */
+export class Reconciler {
+  /** Attachments released, by reason. */
+  readonly released: Record<ReleaseReason, number> = { reboot: 0, "netns-gone": 0 };
+  /** Releases where a plugin's DEL failed (retried on the next run). */
+  failures = 0;
+  /** Completed runs. */
+  runs = 0;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: ReconcileOptions) {}
+
+  /** Run once now (resolves when done), then every `intervalMs`. */
+  async start(): Promise<void> {
+    await this.runOnce();
+    if (this.opts.intervalMs > 0 && !this.stopped) {
+      this.timer = setInterval(() => void this.runOnce(), this.opts.intervalMs);
+    }
+  }
+
+  /** Stop the periodic runs (a run in progress finishes). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One pass over every record (one at a time: a run still going is joined, not doubled). */
+  runOnce(): Promise<void> {
+    this.running ??= this.pass()
+      .catch((e) => this.opts.log({ level: "error", msg: "reconcile failed", error: (e as Error).message }))
+      .finally(() => {
+        this.running = undefined;
+        this.runs++;
+      });
+    return this.running;
+  }
+
+  /** Why this attachment is to be released now, or undefined to leave it. */
+  verdict(group: readonly AttachmentRecord[], bootId: string, now: number): ReleaseReason | undefined {
+    if (bootId && group.some((r) => r.bootId && r.bootId !== bootId)) return "reboot";
+    if (group.some((r) => netnsAlive(r))) return undefined;
+    const r0 = group[0]!;
+    if (existsSync(cacheFile(this.opts.cacheDir, { network: r0.network, containerId: r0.containerId, ifName: r0.ifName }))) return undefined;
+    const newest = Math.max(...group.map((r) => r.createdMs));
+    if (now - newest < this.opts.graceMs) return undefined;
+    return "netns-gone";
+  }
+
+  private async pass(): Promise<void> {
+    const bootId = readBootId(this.opts.bootIdFile);
+    for (const network of listNetworks(this.opts.stateDir)) {
+      if (this.stopped) return;
+      for (const group of groupByAttachment(listRecords(this.opts.stateDir, network))) {
+        const reason = this.verdict(group, bootId, Date.now());
+        if (reason) await this.releaseAttachment(group, reason);
+      }
+    }
+  }
+
+  private async releaseAttachment(group: readonly AttachmentRecord[], reason: ReleaseReason): Promise<void> {
+    const r0 = group[0]!;
+    const failed: string[] = [];
+    const base: Record<string, string> = { [STATE_DIR_ENV]: this.opts.stateDir };
+    if (this.opts.bootIdFile) base[BOOT_ID_ENV] = this.opts.bootIdFile;
+    // newest first: the meta plugins before the main plugin, the IPAM last
+    for (const rec of [...group].sort((a, b) => b.createdMs - a.createdMs)) {
+      const env = releaseEnv(rec, base);
+      if (reason === "reboot") delete env.CNI_NETNS; // whatever is at that path now is another pod's
+      const reply = await this.opts.release({ type: rec.type, env, stdin: new TextEncoder().encode(releaseStdin(rec, group)) });
+      if (reply.exitCode === 0) removeRecord(this.opts.stateDir, rec, rec.type);
+      else failed.push(`${rec.type}: ${new TextDecoder().decode(reply.stdout).trim().slice(0, 500)}`);
+    }
+    const entry = { network: r0.network, container: r0.containerId, ifname: r0.ifName, reason, plugins: group.map((r) => r.type) };
+    if (failed.length > 0) {
+      this.failures++;
+      this.opts.log({ level: "warn", msg: "reconcile: release failed, retried on the next run", ...entry, errors: failed });
+      return;
+    }
+    this.released[reason]++;
+    this.opts.log({ level: "info", msg: "reconcile: released attachment", ...entry });
+  }
+
+  /** Counters in the text exposition format. */
+  metricsText(): string {
+    return [
+      "# HELP cnikit_reconcile_released_total Attachments the daemon released because their pod is gone (netns gone and no runtime knows of them, or recorded before a reboot).",
+      "# TYPE cnikit_reconcile_released_total counter",
+      `cnikit_reconcile_released_total{reason="netns-gone"} ${this.released["netns-gone"]}`,
+      `cnikit_reconcile_released_total{reason="reboot"} ${this.released.reboot}`,
+      "# HELP cnikit_reconcile_failures_total Releases where a plugin's DEL failed (retried on the next run).",
+      "# TYPE cnikit_reconcile_failures_total counter",
+      `cnikit_reconcile_failures_total ${this.failures}`,
+      "# HELP cnikit_reconcile_runs_total Reconcile passes over the attachment records.",
+      "# TYPE cnikit_reconcile_runs_total counter",
+      `cnikit_reconcile_runs_total ${this.runs}`,
+      "",
+    ].join("\n");
+  }
+}
