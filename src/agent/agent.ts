@@ -71,6 +71,8 @@ export class Agent {
   private timer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   private etcdDown = false;
+  /** Whether start() wrote our lease (until then a resync leaves it alone). */
+  private leaseWritten = false;
   /** What each programmed peer was programmed from (to skip lease rewrites that change nothing). */
   private readonly known = new Map<string, string>();
   private readonly log: (e: Record<string, unknown>) => void;
@@ -212,7 +214,14 @@ export class Agent {
       if (b.type === "vxlan") this.attrs.backendV6Data = { ...(this.attrs.backendV6Data ?? {}), ...set6.backendData };
       podMtu = Math.min(podMtu, set6.mtu || mtu);
     }
+    // watch first, then read: a change between the two is seen twice (harmless), never missed.
+    // The first sync programs the peers and starts what runs beside the agent (BIRD) before our
+    // lease is written: a peer that sees the lease finds this node ready for it (a BGP session
+    // is then up at the peer's first connect, not at its retry)
+    await this.startWatch();
+    await this.retry("the first sync", () => this.resync());
     await this.retry("writing our lease", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec));
+    this.leaseWritten = true;
     const gateway = (n: IPNet) => formatCIDR({ ip: addIP(networkOf(n).ip, 1n), prefix: n.prefix });
     const network = this.config.v4?.network;
     const network6 = this.config.v6?.network;
@@ -223,9 +232,6 @@ export class Agent {
       ipMasq: this.opts.ipMasq,
     });
     if (this.opts.ipMasq) installMasquerade([network, network6].filter((n): n is IPNet => n !== undefined));
-    // watch first, then read: a change between the two is seen twice (harmless), never missed
-    await this.startWatch();
-    await this.retry("the first sync", () => this.resync());
     // a periodic full read catches whatever a watch could miss; failures keep what is programmed
     this.timer = setInterval(() => {
       this.resync().catch((e) => {
@@ -280,14 +286,17 @@ export class Agent {
   /**
    * What to program for another node's lease: its IPv4 side, and its IPv6 side when both have one.
    * A vxlan side is left alone until its VTEP MAC is in the lease (written once the node has set
-   * up its device).
+   * up its device), a bgp node until its AS is (written once its BIRD runs).
    */
   private peersOf(l: SubnetLease): [Backend, Peer][] {
     if (this.isOurs(subnetsOf(l)) || l.attrs.backendType !== this.config.backend.type) return [];
     const vxlan = this.config.backend.type === "vxlan";
     const out: [Backend, Peer][] = [];
     const mac = l.attrs.backendData?.VtepMAC;
-    if (this.backend && l.subnet && (!vxlan || typeof mac === "string")) {
+    // a bgp node is a peer once its lease names its AS: written when its BIRD runs (the lease's
+    // first write, when the subnet is taken, comes before), so a peer's first connect finds it
+    const bgpReady = this.config.backend.type !== "bgp" || typeof l.attrs.backendData?.ASNumber === "number";
+    if (this.backend && l.subnet && bgpReady && (!vxlan || typeof mac === "string")) {
       out.push([this.backend, { subnet: formatCIDR(l.subnet), publicIP: l.attrs.publicIP, ...(vxlan ? { vtepMAC: mac as string } : {}) }]);
     }
     const mac6 = l.attrs.backendV6Data?.VtepMAC;
@@ -346,7 +355,7 @@ export class Agent {
     // gone or says something else, so that peers are not woken up for nothing
     const own = leases.find((l) => this.isOurs(subnetsOf(l)));
     const ownKey = leaseKey(this.opts.prefix, this.subnet, this.subnet6);
-    if (!own || own.key !== ownKey || encodeLease(own.attrs) !== encodeLease(this.attrs)) await this.store.renew(this.ours(), this.attrs, this.opts.ttlSec);
+    if (this.leaseWritten && (!own || own.key !== ownKey || encodeLease(own.attrs) !== encodeLease(this.attrs))) await this.store.renew(this.ours(), this.attrs, this.opts.ttlSec);
     const want = new Map<Backend, Map<string, Peer>>(this.backends().map((b) => [b, new Map()]));
     for (const l of leases) for (const [b, p] of this.peersOf(l)) want.get(b)!.set(p.subnet, p);
     let added = 0;
@@ -373,7 +382,7 @@ export class Agent {
     this.metrics.leases = leases.length;
     this.metrics.peers = this.countPeers();
     this.metrics.lastSyncMs = Date.now();
-    for (const be of this.backends()) be.afterSync?.();
+    await Promise.all(this.backends().map((be) => be.afterSync?.()));
     if (added || removed) this.log({ level: "info", msg: "resynced", peers: this.metrics.peers, added, removed });
   }
 

@@ -40,7 +40,8 @@ export class BgpBackend implements Backend {
   private readonly peers = new Map<string, string>();
   private input: Omit<BirdInput, "nodes"> | undefined;
   private synced = false;
-  private pending = false;
+  /** The load scheduled for the current burst of changes (resolves once it is done). */
+  private loading: Promise<void> | undefined;
   private poller: ReturnType<typeof setInterval> | undefined;
   private last: BgpSessionState[] = [];
   private readonly b: BgpBackendOptions;
@@ -91,45 +92,52 @@ export class BgpBackend implements Backend {
   /**
    * Render and load the configuration once the current burst of changes is over. Nothing is loaded
    * before the first full sync: a BIRD started with part of the mesh would end its graceful
-   * restart early and drop routes it should keep.
+   * restart early and drop routes it should keep. Resolves once the load is done (never rejects:
+   * failures are logged).
    */
-  private schedule(): void {
-    if (!this.synced || this.pending) return;
-    this.pending = true;
-    setTimeout(() => {
-      this.pending = false;
-      let text: string;
-      try {
-        text = this.render();
-      } catch (e) {
-        this.log({ level: "error", msg: "rendering BIRD's configuration failed", error: (e as Error).message });
-        return;
-      }
-      this.bird.apply(text).then(
-        (r) => r !== "unchanged" && this.log({ level: "info", msg: `BIRD ${r}`, sessions: this.peers.size }),
-        (e) => this.log({ level: "error", msg: "loading BIRD's configuration failed", error: (e as Error).message }),
-      );
-    }, 0);
+  private schedule(): Promise<void> {
+    if (!this.synced) return Promise.resolve();
+    this.loading ??= new Promise<void>((resolve) => {
+      setTimeout(() => {
+        this.loading = undefined; // changes from here on make another load
+        let text: string;
+        try {
+          text = this.render();
+        } catch (e) {
+          this.log({ level: "error", msg: "rendering BIRD's configuration failed", error: (e as Error).message });
+          resolve();
+          return;
+        }
+        this.bird
+          .apply(text)
+          .then(
+            (r) => void (r !== "unchanged" && this.log({ level: "info", msg: `BIRD ${r}`, sessions: this.peers.size })),
+            (e) => this.log({ level: "error", msg: "loading BIRD's configuration failed", error: (e as Error).message }),
+          )
+          .finally(resolve);
+      }, 0);
+    });
+    return this.loading;
   }
 
   addPeer(p: Peer): void {
     if (this.peers.get(p.subnet) === p.publicIP) return;
     this.peers.set(p.subnet, p.publicIP);
-    this.schedule();
+    void this.schedule();
   }
 
   removePeer(p: Pick<Peer, "subnet">): void {
-    if (this.peers.delete(p.subnet)) this.schedule();
+    if (this.peers.delete(p.subnet)) void this.schedule();
   }
 
   programmedSubnets(): string[] {
     return [...this.peers.keys()];
   }
 
-  /** After a full sync: the peer set is complete, (re)load BIRD. */
-  afterSync(): void {
+  /** After a full sync: the peer set is complete, (re)load BIRD; resolves once it is loaded. */
+  afterSync(): Promise<void> {
     this.synced = true;
-    this.schedule();
+    return this.schedule();
   }
 
   /** The BGP sessions as last read from BIRD. */

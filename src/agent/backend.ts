@@ -38,8 +38,12 @@ export interface Backend {
   removePeer(p: Pick<Peer, "subnet">): void;
   /** Subnets currently programmed. */
   programmedSubnets(): string[];
-  /** Called after each full sync, when every peer has been added (bgp: loads BIRD's configuration). */
-  afterSync?(): void;
+  /**
+   * Called after each full sync, when every peer has been added (bgp: loads BIRD's configuration,
+   * resolving once it is loaded; the first sync runs before this node's lease is written, so that
+   * peers find BIRD listening when they see the lease). Never rejects.
+   */
+  afterSync?(): void | Promise<void>;
   /** Extra Prometheus lines for /metrics (bgp: the sessions' states). */
   metricsText?(): string;
   /** Release what runs beside the agent when it exits (bgp: BIRD, stopped for a graceful restart). */
