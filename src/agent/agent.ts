@@ -16,6 +16,7 @@ import { addIP } from "../ipam/range.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { createBackend, type Backend, type Peer } from "./backend.ts";
+import type { BgpSessionState } from "./bird.ts";
 import { encodeLease, leaseId, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { waitingFor } from "./log.ts";
 import { installMasquerade } from "./masq.ts";
@@ -384,6 +385,11 @@ export class Agent {
     this.metrics.lastSyncMs = Date.now();
     await Promise.all(this.backends().map((be) => be.afterSync?.()));
     if (added || removed) this.log({ level: "info", msg: "resynced", peers: this.metrics.peers, added, removed });
+  }
+
+  /** bgp backend: this node's BGP sessions as last read from BIRD (undefined: no bgp backend, or BIRD does not answer). */
+  bgpSessions(): BgpSessionState[] | undefined {
+    return this.backend?.sessions?.();
   }
 
   /** Whether the last full sync is under 2 minutes old (/healthz). */

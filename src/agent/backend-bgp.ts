@@ -43,7 +43,8 @@ export class BgpBackend implements Backend {
   /** The load scheduled for the current burst of changes (resolves once it is done). */
   private loading: Promise<void> | undefined;
   private poller: ReturnType<typeof setInterval> | undefined;
-  private last: BgpSessionState[] = [];
+  /** The sessions as last read from BIRD; undefined while it is not running or does not answer. */
+  private last: BgpSessionState[] | undefined;
   private readonly b: BgpBackendOptions;
   private readonly log: (e: Record<string, unknown>) => void;
 
@@ -140,29 +141,32 @@ export class BgpBackend implements Backend {
     return this.schedule();
   }
 
-  /** The BGP sessions as last read from BIRD. */
-  sessions(): BgpSessionState[] {
+  /** The BGP sessions as last read from BIRD (every `pollMs`); undefined while BIRD is not running or does not answer. */
+  sessions(): BgpSessionState[] | undefined {
     return this.last;
   }
 
   private async poll(): Promise<void> {
     if (!this.bird.running()) {
-      this.last = [];
+      this.last = undefined;
       return;
     }
     try {
       this.last = await bgpSessions(this.bird.sockPath);
     } catch {
-      this.last = [];
+      this.last = undefined;
     }
   }
 
   /** Prometheus lines: one `cnikit_bgp_session_up` per session, BIRD's state and restarts. */
   metricsText(): string {
-    const lines = ["# TYPE cnikit_bgp_session_up gauge"];
-    for (const s of this.last) lines.push(`cnikit_bgp_session_up{peer="${s.peerIP}",kind="${s.kind}",state="${s.state}"} ${s.up ? 1 : 0}`);
-    lines.push("# TYPE cnikit_bgp_bird_up gauge", `cnikit_bgp_bird_up ${this.bird.running() ? 1 : 0}`);
-    lines.push("# TYPE cnikit_bgp_bird_restarts_total counter", `cnikit_bgp_bird_restarts_total ${this.bird.restarts}`);
+    const lines = [
+      "# HELP cnikit_bgp_session_up Whether BIRD's BGP session with a peer is Established (1) or not (0); state is BIRD's word for it.",
+      "# TYPE cnikit_bgp_session_up gauge",
+    ];
+    for (const s of this.last ?? []) lines.push(`cnikit_bgp_session_up{peer="${s.peerIP}",kind="${s.kind}",state="${s.state}"} ${s.up ? 1 : 0}`);
+    lines.push("# HELP cnikit_bgp_bird_up Whether the BIRD the agent runs is running.", "# TYPE cnikit_bgp_bird_up gauge", `cnikit_bgp_bird_up ${this.bird.running() ? 1 : 0}`);
+    lines.push("# HELP cnikit_bgp_bird_restarts_total Times BIRD was started again after it died.", "# TYPE cnikit_bgp_bird_restarts_total counter", `cnikit_bgp_bird_restarts_total ${this.bird.restarts}`);
     return `${lines.join("\n")}\n`;
   }
 

@@ -8,6 +8,7 @@
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { BgpBackend, type BgpBackendOptions } from "./backend-bgp.ts";
+import type { BgpSessionState } from "./bird.ts";
 import { HostGwBackend } from "./backend-hostgw.ts";
 import { VxlanBackend } from "./backend-vxlan.ts";
 
@@ -46,6 +47,8 @@ export interface Backend {
   afterSync?(): void | Promise<void>;
   /** Extra Prometheus lines for /metrics (bgp: the sessions' states). */
   metricsText?(): string;
+  /** bgp: the BGP sessions as last read from BIRD (undefined while it does not answer). */
+  sessions?(): BgpSessionState[] | undefined;
   /** Release what runs beside the agent when it exits (bgp: BIRD, stopped for a graceful restart). */
   stop?(): Promise<void>;
 }

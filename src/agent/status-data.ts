@@ -10,6 +10,7 @@ import type { Etcd3 } from "etcd3";
 import pkg from "../../package.json" with { type: "json" };
 import { listAttachments, type Attachment } from "../libcni/attachments.ts";
 import { formatCIDR } from "../spec/ip.ts";
+import type { BgpSessionState } from "./bird.ts";
 import { decodeLease, subnetsOfKey } from "./lease.ts";
 import { connectEtcd, type EtcdOptions } from "./store.ts";
 
@@ -31,20 +32,30 @@ export interface NodeInfo {
   datapath?: string;
   /** Seconds left on the etcd lease the key is attached to; undefined for a key without one. */
   leaseTtlSec?: number;
-  /** The BGP session state towards this node (bgp backend only; see `setBgpStateHook`). */
+  /**
+   * bgp backend: the state of this node's BGP session with that node, as BIRD names it
+   * ("Established", "Active", "Connect", ...); "no session" when there is none (route
+   * reflectors, no mesh); "unknown" when this node's BIRD could not be asked. Unset for this node.
+   */
   bgp?: string;
   /** Whether this is the node the command runs on. */
   self: boolean;
 }
 
-/** Tells the BGP session state towards a node (e.g. from BIRD's `show protocols`). */
-export type BgpStateHook = (node: NodeInfo) => string | undefined;
-
-let bgpHook: BgpStateHook | undefined;
-
-/** Let the BGP backend report session states in `cnikit nodes` and on the status page. */
-export function setBgpStateHook(hook: BgpStateHook | undefined): void {
-  bgpHook = hook;
+/**
+ * Fill in the BGP column of bgp nodes from this node's sessions (`birdc show protocols`, read by
+ * the agent or by `cnikit nodes`; undefined when BIRD could not be asked). Returns the sessions
+ * with peers that are not nodes (route reflectors, external peers).
+ */
+export function withBgpStates(nodes: NodeInfo[], sessions: readonly BgpSessionState[] | undefined): BgpSessionState[] {
+  const byPeer = new Map((sessions ?? []).map((s) => [s.peerIP, s]));
+  for (const n of nodes) {
+    if (n.backend !== "bgp") continue;
+    if (n.self) delete n.bgp;
+    else n.bgp = sessions ? (byPeer.get(n.publicIP)?.state ?? "no session") : "unknown";
+  }
+  const addrs = new Set(nodes.map((n) => n.publicIP));
+  return (sessions ?? []).filter((s) => !addrs.has(s.peerIP));
 }
 
 /** This machine's (this network namespace's) addresses, without prefix lengths. */
@@ -102,7 +113,7 @@ export async function readNodes(client: Etcd3, prefix: string, opts: { selfIP?: 
       }
       n.leaseTtlSec = ttls.get(lease)!;
     }
-    if (n.backend === "bgp") n.bgp = bgpHook?.(n) ?? "unknown";
+    if (n.backend === "bgp" && !n.self) n.bgp = "unknown"; // until withBgpStates knows better
     nodes.push(n);
   }
   return nodes.sort((a, b) => (a.subnet ?? a.subnet6 ?? "").localeCompare(b.subnet ?? b.subnet6 ?? "", "en", { numeric: true }));
@@ -178,6 +189,8 @@ export interface StatusDoc {
   attachments: Attachment[];
   /** The cluster's nodes; null without etcd; an error text when etcd did not answer. */
   nodes: NodeInfo[] | null;
+  /** bgp backend: this node's BGP sessions with peers that are not nodes (route reflectors, external peers). */
+  bgpPeers?: BgpSessionState[];
   nodesError?: string;
   latency: LatencySeries[];
   /** Every other sample of /metrics without labels (gauges and counters), by name. */
@@ -194,6 +207,8 @@ export interface StatusSourceOptions {
   metrics: () => string;
   /** etcd, when the agent runs the overlay. */
   etcd?: { options: EtcdOptions; prefix: string; publicIP?: string };
+  /** bgp backend: this node's BGP sessions as last read from BIRD (undefined: not known). */
+  bgpSessions?: () => BgpSessionState[] | undefined;
 }
 
 /** Builds `/api/status` documents; etcd is read at most every 2 s and through one client. */
@@ -224,6 +239,8 @@ export class StatusSource {
     const counters: Record<string, number> = {};
     for (const s of samples) if (Object.keys(s.labels).length === 0) counters[s.name] = s.value;
     const { nodes, error } = await this.nodes();
+    const sessions = this.opts.bgpSessions?.();
+    const bgpPeers = nodes && (sessions || nodes.some((n) => n.backend === "bgp")) ? withBgpStates(nodes, sessions) : undefined;
     const d = this.opts.daemon();
     return {
       host: hostname(),
@@ -238,6 +255,7 @@ export class StatusSource {
       },
       attachments: listAttachments(this.opts.cacheDir),
       nodes,
+      ...(bgpPeers ? { bgpPeers } : {}),
       ...(error ? { nodesError: error } : {}),
       latency: latencySeries(samples),
       counters,

@@ -124,6 +124,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         daemon: () => ({ ready: cni.ready, inFlight: cni.inFlight, pendingRemovals: cni.pendingRemovals }),
         metrics,
         ...(etcd ? { etcd } : {}),
+        bgpSessions: () => agent?.bgpSessions(),
       });
       const src = statusSource;
       http = serveHealth(hz, {

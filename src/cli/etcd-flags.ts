@@ -1,5 +1,7 @@
 /** The etcd flags `cnikit nodes` and `cnikit graph` share with `cnikit agent`. */
 
+import type { BgpSessionState } from "../agent/bird.ts";
+import type { NodeInfo } from "../agent/status-data.ts";
 import type { EtcdOptions } from "../agent/store.ts";
 import { flagString, type ParsedArgs } from "./args.ts";
 
@@ -9,6 +11,8 @@ export const ETCD_FLAGS_USAGE = `  --etcd-endpoints URLS   comma-separated (defa
   --etcd-keyfile FILE     TLS: client key            --etcd-username USER / --etcd-password PASS
   --etcd-prefix PREFIX    key prefix (default /coreos.com/network)
   --public-ip IP          this node's public address, to mark it (default: this machine's addresses)
+  --bird-dir DIR          bgp backend: the agent's --bird-dir; its BIRD tells the BGP sessions'
+                          states (default /run/cnikit/bird)
 `;
 
 /** What the etcd flags give: the client's options, the key prefix, this node's public address. */
@@ -40,14 +44,24 @@ export function etcdFromFlags(p: ParsedArgs, env: Record<string, string | undefi
   return { options, prefix: opt("etcd-prefix") ?? "/coreos.com/network", ...(publicIP ? { publicIP } : {}) };
 }
 
-/** The cluster's nodes, read once through a client of their own (closed afterwards). */
-export async function nodesFromEtcd(etcd: EtcdFlags): Promise<import("../agent/status-data.ts").NodeInfo[]> {
+/**
+ * The cluster's nodes, read once through a client of their own (closed afterwards). With the bgp
+ * backend, the BGP column comes from this node's BIRD (`birdc show protocols` on the control
+ * socket in `birdDir`, default the agent's), and `bgpPeers` lists its sessions with peers that are
+ * not nodes (route reflectors, external peers); "unknown" when BIRD does not answer.
+ */
+export async function nodesFromEtcd(etcd: EtcdFlags, o: { birdDir?: string } = {}): Promise<{ nodes: NodeInfo[]; bgpPeers?: BgpSessionState[] }> {
   const { connectEtcd } = await import("../agent/store.ts");
-  const { readNodes } = await import("../agent/status-data.ts");
+  const { readNodes, withBgpStates } = await import("../agent/status-data.ts");
   const client = await connectEtcd(etcd.options);
+  let nodes: NodeInfo[];
   try {
-    return await readNodes(client, etcd.prefix, etcd.publicIP ? { selfIP: etcd.publicIP } : {});
+    nodes = await readNodes(client, etcd.prefix, etcd.publicIP ? { selfIP: etcd.publicIP } : {});
   } finally {
     client.close();
   }
+  if (!nodes.some((n) => n.backend === "bgp")) return { nodes };
+  const { bgpSessions, birdSocketPath, DEFAULT_BIRD_DIR } = await import("../agent/bird.ts");
+  const sessions = await bgpSessions(birdSocketPath(o.birdDir ?? DEFAULT_BIRD_DIR)).catch(() => undefined);
+  return { nodes, bgpPeers: withBgpStates(nodes, sessions) };
 }

@@ -30,7 +30,8 @@ export async function graphCommand(argv: readonly string[], env = process.env): 
     const { buildDot, renderSvg } = await import("../agent/graph.ts");
     const attachments = listAttachments(env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR);
     const etcd = etcdFromFlags(p, env, { timeoutMs: 3000 });
-    const nodes = etcd ? await nodesFromEtcd(etcd) : null;
+    const birdDir = flagString(p, "bird-dir");
+    const nodes = etcd ? (await nodesFromEtcd(etcd, birdDir ? { birdDir } : {})).nodes : null;
     const dot = buildDot({ nodes, attachments, host: hostname() });
     const svgTo = flagString(p, "svg");
     if (svgTo === undefined) {

@@ -1,8 +1,9 @@
 /** `cnikit nodes`: the cluster's nodes as their subnet leases in etcd describe them. */
 
+import type { BgpSessionState } from "../agent/bird.ts";
 import type { NodeInfo } from "../agent/status-data.ts";
 import { formatAge } from "../libcni/attachments.ts";
-import { parseArgs } from "./args.ts";
+import { flagString, parseArgs } from "./args.ts";
 import { ETCD_FLAGS_USAGE, etcdFromFlags, nodesFromEtcd } from "./etcd-flags.ts";
 import { printJSON, reportError } from "./output.ts";
 import { table } from "./table.ts";
@@ -11,8 +12,10 @@ import { table } from "./table.ts";
 export const NODES_USAGE = `usage: cnikit nodes --etcd-endpoints URLS [flags] [--json]
 
 The cluster's nodes from their subnet leases in etcd (flannel's layout, <prefix>/subnets/): name,
-subnet(s), public address, backend, VTEP MAC, time left on the etcd lease, BGP session state (bgp
-backend). This node is marked with "*".
+subnet(s), public address, backend, VTEP MAC, time left on the etcd lease, and with the bgp backend
+the state of this node's BGP session with each node (BIRD's word: Established, Active, ...; "no
+session" through a route reflector), then this node's sessions with peers that are not nodes. This
+node is marked with "*".
 
 ${ETCD_FLAGS_USAGE}  --json                  one JSON document for scripts
 `;
@@ -34,6 +37,12 @@ export function nodesTable(nodes: readonly NodeInfo[]): string {
   );
 }
 
+/** This node's BGP sessions with peers that are not nodes (route reflectors, external peers). */
+export function bgpPeersTable(peers: readonly BgpSessionState[]): string {
+  const kind = (k: string) => (k === "rr" ? "route reflector" : k === "peer" ? "peer" : k);
+  return table(["PEER", "KIND", "BGP"], peers.map((s) => [s.peerIP, kind(s.kind), s.state]));
+}
+
 /** Run `cnikit nodes`. */
 export async function nodesCommand(argv: readonly string[], env = process.env): Promise<number> {
   try {
@@ -47,9 +56,13 @@ export async function nodesCommand(argv: readonly string[], env = process.env): 
       process.stderr.write(`cnikit nodes: no etcd endpoints (--etcd-endpoints or $CNIKIT_ETCD_ENDPOINTS)\n\n${NODES_USAGE}`);
       return 2;
     }
-    const nodes = await nodesFromEtcd(etcd);
-    if (p.flags.json) printJSON({ prefix: etcd.prefix, nodes });
-    else process.stdout.write(nodes.length > 0 ? `${nodesTable(nodes)}\n` : `no node leases under ${etcd.prefix}/subnets/\n`);
+    const birdDir = flagString(p, "bird-dir");
+    const { nodes, bgpPeers } = await nodesFromEtcd(etcd, birdDir ? { birdDir } : {});
+    if (p.flags.json) printJSON({ prefix: etcd.prefix, nodes, ...(bgpPeers ? { bgpPeers } : {}) });
+    else {
+      process.stdout.write(nodes.length > 0 ? `${nodesTable(nodes)}\n` : `no node leases under ${etcd.prefix}/subnets/\n`);
+      if (bgpPeers && bgpPeers.length > 0) process.stdout.write(`\nBGP peers of this node that are not nodes:\n${bgpPeersTable(bgpPeers)}\n`);
+    }
     return 0;
   } catch (e) {
     return reportError(e);

@@ -3,16 +3,16 @@
  * namespace: a real etcd, three node namespaces each running `cnikit agent` (which runs BIRD 2 with
  * its files in the node's temp directory), two pods per node through `overlay`. Routes to the
  * other nodes' subnets are BIRD's (`proto bird`, via each node's underlay address); the sessions'
- * states are on /metrics; an agent restart keeps every route and a TCP stream between pods; a
+ * states are on /metrics (promtool-clean), in `cnikit nodes` and on the agent's status page; an agent restart keeps every route and a TCP stream between pods; a
  * node whose agent and BIRD are killed loses its routes on the others within the hold time.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
-import { Cluster, type Node } from "../../support/cluster.ts";
-import { assertPrivateNetns, ping, runPrefix, tempDir } from "../../support/netns.ts";
+import { Cluster, CNIKIT, type Node } from "../../support/cluster.ts";
+import { assertPrivateNetns, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
 import { birdDirOf, birdRoutes, httpGet, killAndTimeWithdrawal, restartAgentUnderLoad, stopStrayBirds, subnetOf, unreachable, type Pod } from "./bgp-support.ts";
 
 assertPrivateNetns();
@@ -66,7 +66,7 @@ describe("bgp, node-to-node mesh in one segment", () => {
     expect(unreachable(pods)).toEqual([]);
   });
 
-  test("one session per pair of nodes, Established, on /metrics", async () => {
+  test("one session per pair of nodes, Established, on /metrics, in cnikit nodes and on the status page", async () => {
     const n2 = c.nodes[1]!;
     let m = "";
     await c.until("n2's sessions on /metrics", () => {
@@ -76,6 +76,27 @@ describe("bgp, node-to-node mesh in one segment", () => {
     expect(m).toContain(`cnikit_bgp_session_up{peer="${c.nodes[0]!.ip}",kind="mesh",state="Established"} 1`);
     expect(m).toContain(`cnikit_bgp_session_up{peer="${c.nodes[2]!.ip}",kind="mesh",state="Established"} 1`);
     expect(m).toContain("cnikit_bgp_bird_up 1");
+    // the whole /metrics passes promtool
+    const file = join(tmp.path, "metrics.txt");
+    writeFileSync(file, m);
+    const lint = run(["sh", "-c", `promtool check metrics < ${file}`]);
+    expect(`${lint.stdout}${lint.stderr}`).toBe("");
+    // cnikit nodes on n2 asks n2's BIRD: its sessions with n1 and n3 are Established; n2 is this node
+    const r = c.inNode(n2, [CNIKIT, "nodes", "--etcd-endpoints", c.etcdURL, "--etcd-prefix", key, "--bird-dir", birdDirOf(c, n2)]);
+    expect(r.stderr).toBe("");
+    const row = (n: Node) => r.stdout.split("\n").find((l) => l.includes(` ${n.ip} `)) ?? "";
+    expect(row(c.nodes[0]!)).toMatch(/^\s+\S+\s+\S+\s+\S+\s+bgp\s+-\s+\S+\s+Established$/);
+    expect(row(c.nodes[2]!)).toMatch(/\sbgp\s.*\sEstablished$/);
+    expect(row(n2)).toMatch(/^\*\s.*\sbgp\s+-\s+\S+\s+-$/);
+    // --json, and the agent's status page data, say the same
+    const doc = JSON.parse(c.inNode(n2, [CNIKIT, "nodes", "--json", "--etcd-endpoints", c.etcdURL, "--etcd-prefix", key, "--bird-dir", birdDirOf(c, n2)]).stdout) as { nodes: { publicIP: string; bgp?: string }[]; bgpPeers: unknown[] };
+    expect(Object.fromEntries(doc.nodes.map((n) => [n.publicIP, n.bgp ?? "-"]))).toEqual({ [c.nodes[0]!.ip]: "Established", [n2.ip]: "-", [c.nodes[2]!.ip]: "Established" });
+    expect(doc.bgpPeers).toEqual([]);
+    const api = JSON.parse(httpGet(c, n2, "http://127.0.0.1:9931/api/status")) as { nodes: { publicIP: string; bgp?: string }[] };
+    expect(Object.fromEntries(api.nodes.map((n) => [n.publicIP, n.bgp ?? "-"]))).toEqual({ [c.nodes[0]!.ip]: "Established", [n2.ip]: "-", [c.nodes[2]!.ip]: "Established" });
+    // without an answering BIRD the state is unknown, not made up
+    const none = c.inNode(n2, [CNIKIT, "nodes", "--etcd-endpoints", c.etcdURL, "--etcd-prefix", key, "--bird-dir", join(tmp.path, "no-bird")]);
+    expect(none.stdout.split("\n").find((l) => l.includes(` ${c.nodes[0]!.ip} `))).toMatch(/\sunknown$/);
     // n2 (the middle address) waits for n1 and connects to n3
     const conf = readFileSync(join(birdDirOf(c, n2), "bird.conf"), "utf8");
     expect(conf).toMatch(new RegExp(`neighbor ${c.nodes[0]!.ip.replaceAll(".", "\\.")} as 64512;\\n  passive on;`));

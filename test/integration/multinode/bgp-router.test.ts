@@ -17,7 +17,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { Cluster, type Node } from "../../support/cluster.ts";
+import { Cluster, CNIKIT, type Node } from "../../support/cluster.ts";
 import { assertPrivateNetns, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
 import { birdDirOf, birdRoutes, httpGet, killAndTimeWithdrawal, restartAgentUnderLoad, routerIP, stopStrayBirds, subnetOf, twoSegments, unreachable, type Pod } from "./bgp-support.ts";
 
@@ -74,9 +74,17 @@ function suite(mode: "reflector" | "external", tag: string, port: number) {
     expect(unreachable(pods)).toEqual([]);
   });
 
-  test("the session with the router is Established on /metrics", async () => {
+  test("the session with the router is Established on /metrics and in cnikit nodes", async () => {
     const want = `cnikit_bgp_session_up{peer="${ROUTER(A)}",kind="${mode === "reflector" ? "rr" : "peer"}",state="Established"} 1`;
     await c.until("n1's session on /metrics", () => httpGet(c, c.nodes[0]!, "http://127.0.0.1:9932/metrics").includes(want));
+    // cnikit nodes on n1: no session with the other nodes (no mesh), the router apart
+    const n1 = c.nodes[0]!;
+    const r = c.inNode(n1, [CNIKIT, "nodes", "--etcd-endpoints", c.etcdURL, "--etcd-prefix", key, "--bird-dir", birdDirOf(c, n1)]);
+    expect(r.stderr).toBe("");
+    const lines = r.stdout.split("\n");
+    for (const n of c.nodes.slice(1)) expect(lines.find((l) => l.includes(` ${n.ip} `))).toMatch(/\sno session$/);
+    expect(r.stdout).toContain("BGP peers of this node that are not nodes:");
+    expect(lines.find((l) => l.startsWith(`${ROUTER(A)} `))).toMatch(new RegExp(`^${ROUTER(A).replaceAll(".", "\\.")}\\s+${mode === "reflector" ? "route reflector" : "peer"}\\s+Established$`));
   });
 
   test("an agent restart keeps every route and a TCP stream across the segments", async () => {

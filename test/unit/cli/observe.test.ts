@@ -9,10 +9,10 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildDot, podLabel } from "../../../src/agent/graph.ts";
-import { latencySeries, parseMetrics, type NodeInfo } from "../../../src/agent/status-data.ts";
+import { latencySeries, parseMetrics, withBgpStates, type NodeInfo } from "../../../src/agent/status-data.ts";
 import { formatAge, listAttachments } from "../../../src/libcni/attachments.ts";
 import { writeCache } from "../../../src/libcni/cache.ts";
-import { nodesTable } from "../../../src/cli/nodes.ts";
+import { bgpPeersTable, nodesTable } from "../../../src/cli/nodes.ts";
 import { attachmentsTable, describeDaemon, queryDaemon } from "../../../src/cli/status.ts";
 
 const root = mkdtempSync(join(tmpdir(), "cnikit-ckv-observe-"));
@@ -122,6 +122,23 @@ describe("nodes", () => {
     expect(t[0]).toMatch(/^\s+NAME\s+SUBNET\s+PUBLIC-IP\s+BACKEND\s+VTEP-MAC\s+LEASE-LEFT\s+BGP$/);
     expect(t[2]).toMatch(/^\*\s+192\.168\.5\.1\s+10\.96\.1\.0\/24\s+192\.168\.5\.1\s+vxlan\s+aa:00:00:00:00:01\s+23h\s+-$/);
     expect(t[3]).toMatch(/^\s+192\.168\.5\.2\s.*\s50s\s+-$/);
+  });
+
+  test("bgp: each node's session state as BIRD names it, 'no session', 'unknown' without BIRD; other peers apart", () => {
+    const bgpNode = (ip: string, self = false): NodeInfo => ({ name: ip, key: `k${ip}`, subnet: `10.9.${ip.split(".")[3]}.0/24`, publicIP: ip, backend: "bgp", bgp: "unknown", self });
+    const nodes = [bgpNode("192.168.8.1", true), bgpNode("192.168.8.2"), bgpNode("192.168.8.3"), bgpNode("192.168.8.4")];
+    const s = (peerIP: string, state: string, kind = "mesh") => ({ name: `${kind}_${peerIP.replaceAll(".", "_")}`, kind, peerIP, state, up: state === "Established" });
+    const others = withBgpStates(nodes, [s("192.168.8.2", "Established"), s("192.168.8.3", "Active"), s("192.168.8.253", "Established", "rr")]);
+    expect(nodes.map((n) => n.bgp)).toEqual([undefined, "Established", "Active", "no session"]);
+    expect(others.map((o) => o.peerIP)).toEqual(["192.168.8.253"]);
+    const t = nodesTable(nodes).split("\n");
+    expect(t[2]).toMatch(/^\*\s+192\.168\.8\.1\s.*\sbgp\s+-\s+-\s+-$/);
+    expect(t[3]).toMatch(/\sEstablished$/);
+    expect(t[5]).toMatch(/\sno session$/);
+    expect(bgpPeersTable(others).split("\n")[2]).toMatch(/^192\.168\.8\.253\s+route reflector\s+Established$/);
+    // BIRD could not be asked
+    expect(withBgpStates(nodes, undefined)).toEqual([]);
+    expect(nodes.map((n) => n.bgp)).toEqual([undefined, "unknown", "unknown", "unknown"]);
   });
 });
 
