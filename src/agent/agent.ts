@@ -41,6 +41,11 @@ export interface AgentOptions {
   devicePrefix?: string;
   /** bgp backend: BIRD's config, control socket and log go here (default /run/cnikit/bird). */
   birdDir?: string;
+  /**
+   * Where `--healthz` serves the status endpoints: named in our lease (`CnikitStatusURL`) unless
+   * it is a loopback address (an unspecified one, 0.0.0.0 or ::, is named by the public IP).
+   */
+  statusAt?: { host: string; port: number };
   /** Structured log sink (default: JSON lines on stderr). */
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -194,6 +199,8 @@ export class Agent {
       // as flannel: each family's VTEP in its own field, only for the families the network has
       ...(b.type === "vxlan" ? { ...(v4 ? { backendData: { VNI: b.vni } } : {}), ...(publicIPv6 ? { backendV6Data: { VNI: b.vni } } : {}) } : {}),
     };
+    const statusURL = statusURLOf(this.opts.statusAt, publicIP !== "0.0.0.0" ? publicIP : (publicIPv6 ?? publicIP));
+    if (statusURL) this.attrs.statusURL = statusURL;
     const leased = await this.retry("leasing a subnet", () => this.lease(publicIP, publicIPv6));
     this.subnet = leased.v4;
     this.subnet6 = leased.v6;
@@ -422,6 +429,15 @@ export class Agent {
     this.store?.close();
     this.conn?.close();
   }
+}
+
+/** The URL other nodes reach our status endpoints at; undefined for a loopback address. */
+export function statusURLOf(at: { host: string; port: number } | undefined, publicIP: string): string | undefined {
+  if (!at) return undefined;
+  const h = at.host.toLowerCase();
+  if (h === "localhost" || h === "::1" || /^127\./.test(h)) return undefined;
+  const host = h === "" || h === "0.0.0.0" || h === "::" ? publicIP : at.host;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${at.port}`;
 }
 
 /** The subnets a listed lease names. */

@@ -1,7 +1,7 @@
 /**
  * The picture of the network as Graphviz DOT: one cluster per node (its subnets, public address,
- * backend or eBPF datapath), this node's bridges and pods with their addresses, and the vxlan
- * tunnels or host-gw routes between nodes. Rendered to SVG by Graphviz's `dot` (Debian package
+ * backend or eBPF datapath), this node's bridges and pods with their addresses (and other nodes'
+ * when their agents told them), and the vxlan tunnels or host-gw routes between nodes. Rendered to SVG by Graphviz's `dot` (Debian package
  * `graphviz`), never drawn by hand.
  */
 
@@ -52,23 +52,28 @@ export function buildDot(g: GraphInput): string {
     out.push("  }");
   };
 
-  // this node's bridges and pods
-  const body: string[] = [];
-  const bridges = new Map<string, string>();
-  for (const a of g.attachments) {
-    if (a.bridge && !bridges.has(a.bridge)) {
-      const bid = `bridge:${a.bridge}`;
-      bridges.set(a.bridge, bid);
-      body.push(`${q(bid)} [label=${q(`bridge ${a.bridge}`)}, shape=component, fillcolor="#fef3c7"];`);
-      body.push(`${q(selfId)} -> ${q(bid)};`);
+  // a node's bridges and pods (ids of another node's start with its own id)
+  const podsOf = (nodeId: string, idPrefix: string, attachments: readonly Attachment[]): string[] => {
+    const body: string[] = [];
+    const bridges = new Map<string, string>();
+    for (const a of attachments) {
+      if (a.bridge && !bridges.has(a.bridge)) {
+        const bid = `${idPrefix}bridge:${a.bridge}`;
+        bridges.set(a.bridge, bid);
+        body.push(`${q(bid)} [label=${q(`bridge ${a.bridge}`)}, shape=component, fillcolor="#fef3c7"];`);
+        body.push(`${q(nodeId)} -> ${q(bid)};`);
+      }
     }
-  }
-  for (const a of g.attachments) {
-    const pid = `pod:${a.network}:${a.containerId}:${a.ifName}`;
-    const lines = [podLabel(a), `${a.ifName} ${a.addresses.map((x) => x.split("/")[0]).join(" ") || "(no address)"}`, `${a.network}: ${a.plugins.join(" > ")}`];
-    body.push(`${q(pid)} [label=${q(lines.join("\n"))}, shape=box, fillcolor="#dcfce7", tooltip=${q(`${a.containerId} ${a.netns}`)}];`);
-    body.push(`${q(a.bridge ? bridges.get(a.bridge)! : selfId)} -> ${q(pid)} [label=${q(a.hostInterfaces.find((h) => h !== a.bridge) ?? "")}];`);
-  }
+    for (const a of attachments) {
+      const pid = `${idPrefix}pod:${a.network}:${a.containerId}:${a.ifName}`;
+      const lines = [podLabel(a), `${a.ifName} ${a.addresses.map((x) => x.split("/")[0]).join(" ") || "(no address)"}`, `${a.network}: ${a.plugins.join(" > ")}`];
+      body.push(`${q(pid)} [label=${q(lines.join("\n"))}, shape=box, fillcolor="#dcfce7", tooltip=${q(`${a.containerId} ${a.netns}`)}];`);
+      body.push(`${q(a.bridge ? bridges.get(a.bridge)! : nodeId)} -> ${q(pid)} [label=${q(a.hostInterfaces.find((h) => h !== a.bridge) ?? "")}];`);
+    }
+    return body;
+  };
+  // this node's bridges and pods
+  const body = podsOf(selfId, "", g.attachments);
 
   if (nodes.length === 0) {
     drawNode(selfId, g.host, ["no cluster (etcd) configured"], true, body);
@@ -79,8 +84,10 @@ export function buildDot(g: GraphInput): string {
         [n.subnet, n.subnet6].filter(Boolean).join(" "),
         [n.publicIP, n.publicIPv6].filter((a) => a && a !== n.name).join(" "),
         `${n.backend}${n.vni !== undefined ? ` VNI ${n.vni}` : ""}${n.datapath ? ` (${n.datapath} datapath)` : ""}${n.bgp ? ` BGP ${n.bgp}` : ""}`,
+        n.attachmentsError ? "pods: its agent did not answer" : "",
       ];
-      drawNode(id, n.name, lines.filter(Boolean), n.self, n.self ? body : []);
+      // another node's pods when its agent told them (fetchPeerAttachments)
+      drawNode(id, n.name, lines.filter(Boolean), n.self, n.self ? body : podsOf(id, `${id}|`, n.attachments ?? []));
     }
     if (!self) {
       // this machine holds no lease (no agent here): its pods stand on their own

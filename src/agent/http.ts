@@ -10,8 +10,11 @@ export interface HealthSource {
   ready(): boolean;
   /** /metrics: the text exposition. */
   metrics(): string;
-  /** /ui (the status page, ui.ts), /api/status (status-data.ts) and /ui/graph.svg. */
-  ui?: { status(): Promise<unknown>; graphSvg(): Promise<string> };
+  /**
+   * /ui (the status page, ui.ts), /api/status (status-data.ts), /ui/graph.svg, and
+   * /api/attachments (this node's attachments, which other nodes' pictures ask for).
+   */
+  ui?: { status(): Promise<unknown>; graphSvg(): Promise<string>; attachments?(): unknown };
 }
 
 /** Serve the endpoints on `host:port`; returns the server (stop it with `stop(true)`). */
@@ -37,6 +40,7 @@ async function serveUi(path: string, ui: NonNullable<HealthSource["ui"]>): Promi
   try {
     if (path === "/ui" || path === "/ui/") return new Response(UI_HTML, { headers: { "content-type": "text/html; charset=utf-8", ...nocache } });
     if (path === "/api/status") return Response.json(await ui.status(), { headers: nocache });
+    if (path === "/api/attachments" && ui.attachments) return Response.json(ui.attachments(), { headers: nocache });
     if (path === "/ui/graph.svg") return new Response(await ui.graphSvg(), { headers: { "content-type": "image/svg+xml", ...nocache } });
   } catch (e) {
     return new Response(`${(e as Error).message}\n`, { status: 500 });

@@ -17,6 +17,11 @@ export interface LeaseAttrs {
   backendData?: BackendData;
   /** The IPv6 side's backend data (its own VTEP). */
   backendV6Data?: BackendData;
+  /**
+   * cnikit's own key `CnikitStatusURL`: where the node's agent serves its status (`--healthz`, when
+   * other nodes can reach it), so that pictures of the cluster can show every node's pods.
+   */
+  statusURL?: string;
 }
 
 /** A backend's data in a lease. */
@@ -79,6 +84,7 @@ export function encodeLease(a: LeaseAttrs): string {
   if (a.publicIPv6) o.PublicIPv6 = a.publicIPv6;
   if (a.backendData) o.BackendData = a.backendData;
   if (a.backendV6Data) o.BackendV6Data = a.backendV6Data;
+  if (a.statusURL) o.CnikitStatusURL = a.statusURL;
   return JSON.stringify(o);
 }
 
@@ -95,6 +101,7 @@ export function decodeLease(text: string): LeaseAttrs {
   if (typeof o.PublicIPv6 === "string") out.publicIPv6 = o.PublicIPv6;
   if (o.BackendData && typeof o.BackendData === "object") out.backendData = o.BackendData as BackendData;
   if (o.BackendV6Data && typeof o.BackendV6Data === "object") out.backendV6Data = o.BackendV6Data as BackendData;
+  if (typeof o.CnikitStatusURL === "string" && /^https?:\/\/[^/\s]+$/.test(o.CnikitStatusURL)) out.statusURL = o.CnikitStatusURL;
   return out;
 }
 

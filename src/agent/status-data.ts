@@ -40,6 +40,12 @@ export interface NodeInfo {
   bgp?: string;
   /** Whether this is the node the command runs on. */
   self: boolean;
+  /** Where the node's agent serves its status (the lease's `CnikitStatusURL`), when it says. */
+  statusURL?: string;
+  /** Another node's attachments, asked of its agent (`fetchPeerAttachments`). */
+  attachments?: Attachment[];
+  /** Why its attachments could not be had. */
+  attachmentsError?: string;
 }
 
 /**
@@ -102,6 +108,7 @@ export async function readNodes(client: Etcd3, prefix: string, opts: { selfIP?: 
     if (typeof attrs.backendData?.VtepMAC === "string") n.vtepMAC = attrs.backendData.VtepMAC;
     if (typeof attrs.backendV6Data?.VtepMAC === "string") n.vtepMAC6 = attrs.backendV6Data.VtepMAC;
     if (typeof bd?.Datapath === "string") n.datapath = bd.Datapath;
+    if (attrs.statusURL) n.statusURL = attrs.statusURL;
     const lease = String(kv.lease ?? "0");
     if (lease !== "0") {
       if (!ttls.has(lease)) {
@@ -117,6 +124,61 @@ export async function readNodes(client: Etcd3, prefix: string, opts: { selfIP?: 
     nodes.push(n);
   }
   return nodes.sort((a, b) => (a.subnet ?? a.subnet6 ?? "").localeCompare(b.subnet ?? b.subnet6 ?? "", "en", { numeric: true }));
+}
+
+/** What an agent serves at `/api/attachments`: its node's attachments only. */
+export interface AttachmentsDoc {
+  host: string;
+  attachments: Attachment[];
+}
+
+const str = (v: unknown): v is string => typeof v === "string";
+const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter(str) : []);
+
+/** An attachment as another node's agent sent it, keeping only fields of the right types; undefined when it is not one. */
+function peerAttachment(v: unknown): Attachment | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  if (!str(o.network) || !str(o.containerId) || !str(o.ifName)) return undefined;
+  return {
+    network: o.network,
+    containerId: o.containerId,
+    ifName: o.ifName,
+    netns: str(o.netns) ? o.netns : "",
+    addresses: strs(o.addresses),
+    gateways: strs(o.gateways),
+    hostInterfaces: strs(o.hostInterfaces),
+    plugins: strs(o.plugins),
+    createdMs: typeof o.createdMs === "number" ? o.createdMs : 0,
+    ...(str(o.podName) ? { podName: o.podName } : {}),
+    ...(str(o.podNamespace) ? { podNamespace: o.podNamespace } : {}),
+    ...(str(o.mac) ? { mac: o.mac } : {}),
+    ...(str(o.bridge) ? { bridge: o.bridge } : {}),
+  };
+}
+
+/**
+ * Ask every other node whose lease names its status URL for its attachments (`/api/attachments`),
+ * all at once, each within `timeoutMs`; fills `attachments`, or `attachmentsError` when its agent
+ * does not answer.
+ */
+export async function fetchPeerAttachments(nodes: NodeInfo[], timeoutMs = 1500): Promise<void> {
+  await Promise.all(
+    nodes
+      .filter((n) => !n.self && n.statusURL)
+      .map(async (n) => {
+        try {
+          const r = await fetch(`${n.statusURL}/api/attachments`, { signal: AbortSignal.timeout(timeoutMs) });
+          if (!r.ok) throw new Error(`HTTP ${r.status}`);
+          const doc = (await r.json()) as { attachments?: unknown };
+          if (!Array.isArray(doc.attachments)) throw new Error("the answer lists no attachments");
+          n.attachments = doc.attachments.map(peerAttachment).filter((a): a is Attachment => a !== undefined);
+          delete n.attachmentsError;
+        } catch (e) {
+          n.attachmentsError = `${n.statusURL}: ${(e as Error).message}`;
+        }
+      }),
+  );
 }
 
 /** One sample of the Prometheus text format. */
@@ -226,6 +288,7 @@ export class StatusSource {
     try {
       this.client ??= connectEtcd({ timeoutMs: 2000, ...e.options });
       const nodes = await readNodes(await this.client, e.prefix, e.publicIP ? { selfIP: e.publicIP } : {});
+      await fetchPeerAttachments(nodes, 1000); // other nodes' pods, for the picture
       this.nodesCache = { at: Date.now(), nodes };
     } catch (err) {
       this.nodesCache = { at: Date.now(), nodes: this.nodesCache?.nodes ?? [], error: (err as Error).message };
@@ -260,6 +323,11 @@ export class StatusSource {
       latency: latencySeries(samples),
       counters,
     };
+  }
+
+  /** What `/api/attachments` serves: this node's attachments only (other nodes ask for them). */
+  attachments(): AttachmentsDoc {
+    return { host: hostname(), attachments: listAttachments(this.opts.cacheDir) };
   }
 
   /** Close the etcd client, if one was opened. */

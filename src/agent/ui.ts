@@ -207,7 +207,8 @@ function render(doc) {
   var names = Object.keys(doc.counters).sort();
   replace("counters", table(["metric", "value"], names.map(function (k) { return [k, doc.counters[k]]; })));
 
-  var key = JSON.stringify([nodes.map(function (n) { return [n.key, n.publicIP, n.self]; }), doc.attachments.map(function (a) { return [a.containerId, a.ifName, a.addresses, a.podName]; })]);
+  var podKey = function (a) { return [a.containerId, a.ifName, a.addresses, a.podName]; };
+  var key = JSON.stringify([nodes.map(function (n) { return [n.key, n.publicIP, n.self, n.bgp, (n.attachments || []).map(podKey)]; }), doc.attachments.map(podKey)]);
   if (key !== graphKey) {
     graphKey = key;
     fetch("/ui/graph.svg?t=" + Date.now()).then(function (r) { return r.text().then(function (t) { return [r.ok, t]; }); }).then(function (x) {

@@ -103,6 +103,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         log,
         ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
         ...(opt("bird-dir") ? { birdDir: opt("bird-dir")! } : {}),
+        ...(hz ? { statusAt: hz } : {}),
       });
     }
     const signal = new Promise<"signal">((resolve) => {
@@ -131,7 +132,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         healthy: () => cni.ready && (!agent || agent.healthy()),
         ready: () => cni.ready && agentStarted,
         metrics,
-        ui: { status: () => src.snapshot(), graphSvg: async () => statusSvg(await src.snapshot()) },
+        ui: { status: () => src.snapshot(), graphSvg: async () => statusSvg(await src.snapshot()), attachments: () => src.attachments() },
       });
       log({ level: "info", msg: "serving the status page", url: `http://${formatHostPort(hz)}/ui` });
     }

@@ -3,7 +3,7 @@
  * underlay bridge, two node namespaces each running `cnikit agent` (vxlan, --healthz on the node's
  * underlay address), pods added through cnikit's runtime and each node's daemon (through the
  * shim), with the K8S_POD_* arguments. Checks `cnikit nodes` (table, --json, this node marked),
- * `cnikit graph --svg` (parses, names every node and the node's pods), the agent's whole /metrics
+ * `cnikit graph --svg` (parses, names every node and every pod: the other node's from its agent), the agent's whole /metrics
  * through `promtool check metrics`, /api/status, and the status page /ui in headless Chromium: it
  * lists every pod and node, a screenshot is taken, and it updates when a pod is added.
  */
@@ -115,7 +115,7 @@ describe("cnikit status and graph on a node", () => {
     expect(r.stdout).toMatch(/daemon: up \(cnikit [\d.]+, pid \d+\) at http:\/\/[\d.]+:9102, ready, \d+ request\(s\) in flight, pending removals: 0$/m);
   });
 
-  test("graph --svg names every node and this node's pods, with the vxlan tunnel", () => {
+  test("graph --svg names every node and every pod (the other node's from its agent), with the vxlan tunnel", () => {
     const n1 = c.nodes[0]!;
     const file = join(tmp.path, "cluster.svg");
     const r = inNode(n1, ["graph", "--svg", file, ...etcdFlags]);
@@ -128,10 +128,13 @@ describe("cnikit status and graph on a node", () => {
     for (const n of c.nodes) expect(all).toContain(subnetOf(n));
     expect(all).toContain(c.nodes[1]!.ip);
     expect(all).toContain("vxlan 7");
-    for (const p of pods.filter((x) => x.node === n1)) {
+    for (const p of pods) {
       expect(all).toContain(p.name);
       expect(all).toContain(p.ip);
     }
+    // --no-peers: this node's pods only
+    const own = inNode(n1, ["graph", "--dot", "--no-peers", ...etcdFlags]).stdout;
+    for (const p of pods) (p.node === n1 ? expect(own) : expect(own).not).toContain(p.name);
   });
 });
 
@@ -192,6 +195,8 @@ describe("the agent's endpoints", () => {
       await Bun.sleep(500);
       const graphNames = await page.evaluate<string>("document.getElementById('graph').textContent");
       expect(graphNames).toContain(added.name);
+      // the picture also has the other node's pods, from its agent
+      for (const p of pods.filter((x) => x.node !== n1)) expect(graphNames).toContain(p.name);
       const png = await page.screenshot();
       const shot = join(tmp.path, "status-page.png");
       writeFileSync(shot, png);

@@ -8,7 +8,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { statusURLOf } from "../../../src/agent/agent.ts";
 import { buildDot, podLabel } from "../../../src/agent/graph.ts";
+import { decodeLease, encodeLease } from "../../../src/agent/lease.ts";
 import { latencySeries, parseMetrics, withBgpStates, type NodeInfo } from "../../../src/agent/status-data.ts";
 import { formatAge, listAttachments } from "../../../src/libcni/attachments.ts";
 import { writeCache } from "../../../src/libcni/cache.ts";
@@ -148,6 +150,35 @@ describe("graph", () => {
     for (const s of ["192.168.5.1 (this node)", "192.168.5.2", "10.96.2.0/24", "bridge ckvbr9", "bridge ckvcni0", "shop/web-0", "10.9.0.2", "def456", "vxlan 7"]) expect(dot).toContain(s);
     expect(dot).toContain('"node:/p/subnets/10.96.1.0-24" -> "node:/p/subnets/10.96.2.0-24"');
     expect(dot).not.toContain("ignored");
+  });
+
+  test("another node's pods, as its agent told them, are drawn in its box with ids of their own", () => {
+    const mine = listAttachments(cacheWithTwo());
+    const theirs = mine.map((a) => ({ ...a, podName: `${a.podName ?? "x"}-n2`, addresses: ["10.96.2.7/24"] }));
+    const nodes = NODES.map((n) => (n.self ? n : { ...n, attachments: theirs }));
+    const dot = buildDot({ nodes, attachments: mine, host: "h" });
+    for (const s of ["shop/web-0", "shop/web-0-n2", "10.96.2.7"]) expect(dot).toContain(s);
+    // the same container id on both nodes still makes two pods and two bridges
+    const ids = [...dot.matchAll(/^\s+"([^"]*pod:[^"]*)" \[/gm)].map((m) => m[1]);
+    expect(new Set(ids).size).toBe(4);
+    expect([...dot.matchAll(/^\s+"([^"]*bridge:ckvbr9)" \[/gm)]).toHaveLength(2);
+    // a node whose agent did not answer says so
+    expect(buildDot({ nodes: NODES.map((n) => (n.self ? n : { ...n, attachmentsError: "x" })), attachments: [], host: "h" })).toContain("pods: its agent did not answer");
+  });
+
+  test("a lease names its agent's status URL unless --healthz is on loopback", () => {
+    expect(statusURLOf({ host: "192.168.5.1", port: 9102 }, "192.168.5.1")).toBe("http://192.168.5.1:9102");
+    expect(statusURLOf({ host: "0.0.0.0", port: 9102 }, "192.168.5.1")).toBe("http://192.168.5.1:9102");
+    expect(statusURLOf({ host: "::", port: 9102 }, "fd00::1")).toBe("http://[fd00::1]:9102");
+    expect(statusURLOf({ host: "fd00::5", port: 1 }, "192.168.5.1")).toBe("http://[fd00::5]:1");
+    for (const host of ["127.0.0.1", "127.0.0.53", "::1", "localhost"]) expect(statusURLOf({ host, port: 9102 }, "192.168.5.1")).toBeUndefined();
+    expect(statusURLOf(undefined, "192.168.5.1")).toBeUndefined();
+    const attrs = { publicIP: "192.168.5.1", backendType: "vxlan", statusURL: "http://192.168.5.1:9102" };
+    expect(JSON.parse(encodeLease(attrs)).CnikitStatusURL).toBe("http://192.168.5.1:9102");
+    expect(decodeLease(encodeLease(attrs))).toEqual(attrs);
+    // anything but a bare http(s) origin is ignored
+    expect(decodeLease(JSON.stringify({ PublicIP: "192.168.5.1", CnikitStatusURL: "file:///etc/passwd" })).statusURL).toBeUndefined();
+    expect(decodeLease(JSON.stringify({ PublicIP: "192.168.5.1", CnikitStatusURL: "http://a/b" })).statusURL).toBeUndefined();
   });
 
   test("without etcd: this host alone; quotes in names are escaped", () => {
