@@ -6,7 +6,8 @@
  *   whatever its netns path now holds, and DEL is sent without a netns), or
  * - no runtime knows of it (no entry in the runtime's result cache), its netns no longer exists,
  *   and it is older than the longest ADD deadline (so an ADD still running is never raced),
- * whatever the list's spec version. An attachment whose netns still exists is never touched.
+ * whatever the list's spec version. An attachment whose netns still exists is never touched, nor
+ * one recorded in another mount or pid namespace (its netns path cannot be checked from here).
  * Every release is logged and counted (`metricsText`).
  */
 
@@ -19,6 +20,7 @@ import {
   listNetworks,
   listRecords,
   netnsAlive,
+  pathView,
   readBootId,
   releaseEnv,
   releaseStdin,
@@ -58,6 +60,7 @@ export class Reconciler {
   private timer: ReturnType<typeof setInterval> | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  private readonly view = pathView();
 
   constructor(private readonly opts: ReconcileOptions) {}
 
@@ -91,6 +94,9 @@ export class Reconciler {
   /** Why this attachment is to be released now, or undefined to leave it. */
   verdict(group: readonly AttachmentRecord[], bootId: string, now: number): ReleaseReason | undefined {
     if (bootId && group.some((r) => r.bootId && r.bootId !== bootId)) return "reboot";
+    // written where paths mean something else (another mount or pid namespace): whether its
+    // netns is gone cannot be told from here, so it is left alone
+    if (group.some((r) => r.view !== undefined && r.view !== this.view)) return undefined;
     if (group.some((r) => netnsAlive(r))) return undefined;
     const r0 = group[0]!;
     if (existsSync(cacheFile(this.opts.cacheDir, { network: r0.network, containerId: r0.containerId, ifName: r0.ifName }))) return undefined;

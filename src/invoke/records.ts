@@ -41,6 +41,11 @@ export interface AttachmentRecord {
   netnsId?: string;
   /** The kernel's boot id at ADD. */
   bootId: string;
+  /**
+   * The writer's view of paths (its mount and pid namespaces, "dev:ino|dev:ino"): only a reader
+   * with the same view can tell from the netns path that the netns is gone.
+   */
+  view?: string;
   /** When ADD started (ms since the epoch). */
   createdMs: number;
   cniArgs?: string;
@@ -85,6 +90,11 @@ export function netnsIdentity(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** This process's view of paths: its mount and pid namespaces. */
+export function pathView(): string {
+  return `${netnsIdentity("/proc/self/ns/mnt") ?? "?"}|${netnsIdentity("/proc/self/ns/pid") ?? "?"}`;
 }
 
 /** Whether the recorded netns still exists (the same namespace, not only the same path). */
@@ -251,6 +261,7 @@ export function withRecords(type: string, plugin: Plugin): Plugin {
         netns: args.netns,
         ...(netnsId ? { netnsId } : {}),
         bootId: readBootId(args.env[BOOT_ID_ENV]),
+        view: pathView(),
         createdMs: Date.now(),
         ...(args.args ? { cniArgs: args.args } : {}),
         ...(args.path ? { cniPath: args.path } : {}),

@@ -1,7 +1,8 @@
 /**
  * The daemon's reconcile (src/agent/reconcile.ts) over records in a temp dir, releases captured:
  * which attachments go (netns gone + no cache entry + older than the deadline; recorded before a
- * reboot, without a netns), which stay (live netns, a cache entry, too young), newest plugin
+ * reboot, without a netns), which stay (live netns, a cache entry, too young, recorded in another
+ * mount or pid namespace), newest plugin
  * first, a failed release retried, the counters.
  */
 
@@ -38,6 +39,8 @@ test("reconcile releases exactly the attachments whose pod is gone", async () =>
   // before the reboot: released even though the netns path exists now (and sent without it)
   writeRecord(state, rec("rebooted", { bootId: "boot-1", netns: SELF_NS, netnsId: netnsIdentity(SELF_NS)!, createdMs: Date.now() }));
   writeRecord(state, rec("failing"));
+  // written in another mount or pid namespace: its netns path means nothing here
+  writeRecord(state, rec("elsewhere", { view: "0:1|0:2" }));
   const released: CniRequest[] = [];
   const logs: Record<string, unknown>[] = [];
   let failing = true;
@@ -62,14 +65,14 @@ test("reconcile releases exactly the attachments whose pod is gone", async () =>
   // bridge's DEL gets the IPAM's addresses as prevResult
   const bridgeDel = released.find((q) => q.env.CNI_CONTAINERID === "gone" && q.type === "bridge")!;
   expect(JSON.parse(new TextDecoder().decode(bridgeDel.stdin)).prevResult.ips[0].address).toBe("10.1.0.7/24");
-  expect(listRecords(state, "n1").map((x) => x.containerId).sort()).toEqual(["alive", "cached", "failing", "young"]);
+  expect(listRecords(state, "n1").map((x) => x.containerId).sort()).toEqual(["alive", "cached", "elsewhere", "failing", "young"]);
   expect(r.released).toEqual({ reboot: 1, "netns-gone": 1 });
   expect(r.failures).toBe(1);
   expect(logs.filter((l) => l.msg === "reconcile: released attachment").map((l) => l.container).sort()).toEqual(["gone", "rebooted"]);
   // the next run retries the failed release
   failing = false;
   await r.runOnce();
-  expect(listRecords(state, "n1").map((x) => x.containerId).sort()).toEqual(["alive", "cached", "young"]);
+  expect(listRecords(state, "n1").map((x) => x.containerId).sort()).toEqual(["alive", "cached", "elsewhere", "young"]);
   expect(r.metricsText()).toContain('cnikit_reconcile_released_total{reason="netns-gone"} 2');
   expect(r.metricsText()).toContain('cnikit_reconcile_released_total{reason="reboot"} 1');
   expect(r.metricsText()).toContain("cnikit_reconcile_failures_total 1");
