@@ -42,6 +42,11 @@ export interface AgentOptions {
   /** bgp backend: BIRD's config, control socket and log go here (default /run/cnikit/bird). */
   birdDir?: string;
   /**
+   * A network config (flannel's net-conf.json) to write at `<prefix>/config` when etcd has none
+   * (create-only: an existing config is never overwritten).
+   */
+  netConf?: string;
+  /**
    * Where `--healthz` serves the status endpoints: named in our lease (`CnikitStatusURL`) unless
    * it is a loopback address (an unspecified one, 0.0.0.0 or ::, is named by the public IP).
    */
@@ -188,6 +193,11 @@ export class Agent {
   async start(): Promise<void> {
     this.conn = NetlinkConn.open();
     this.store = new LeaseStore(await connectEtcd(this.opts.etcd), this.opts.prefix);
+    const netConf = this.opts.netConf;
+    if (netConf !== undefined) {
+      const created = await this.retry("writing the network config", () => this.store.createConfig(netConf));
+      this.log({ level: "info", msg: created ? "wrote the network config into etcd (--net-conf)" : "etcd already holds a network config: --net-conf left unused", key: `${this.opts.prefix}/config` });
+    }
     this.config = await this.retry("reading the network config", () => this.store.getConfig());
     const { iface, publicIP, publicIPv6, mtu } = this.underlay();
     const b = this.config.backend;

@@ -45,6 +45,22 @@ export class LeaseStore {
     return parseNetworkConfig(text);
   }
 
+  /**
+   * Write the network config only if etcd has none (a transaction comparing the key's create
+   * revision with 0: never overwrites, also when several nodes try at once); true when this call
+   * wrote it.
+   */
+  async createConfig(text: string): Promise<boolean> {
+    const key = Buffer.from(`${this.prefix}/config`);
+    // etcd's CompareTarget CREATE = 1, CompareResult EQUAL = 0
+    const res = await this.client.kv.txn({
+      compare: [{ key, target: 1, result: 0, create_revision: 0 }],
+      success: [{ request_put: { key, value: Buffer.from(text) } }],
+      failure: [],
+    });
+    return res.succeeded;
+  }
+
   /** Every lease under the prefix (values that do not parse are skipped). */
   async listLeases(): Promise<SubnetLease[]> {
     return (await this.listLeasesAt()).leases;

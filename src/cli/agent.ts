@@ -40,6 +40,8 @@ Overlay (only with --etcd-endpoints):
   --public-ip IP          address other nodes reach this one at (default: the interface's)
   --public-ipv6 IP        the same for an IPv6 network (default: the interface's global IPv6)
   --subnet-file FILE      where subnet.env goes (default /run/flannel/subnet.env)
+  --net-conf FILE         the network config (flannel's net-conf.json) to write into etcd
+                          when etcd has none (create-only: an existing one is never replaced)
   --ip-masq               masquerade traffic leaving the cluster network
   --device-prefix NAME    vxlan device is NAME.<VNI> (default cnikit)
   --lease-ttl SECONDS     etcd lease TTL (default 86400)
@@ -47,7 +49,7 @@ Overlay (only with --etcd-endpoints):
                           (default /run/cnikit/bird)
 `;
 
-const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq", "bird-dir"];
+const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq", "bird-dir", "net-conf"];
 
 /** Run `cnikit agent` until a signal arrives. */
 export async function agentCommand(argv: readonly string[]): Promise<number> {
@@ -75,6 +77,19 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     const stray = OVERLAY_FLAGS.filter((k) => p.flags[k] !== undefined);
     if (!overlay && stray.length > 0) throw new Error(`agent: --${stray[0]} needs --etcd-endpoints (the overlay runs only with etcd)`);
 
+    // the network config is checked here, before anything starts: a bad file is an error now,
+    // not a config in etcd that every node then refuses
+    let netConf: string | undefined;
+    if (opt("net-conf")) {
+      const { readFileSync } = await import("node:fs");
+      const { parseNetworkConfig } = await import("../agent/netconfig.ts");
+      netConf = readFileSync(opt("net-conf")!, "utf8");
+      try {
+        parseNetworkConfig(netConf);
+      } catch (e) {
+        throw new Error(`--net-conf ${opt("net-conf")}: ${(e as Error).message}`);
+      }
+    }
     const { createLogger, logOptions } = await import("../agent/log.ts");
     const log = createLogger(logOptions(opt("log-format"), opt("log-level")));
     const { CniServer } = await import("../agent/cni-server.ts");
@@ -103,6 +118,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         log,
         ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
         ...(opt("bird-dir") ? { birdDir: opt("bird-dir")! } : {}),
+        ...(netConf !== undefined ? { netConf } : {}),
         ...(hz ? { statusAt: hz } : {}),
       });
     }
