@@ -15,11 +15,13 @@ import { readSubnetEnv, writeSubnetEnv } from "../ipam/subnet-env.ts";
 import { addIP } from "../ipam/range.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
+import { RTPROT_BIRD } from "./backend-bgp.ts";
 import { createBackend, type Backend, type Peer } from "./backend.ts";
 import type { BgpSessionState } from "./bird.ts";
 import { encodeLease, leaseId, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { waitingFor } from "./log.ts";
 import { installMasquerade } from "./masq.ts";
+import { RTPROT_CNIKIT } from "./peer-routes.ts";
 import type { FamilyPlan, NetworkConfig } from "./netconfig.ts";
 import { connectEtcd, LeaseStore, type EtcdOptions, type SubnetLease } from "./store.ts";
 
@@ -426,8 +428,33 @@ export class Agent {
       "# TYPE cnikit_agent_etcd_errors_total counter", `cnikit_agent_etcd_errors_total ${m.etcdErrors}`,
       "# HELP cnikit_agent_last_sync_timestamp_seconds When the last full sync with etcd finished (Unix time).",
       "# TYPE cnikit_agent_last_sync_timestamp_seconds gauge", `cnikit_agent_last_sync_timestamp_seconds ${Math.floor(m.lastSyncMs / 1000)}`,
+      ...this.routesMetric(),
       "",
     ].join("\n") + this.backends().map((be) => be.metricsText?.() ?? "").join("");
+  }
+
+  /**
+   * `cnikit_agent_routes`: routes to other nodes' subnets in the kernel's main table, by who wrote
+   * them (the agent's own, protocol 210, for vxlan and host-gw; BIRD's, protocol 12, for bgp).
+   */
+  private routesMetric(): string[] {
+    if (!this.conn) return [];
+    let agent = 0;
+    let bird = 0;
+    try {
+      for (const r of listRoutes(this.conn, {})) {
+        if (r.protocol === RTPROT_CNIKIT) agent++;
+        else if (r.protocol === RTPROT_BIRD) bird++;
+      }
+    } catch {
+      return []; // not readable now: no sample rather than a wrong one
+    }
+    return [
+      "# HELP cnikit_agent_routes Routes to other nodes' subnets in the kernel, by who wrote them (agent: vxlan and host-gw; bird: the bgp backend's BIRD).",
+      "# TYPE cnikit_agent_routes gauge",
+      `cnikit_agent_routes{protocol="agent"} ${agent}`,
+      `cnikit_agent_routes{protocol="bird"} ${bird}`,
+    ];
   }
 
   /** Stop watching; programmed routes and the lease stay (a restart takes them back). */

@@ -76,6 +76,7 @@ describe("bgp, node-to-node mesh in one segment", () => {
     expect(m).toContain(`cnikit_bgp_session_up{peer="${c.nodes[0]!.ip}",kind="mesh",state="Established"} 1`);
     expect(m).toContain(`cnikit_bgp_session_up{peer="${c.nodes[2]!.ip}",kind="mesh",state="Established"} 1`);
     expect(m).toContain("cnikit_bgp_bird_up 1");
+    expect(m).toContain('cnikit_agent_routes{protocol="bird"} 2');
     // the whole /metrics passes promtool
     const file = join(tmp.path, "metrics.txt");
     writeFileSync(file, m);

@@ -161,6 +161,7 @@ describe("the agent's endpoints", () => {
     // the lease count is refreshed by the agent's full syncs (every 30 s), the peers by its watch
     expect(text).toMatch(/^cnikit_agent_leases [12]$/m);
     expect(text).toMatch(/^cnikit_agent_peers 1$/m);
+    expect(text).toMatch(/^cnikit_agent_routes\{protocol="agent"\} 1$/m);
   });
 
   test("/api/status: this node's attachments, both nodes, latency", async () => {
