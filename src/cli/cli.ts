@@ -3,7 +3,7 @@
 import { agentCommand } from "./agent.ts";
 import { bpfCommand } from "./bpf.ts";
 import { demoCommand, echoServer } from "./demo.ts";
-import { installCommand } from "./install.ts";
+import { installCommand, uninstallCommand } from "./install.ts";
 import { graphCommand } from "./graph.ts";
 import { networkCommand } from "./network.ts";
 import { nodesCommand } from "./nodes.ts";
@@ -24,7 +24,9 @@ Runtime commands (cnitool-compatible):
   version [TYPE...]    spec versions of cnikit or of plugin types
 
 Set-up:
-  install --bin-dir DIR   install the binary and link every plugin type beside it
+  install --bin-dir DIR   install the binary and link every plugin type beside it; with
+                          --conf-dir the CNI config (--conflist FILE, or --mode M --subnet CIDR)
+  uninstall               remove exactly what install wrote
   demo                    show cnikit at work in namespaces of its own, then clean up
 
 Multi-node:
@@ -53,6 +55,7 @@ const COMMANDS: Record<string, Command> = {
   bpf: (a) => bpfCommand(a),
   version: (a) => versionCommand(a),
   install: (a) => installCommand(a),
+  uninstall: (a) => uninstallCommand(a),
   demo: (a) => demoCommand(a),
   agent: (a) => agentCommand(a),
   "__echo-server": (a) => echoServer(a),
