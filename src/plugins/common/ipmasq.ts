@@ -19,7 +19,7 @@ import { listAddresses } from "../../net/addr.ts";
 import { findLink } from "../../net/link.ts";
 import { withRtnetlink } from "../../net/rtnetlink.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
-import { bool, refine, str } from "../../spec/decode.ts";
+import { bool, list, refine, str } from "../../spec/decode.ts";
 
 /** The table cnikit's masquerading lives in. */
 export const MASQ_TABLE = "cnikit_masq";
@@ -101,18 +101,32 @@ function setupTransaction(): Transaction {
   return tx;
 }
 
-function elementsOf(cidr: string): { f: Fam; ip: Uint8Array; keep: { key: Uint8Array[]; keyEnd: Uint8Array[] } } {
-  const net = parseCIDR(cidr)!;
-  const f = net.ip.length === 4 ? FAMS[0]! : FAMS[1]!;
-  const sub = networkOf(net);
-  const bits = BigInt(net.ip.length * 8 - net.prefix);
-  const last = bigIntToIP(ipToBigInt(sub.ip) | ((1n << bits) - 1n), net.ip.length);
-  const ip = f.enc(formatIP(net.ip));
-  return { f, ip, keep: { key: [ip, f.enc(formatIP(sub.ip))], keyEnd: [ip, f.enc(formatIP(last))] } };
+/** A network's first and last address. */
+function bounds(net: { ip: Uint8Array; prefix: number }): { first: bigint; last: bigint } {
+  const first = ipToBigInt(networkOf(net).ip);
+  return { first, last: first | ((1n << BigInt(net.ip.length * 8 - net.prefix)) - 1n) };
 }
 
-/** Masquerade traffic of these pod addresses ("10.1.2.3/24") leaving their subnets; creates the shared rules once. */
-export function addMasq(cidrs: readonly string[]): void {
+/**
+ * The pod address and its `keep` elements: its own subnet and each excluded CIDR of its family
+ * (`ipMasqExclude`, kubenet's non-masquerade CIDR), leaving out a range inside another (an
+ * interval set refuses overlapping elements; CIDRs either nest or are disjoint).
+ */
+function elementsOf(cidr: string, exclude: readonly string[] = []): { f: Fam; ip: Uint8Array; keep: { key: Uint8Array[]; keyEnd: Uint8Array[] }[] } {
+  const net = parseCIDR(cidr)!;
+  const f = net.ip.length === 4 ? FAMS[0]! : FAMS[1]!;
+  const ip = f.enc(formatIP(net.ip));
+  const ranges = [net, ...exclude.map((c) => parseCIDR(c)).filter((n) => !!n && n.ip.length === net.ip.length)].map((n) => bounds(n!));
+  const kept = ranges.filter((r, i) => !ranges.some((o, j) => j !== i && o.first <= r.first && r.last <= o.last && (o.first !== r.first || o.last !== r.last || j < i)));
+  const enc = (v: bigint) => f.enc(formatIP(bigIntToIP(v, net.ip.length)));
+  return { f, ip, keep: kept.map((r) => ({ key: [ip, enc(r.first)], keyEnd: [ip, enc(r.last)] })) };
+}
+
+/**
+ * Masquerade traffic of these pod addresses ("10.1.2.3/24") leaving their subnets, except traffic
+ * to the `exclude` CIDRs; creates the shared rules once.
+ */
+export function addMasq(cidrs: readonly string[], exclude: readonly string[] = []): void {
   const conn = NftConn.open();
   try {
     if (!conn.getTable("inet", MASQ_TABLE)) {
@@ -124,9 +138,9 @@ export function addMasq(cidrs: readonly string[]): void {
     }
     const tx = new Transaction({ family: "inet", table: MASQ_TABLE });
     for (const c of cidrs) {
-      const { f, ip, keep } = elementsOf(c);
+      const { f, ip, keep } = elementsOf(c, exclude);
       tx.add({ kind: "element", set: `masq${f.v}`, key: ip });
-      tx.add({ kind: "element", set: `keep${f.v}`, key: keep.key, keyEnd: keep.keyEnd });
+      for (const k of keep) tx.add({ kind: "element", set: `keep${f.v}`, key: k.key, keyEnd: k.keyEnd });
     }
     conn.apply(tx);
   } finally {
@@ -134,8 +148,8 @@ export function addMasq(cidrs: readonly string[]): void {
   }
 }
 
-/** Stop masquerading these pod addresses (missing elements or table are fine). */
-export function delMasq(cidrs: readonly string[]): void {
+/** Stop masquerading these pod addresses (missing elements or table are fine); `exclude` as given to addMasq. */
+export function delMasq(cidrs: readonly string[], exclude: readonly string[] = []): void {
   if (cidrs.length === 0) return;
   let conn: NftConn;
   try {
@@ -146,11 +160,11 @@ export function delMasq(cidrs: readonly string[]): void {
   try {
     if (!conn.getTable("inet", MASQ_TABLE)) return;
     for (const c of cidrs) {
-      const { f, ip, keep } = elementsOf(c);
+      const { f, ip, keep } = elementsOf(c, exclude);
       // one transaction per element: an element already gone must not keep the other
       for (const el of [
         { kind: "element" as const, set: `masq${f.v}`, key: ip },
-        { kind: "element" as const, set: `keep${f.v}`, key: keep.key, keyEnd: keep.keyEnd },
+        ...keep.map((k) => ({ kind: "element" as const, set: `keep${f.v}`, key: k.key, keyEnd: k.keyEnd })),
       ]) {
         try {
           conn.apply(new Transaction({ family: "inet", table: MASQ_TABLE }).delete(el));
@@ -204,5 +218,7 @@ export function masqAddressesOf(args: CmdArgs): string[] {
  */
 export const ipMasqShape = {
   ipMasq: bool,
+  /** cnikit's: CIDRs traffic to which is not masqueraded (kubenet's non-masquerade CIDR). */
+  ipMasqExclude: list(str),
   ipMasqBackend: refine(str, (b) => (b === "" || b === "nftables" || b === "iptables" ? undefined : `invalid ipMasqBackend ${JSON.stringify(b)} (nftables or iptables)`)),
 };

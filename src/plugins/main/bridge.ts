@@ -30,6 +30,8 @@ import { validateIfName } from "../../spec/validate.ts";
 export interface BridgeConf {
   bridge: string;
   ipMasq: boolean;
+  /** CIDRs whose traffic is not masqueraded (`ipMasqExclude`). */
+  ipMasqExclude?: string[];
   macspoofchk: boolean;
   isGateway: boolean;
   isDefaultGateway: boolean;
@@ -95,9 +97,13 @@ export function parseBridgeConf(args: CmdArgs): BridgeConf {
     portIsolation: d.portIsolation ?? false,
   };
   if (d.mtu) out.mtu = d.mtu;
+  const exclude = (d.ipMasqExclude ?? []).filter((c) => parseCIDR(c) !== undefined);
+  if (exclude.length > 0) out.ipMasqExclude = exclude;
   if (d.ipam?.type) out.ipamType = d.ipam.type;
   if (forDel) return out;
   if (out.bridge === "") throw invalid(`bridge: "bridge" must name the bridge, not be empty`);
+  const badExclude = (d.ipMasqExclude ?? []).find((c) => parseCIDR(c) === undefined);
+  if (badExclude !== undefined) throw invalid(`bridge: ipMasqExclude ${JSON.stringify(badExclude)} is not an address/prefix`);
   if (d.vlan) throw unsupported(`bridge: vlan=${d.vlan} is not supported yet (bridge VLAN filtering)`);
   if (d.vlanTrunk && d.vlanTrunk.length > 0) throw unsupported("bridge: vlanTrunk is not supported yet (bridge VLAN filtering)");
   if (out.ipamType && out.disableContainerInterface) throw invalid("bridge: cannot use IPAM when disableContainerInterface is set");
@@ -208,7 +214,7 @@ async function add(args: CmdArgs): Promise<Result> {
     }
     if (conf.ipMasq && ips.length > 0) {
       masqDone = ips.map((i) => i.address);
-      addMasq(masqDone);
+      addMasq(masqDone, conf.ipMasqExclude);
     }
     br = getLink(host, br.index);
     const podLink = getLink(pod, args.ifName);
@@ -232,7 +238,7 @@ async function add(args: CmdArgs): Promise<Result> {
     return out;
   } catch (e) {
     // leave nothing half-done: masquerading, the pod end (its peer goes with it), the reservation
-    if (masqDone.length > 0) delMasq(masqDone);
+    if (masqDone.length > 0) delMasq(masqDone, conf.ipMasqExclude);
     if (spoof) delMacSpoofCheck(spoof.port, spoof.mac);
     await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
     throw toCniError(e);
@@ -251,7 +257,7 @@ async function del(args: CmdArgs): Promise<void> {
   const masq = conf.ipMasq ? masqAddressesOf(args) : [];
   await cleanupAll(args, [
     () => delVethPod(args, conf.ipamType),
-    () => delMasq(masq),
+    () => delMasq(masq, conf.ipMasqExclude),
     () => {
       if (!conf.macspoofchk) return;
       const ifs = args.prevResult?.interfaces ?? [];
