@@ -116,14 +116,18 @@ describe("multicall binary", () => {
     expect(f.stdout).toContain("replaced (--force): static");
     expect(readlinkSync(join(dir, "static"))).toBe("cnikit");
     expect(JSON.parse(run([join(dir, "static")], { env: { CNI_COMMAND: "VERSION" } }).stdout).cniVersion).toBe("1.1.0");
-    // --conf-dir writes a default network once, never over an existing configuration
+    // --conf-dir writes a default network only where no other configuration is
     const conf = join(tmp.path, "conf-default");
     const c1 = run([CNIKIT, "install", "--bin-dir", dir, "--conf-dir", conf]);
     expect(c1.stdout).toContain("wrote");
     const list = JSON.parse(require("node:fs").readFileSync(join(conf, "10-cnikit.conflist"), "utf8"));
     expect(list.plugins[0].type).toBe("bridge");
     expect(list.plugins[0].ipam.type).toBe("host-local");
+    // a re-run refreshes its own default (recorded in the manifest); another's config keeps it out
     const c2 = run([CNIKIT, "install", "--bin-dir", dir, "--conf-dir", conf]);
-    expect(c2.stdout).toContain("left as it is");
+    expect(c2.stdout).toContain("wrote");
+    require("node:fs").writeFileSync(join(conf, "05-other.conf"), "{}");
+    const c3 = run([CNIKIT, "install", "--bin-dir", dir, "--conf-dir", conf]);
+    expect(c3.stdout).toContain("left as it is");
   });
 });
