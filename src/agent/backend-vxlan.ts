@@ -53,7 +53,7 @@ export class VxlanBackend implements Backend {
   /** True when an existing device already has the settings we would give it. */
   private fits(l: Link, local: Uint8Array): boolean {
     const v = l.raw.info?.vxlan;
-    return l.kind === "vxlan" && !!v && v.id === this.vni && (v.port ?? 8472) === this.port && v.link === this.underlayIndex && !!v.local && ipEqual(v.local, local);
+    return l.kind === "vxlan" && !!v && !v.external && v.id === this.vni && (v.port ?? 8472) === this.port && v.link === this.underlayIndex && !!v.local && ipEqual(v.local, local);
   }
 
   setup(): BackendSetup {

@@ -59,6 +59,8 @@ export const IFLA_VXLAN_LOCAL6 = 17;
 export const IFLA_VXLAN_UDP_CSUM = 18;
 /** VXLAN group based policy extension, flag. */
 export const IFLA_VXLAN_GBP = 23;
+/** VXLAN collect metadata (`external`: the tunnel key comes with each packet, e.g. from eBPF), u8. */
+export const IFLA_VXLAN_COLLECT_METADATA = 25;
 
 /** IFLA_MACVLAN_MODE: u32, one of MACVLAN_MODE_*. */
 export const IFLA_MACVLAN_MODE = 1;
@@ -111,6 +113,8 @@ export interface VxlanData {
   port?: number;
   udpCsum?: boolean;
   gbp?: boolean;
+  /** Collect metadata (`ip link add ... type vxlan external`): no fixed VNI or remote. */
+  external?: boolean;
 }
 
 /** macvlan settings. */
@@ -192,6 +196,7 @@ export function vxlanAttrs(d: VxlanData): AttrLike[] {
     d.port !== undefined && nla.u16be(IFLA_VXLAN_PORT, d.port),
     u8b(IFLA_VXLAN_UDP_CSUM, d.udpCsum),
     d.gbp && nla.flag(IFLA_VXLAN_GBP),
+    u8b(IFLA_VXLAN_COLLECT_METADATA, d.external),
   ];
 }
 
@@ -212,6 +217,7 @@ export function decodeVxlan(a: Attrs): VxlanData {
     port: a.u16be(IFLA_VXLAN_PORT),
     udpCsum: bool(a.u8(IFLA_VXLAN_UDP_CSUM)),
     gbp: a.has(IFLA_VXLAN_GBP) || undefined,
+    external: bool(a.u8(IFLA_VXLAN_COLLECT_METADATA)),
   });
 }
 
