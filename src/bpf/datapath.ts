@@ -333,8 +333,9 @@ export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): void {
 
 /**
  * DEL in one call: remove the pod's endpoint and (when its host veth still exists) cnikit's
- * program from it. Returns true when the network has no local pod left, in which case, without a
- * vxlan device recorded, the pins are removed too (the last pod's DEL removes what only it used).
+ * program from it. Returns true when the network has no local pod left, in which case the last
+ * pod's DEL removes what only pods used: every pin without a vxlan device or remote subnets
+ * recorded, else (the agent's datapath) the pod program's pin.
  */
 export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: string; podIP: string; hostIfindex?: number }): boolean {
   const dp = openPinnedDatapath(p.pinDir);
@@ -343,7 +344,12 @@ export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: st
   if (p.hostIfindex !== undefined) detach.ifindex = p.hostIfindex;
   dp.detachPod(conn, detach);
   const last = dp.endpoints().length === 0;
-  if (last && dp.vxlanIfindex() === 0 && dp.remoteSubnets().length === 0) dp.destroy();
-  else dp.close();
+  if (last && dp.vxlanIfindex() === 0 && dp.remoteSubnets().length === 0) {
+    dp.destroy();
+  } else {
+    dp.close();
+    // the agent's maps stay (tunnel, other nodes' subnets); the pod program was the pods' alone
+    if (last) for (const n of listDir(dp.pinDir!)) if (n.startsWith("prog_pod_")) unpin(`${dp.pinDir}/${n}`);
+  }
   return last;
 }

@@ -20,6 +20,12 @@ export interface SubnetEnv {
   mtu?: number;
   /** FLANNEL_IPMASQ: the agent masquerades traffic leaving the cluster network itself. */
   ipMasq: boolean;
+  /**
+   * CNIKIT_BPF_PIN_DIR (cnikit's, not flannel's): the agent runs the network's eBPF datapath
+   * (vxlan backend with `"Datapath": "ebpf"`) with its maps pinned there; the overlay plugin's
+   * `"datapath": "ebpf"` attaches pods to those maps.
+   */
+  bpfPinDir?: string;
 }
 
 /** Parse subnet.env text ("KEY=value" lines); a clear error when nothing usable is in it. */
@@ -52,6 +58,8 @@ export function parseSubnetEnv(text: string, source = "subnet.env"): SubnetEnv {
     if (!Number.isInteger(n) || n < 68) throw new CniError(ErrorCode.InvalidNetworkConfig, `${source}: FLANNEL_MTU=${mtu} is not a valid MTU`);
     out.mtu = n;
   }
+  const pins = kv.get("CNIKIT_BPF_PIN_DIR");
+  if (pins) out.bpfPinDir = pins;
   if (!out.subnet && !out.ipv6Subnet) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `${source}: neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET is set`);
   }
@@ -67,6 +75,7 @@ export function formatSubnetEnv(env: SubnetEnv): string {
   if (env.ipv6Subnet) lines.push(`FLANNEL_IPV6_SUBNET=${env.ipv6Subnet}`);
   if (env.mtu) lines.push(`FLANNEL_MTU=${env.mtu}`);
   lines.push(`FLANNEL_IPMASQ=${env.ipMasq}`);
+  if (env.bpfPinDir) lines.push(`CNIKIT_BPF_PIN_DIR=${env.bpfPinDir}`);
   return `${lines.join("\n")}\n`;
 }
 

@@ -4,8 +4,21 @@
  * (default /run/flannel/subnet.env), `dataDir` (where the delegate config is kept for DEL),
  * `subnetFileWaitMs` (how long ADD waits for the agent to write the file), `delegate` (keys that
  * win over the generated ones).
+ *
+ * `"datapath": "ebpf"` (cnikit's): no bridge. The pod gets a veth pair from `ptp` (same host-local
+ * ranges, a default route), its gateway as a permanent neighbour (the host veth's MAC), and the
+ * eBPF pod program on its host veth with its endpoint in the network's pinned maps (src/bpf): pods
+ * of this node reach each other by `bpf_redirect_peer`, other nodes' pods through the agent's
+ * collect-metadata vxlan device when the agent runs the eBPF datapath (subnet.env's
+ * CNIKIT_BPF_PIN_DIR names its pins), else through the kernel's routes. `bpfPinDir` overrides
+ * where the pins are (default: the agent's, else /sys/fs/bpf/cnikit/<network name>). DEL removes
+ * the endpoint (the last pod's DEL what only pods used); GC removes endpoints of pods not valid.
  */
 
+import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../bpf/datapath.ts";
+import { NetlinkConn } from "../../netlink/conn.ts";
+import { findLink } from "../../net/link.ts";
+import { setNeighbor } from "../../net/neigh.ts";
 import { makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
@@ -13,6 +26,7 @@ import { readSubnetEnv, type SubnetEnv } from "../../ipam/subnet-env.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import { any, i64, object, record, refine, str } from "../../spec/decode.ts";
+import { openPodConn } from "../common/veth-pod.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import { hasField } from "../common/conf.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
@@ -23,6 +37,8 @@ import type { Result } from "../../spec/result.ts";
 export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 export const DEFAULT_DATA_DIR = "/var/lib/cni/overlay";
 const DEFAULT_WAIT_MS = 3000;
+/** Where a network's eBPF pins go when neither the config nor subnet.env names a place. */
+export const DEFAULT_BPF_PIN_ROOT = "/sys/fs/bpf/cnikit";
 
 /** The overlay's settings. */
 export interface OverlayConf {
@@ -31,6 +47,10 @@ export interface OverlayConf {
   dataDir: string | null;
   waitMs: number;
   delegate: Record<string, unknown>;
+  /** "kernel" (bridge, the default) or "ebpf" (veth pairs and tc programs, no bridge). */
+  datapath: "kernel" | "ebpf";
+  /** ebpf: the pin directory the config names ("" : subnet.env's, else the default). */
+  bpfPinDir: string;
 }
 
 /**
@@ -44,6 +64,8 @@ export const overlayCodec = object({
   subnetFileWaitMs: refine(i64, (ms) => (ms >= 0 ? undefined : `must not be negative, not ${ms}`)),
   delegate: record(any),
   runtimeConfig: record(any),
+  datapath: refine(str, (d) => (d === "" || d === "kernel" || d === "ebpf" ? undefined : `must be "kernel" or "ebpf", not ${JSON.stringify(d)}`)),
+  bpfPinDir: refine(str, (d) => (d === "" || d.startsWith("/") ? undefined : `must be an absolute path, not ${JSON.stringify(d)}`)),
 });
 
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `overlay: ${msg}`);
@@ -60,6 +82,8 @@ export function parseOverlayConf(args: CmdArgs): OverlayConf {
     dataDir: lost ? null : d.dataDir || DEFAULT_DATA_DIR,
     waitMs: d.subnetFileWaitMs ?? DEFAULT_WAIT_MS,
     delegate: d.delegate ?? {},
+    datapath: d.datapath === "ebpf" ? "ebpf" : "kernel",
+    bpfPinDir: d.bpfPinDir ?? "",
   };
 }
 
@@ -68,18 +92,26 @@ export function parseOverlayConf(args: CmdArgs): OverlayConf {
  * lease's MTU, host-local over the node's subnet with a route to the cluster network; any key of
  * `delegate` wins.
  */
-export function delegateConfig(args: { name: string; cniVersion: string }, env: SubnetEnv, delegate: Record<string, unknown>): Record<string, unknown> {
+export function delegateConfig(
+  args: { name: string; cniVersion: string },
+  env: SubnetEnv,
+  delegate: Record<string, unknown>,
+  datapath: "kernel" | "ebpf" = "kernel",
+): Record<string, unknown> {
   const ranges: unknown[] = [];
   const routes: unknown[] = [];
   const netOf = (c: string) => formatCIDR(networkOf(parseCIDR(c)!));
+  const ebpf = datapath === "ebpf";
   if (env.subnet) ranges.push([{ subnet: netOf(env.subnet) }]);
   if (env.ipv6Subnet) ranges.push([{ subnet: netOf(env.ipv6Subnet) }]);
   if (env.network) routes.push({ dst: env.network });
   if (env.ipv6Network) routes.push({ dst: env.ipv6Network });
+  // ebpf: everything leaves the pod through its one gateway (the host veth), as with Calico and Cilium
+  if (ebpf && env.subnet) routes.push({ dst: "0.0.0.0/0" });
+  if (ebpf && env.ipv6Subnet) routes.push({ dst: "::/0" });
   const ipam = { type: "host-local", ranges, ...(routes.length > 0 ? { routes } : {}) };
   const out: Record<string, unknown> = {
-    type: "bridge",
-    isGateway: true,
+    ...(ebpf ? { type: "ptp" } : { type: "bridge", isGateway: true }),
     ipMasq: !env.ipMasq,
     ...(env.mtu ? { mtu: env.mtu } : {}),
     ...delegate,
@@ -113,26 +145,100 @@ function savedFile(conf: OverlayConf, args: CmdArgs): string | null {
   return conf.dataDir === null ? null : join(conf.dataDir, `${args.containerId}-${args.ifName}.json`);
 }
 
+/** What an eBPF attachment needs at DEL and GC, kept beside the delegate config. */
+interface EbpfAttachment {
+  pinDir: string;
+  podIP: string;
+  hostIfname: string;
+}
+
+function ebpfFile(dataDir: string, containerId: string, ifName: string): string {
+  return join(dataDir, `${containerId}-${ifName}.ebpf.json`);
+}
+
+/** The network's pin directory: the config's, else the agent's (subnet.env), else the default. */
+export function bpfPinDirOf(conf: OverlayConf, env: SubnetEnv | undefined, network: string): string {
+  if (conf.bpfPinDir) return conf.bpfPinDir;
+  if (env?.bpfPinDir) return env.bpfPinDir;
+  if (!/^[A-Za-z0-9_.-]+$/.test(network) || network === "." || network === "..") throw invalid(`network name ${JSON.stringify(network)} cannot name a pin directory: give 'bpfPinDir'`);
+  return `${DEFAULT_BPF_PIN_ROOT}/${network}`;
+}
+
+/**
+ * ebpf ADD, after ptp's: the gateway as a permanent neighbour in the pod (no ARP ever needed), the
+ * pod program on the host veth and the pod's endpoint in the maps. Returns what DEL needs (undefined
+ * for a pod without IPv4: the kernel routes it).
+ */
+function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string): EbpfAttachment | undefined {
+  const ifaces = result.interfaces ?? [];
+  const v4 = (result.ips ?? []).find((i) => !i.address.includes(":"));
+  const hostIf = ifaces.find((i) => !i.sandbox);
+  const podIf = ifaces.find((i) => i.sandbox && i.name === args.ifName);
+  if (!v4) return undefined;
+  if (!hostIf?.mac || !podIf?.mac || !v4.gateway) throw new CniError(ErrorCode.Internal, "overlay: the ptp result lacks the host veth, the pod's MAC or the gateway");
+  const att: EbpfAttachment = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name };
+  // kept first, so that a DEL after a failure below still finds the endpoint to remove
+  writeText(file, JSON.stringify(att), { mode: 0o600 });
+  const pod = openPodConn(args.netns);
+  try {
+    setNeighbor(pod, { link: args.ifName, ip: v4.gateway, mac: hostIf.mac });
+  } finally {
+    pod.close();
+  }
+  const host = NetlinkConn.open();
+  try {
+    const link = findLink(host, hostIf.name);
+    if (!link) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostIf.name} is gone`);
+    attachPodDatapath(host, { pinDir, podIP: att.podIP, hostIfindex: link.index, podMac: podIf.mac, hostMac: hostIf.mac });
+  } finally {
+    host.close();
+  }
+  return att;
+}
+
+/** ebpf DEL: the pod's endpoint and its host veth's program (when the veth is still there). */
+function detachEbpf(att: EbpfAttachment): void {
+  const host = NetlinkConn.open();
+  try {
+    const link = findLink(host, att.hostIfname);
+    detachPodDatapath(host, { pinDir: att.pinDir, podIP: att.podIP, ...(link ? { hostIfindex: link.index } : {}) });
+  } finally {
+    host.close();
+  }
+}
+
 async function add(args: CmdArgs): Promise<Result> {
   const conf = parseOverlayConf(args);
   const env = await waitForSubnetEnv(conf);
-  const delegate = delegateConfig({ name: args.config.name ?? "", cniVersion: args.cniVersion }, env, conf.delegate);
+  const delegate = delegateConfig({ name: args.config.name ?? "", cniVersion: args.cniVersion }, env, conf.delegate, conf.datapath);
   const type = delegate.type;
   if (typeof type !== "string" || !type) throw invalid("delegate 'type' must be a plugin type");
+  if (conf.datapath === "ebpf" && type !== "ptp") throw invalid(`"datapath": "ebpf" wires pods with ptp, not with delegate type ${JSON.stringify(type)}`);
+  const pinDir = conf.datapath === "ebpf" ? bpfPinDirOf(conf, env, args.config.name ?? "") : "";
   const text = JSON.stringify(delegate);
   // kept before delegating, so that a DEL after a failed ADD still knows what to undo
   const file = savedFile(conf, args);
   if (conf.dataDir === null || file === null) throw invalid("'dataDir' is not usable"); // strict decoding already refused it
   makeDir(conf.dataDir, { recursive: true, mode: 0o700 });
   writeText(file, text, { mode: 0o600 });
+  const side = ebpfFile(conf.dataDir, args.containerId, args.ifName);
   try {
-    return await delegateAdd(type, args, text);
+    const result = await delegateAdd(type, args, text);
+    if (pinDir) attachEbpf(args, pinDir, result, side);
+    return result;
   } catch (e) {
+    const att = readSaved(side) as EbpfAttachment | undefined;
+    try {
+      if (att) detachEbpf(att);
+    } catch {
+      // best effort
+    }
     try {
       await delegateCommand(type, args, "DEL", text);
     } catch {
       // best effort
     }
+    removeFile(side);
     removeFile(file);
     throw toCniError(e);
   }
@@ -148,12 +254,56 @@ function readSaved(file: string | null): Record<string, unknown> | undefined {
 }
 
 async function del(args: CmdArgs): Promise<void> {
-  const file = savedFile(parseOverlayConf(args), args);
+  const conf = parseOverlayConf(args);
+  const file = savedFile(conf, args);
   // never added, already deleted, or a `dataDir` that did not decode: its state is not looked for elsewhere
   const saved = readSaved(file);
-  if (!saved || file === null) return;
+  if (!saved || file === null || conf.dataDir === null) return;
+  const side = ebpfFile(conf.dataDir, args.containerId, args.ifName);
+  const att = readSaved(side) as EbpfAttachment | undefined;
+  let failed: unknown;
+  try {
+    // first, while the host veth still exists: its program goes with the endpoint
+    if (att) detachEbpf(att);
+  } catch (e) {
+    failed = e;
+  }
   await delegateCommand(String(saved.type), args, "DEL", JSON.stringify({ ...saved, ...(args.config.prevResult ? { prevResult: args.config.prevResult } : {}) }));
+  if (failed) throw toCniError(failed);
+  removeFile(side);
   removeFile(file);
+}
+
+/**
+ * GC (ebpf): remove the endpoints of pods that are not among the valid attachments (their IPs are
+ * read from what ADD kept), then pass GC to ptp (and so to host-local) with a config from the lease.
+ */
+async function gc(args: CmdArgs): Promise<void> {
+  const conf = parseOverlayConf(args);
+  if (conf.datapath !== "ebpf" || conf.dataDir === null) return;
+  const env = readSubnetEnv(conf.subnetFile) ?? undefined;
+  const pinDir = bpfPinDirOf(conf, env, args.config.name ?? "");
+  const valid: string[] = [];
+  for (const a of args.validAttachments ?? []) {
+    const att = readSaved(ebpfFile(conf.dataDir, a.containerID, a.ifname)) as EbpfAttachment | undefined;
+    if (att?.podIP) valid.push(att.podIP);
+  }
+  const dp = openPinnedDatapath(pinDir);
+  if (dp) {
+    try {
+      const gone = dp.gcEndpoints(valid);
+      if (gone.length > 0) args.log(`overlay: GC removed the eBPF endpoints of ${gone.join(", ")}`);
+    } finally {
+      dp.close();
+    }
+  }
+  if (env) {
+    const delegate = delegateConfig({ name: args.config.name ?? "", cniVersion: args.cniVersion }, env, conf.delegate, conf.datapath);
+    // ptp hands its config to host-local, which releases what no valid attachment holds
+    const raw = args.config as Record<string, unknown>;
+    const text = JSON.stringify({ ...delegate, "cni.dev/valid-attachments": args.validAttachments ?? [], ...(raw["cni.dev/attachments"] !== undefined ? { "cni.dev/attachments": raw["cni.dev/attachments"] } : {}) });
+    await delegateCommand(String(delegate.type), args, "GC", text);
+  }
 }
 
 async function check(args: CmdArgs): Promise<void> {
@@ -163,5 +313,5 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 /** The overlay plugin. */
-export const overlay: Plugin = { add, del, check };
+export const overlay: Plugin = { add, del, check, gc };
 export default overlay;

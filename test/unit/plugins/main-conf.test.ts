@@ -11,7 +11,7 @@ import { bridgeCodec, parseBridgeConf } from "../../../src/plugins/main/bridge.t
 import { hostDeviceCodec, parseHostDeviceConf, type SysfsView } from "../../../src/plugins/main/host-device.ts";
 import { ipvlanCodec, parseIpvlanConf } from "../../../src/plugins/main/ipvlan.ts";
 import { macvlanCodec, parseMacvlanConf } from "../../../src/plugins/main/macvlan.ts";
-import { overlayCodec, parseOverlayConf } from "../../../src/plugins/main/overlay.ts";
+import { bpfPinDirOf, delegateConfig, overlayCodec, parseOverlayConf } from "../../../src/plugins/main/overlay.ts";
 import { parsePtpConf, ptpCodec } from "../../../src/plugins/main/ptp.ts";
 import { parseVlanConf, vlanCodec } from "../../../src/plugins/main/vlan.ts";
 import { runPlugin } from "../../../src/skel/skel.ts";
@@ -302,12 +302,31 @@ describe("host-device", () => {
 describe("overlay", () => {
   const parse = (conf: Record<string, unknown>, command = "ADD") => parseOverlayConf(cmdArgs({ type: "overlay", ...conf }, { command }));
   test("defaults; \"\" is the default; flannel's names in any case", () => {
-    expect(parse({})).toEqual({ subnetFile: "/run/flannel/subnet.env", dataDir: "/var/lib/cni/overlay", waitMs: 3000, delegate: {} });
+    expect(parse({})).toEqual({ subnetFile: "/run/flannel/subnet.env", dataDir: "/var/lib/cni/overlay", waitMs: 3000, delegate: {}, datapath: "kernel", bpfPinDir: "" });
     expect(parse({ SubnetFile: "/x.env", DataDir: "", Delegate: { Bridge: "b" } })).toMatchObject({ subnetFile: "/x.env", dataDir: "/var/lib/cni/overlay", delegate: { Bridge: "b" } });
   });
   test("a negative wait is code 7; a dataDir that does not decode is never the default one on DEL", () => {
     expect(errorOf(() => parse({ subnetFileWaitMs: -1 })).code).toBe(7);
     expect(parse({ dataDir: 5 }, "DEL").dataDir).toBeNull();
     expect(parse({ dataDir: null }, "DEL").dataDir).toBe("/var/lib/cni/overlay");
+  });
+  test("datapath: kernel (default) or ebpf in any case; anything else is code 7, a wrong type code 2", () => {
+    expect(parse({ Datapath: "ebpf", BPFPinDir: "/sys/fs/bpf/x" })).toMatchObject({ datapath: "ebpf", bpfPinDir: "/sys/fs/bpf/x" });
+    expect(parse({ datapath: "" }).datapath).toBe("kernel");
+    expect(errorOf(() => parse({ datapath: "xdp" })).code).toBe(7);
+    expect(errorOf(() => parse({ datapath: true })).code).toBe(2);
+    expect(errorOf(() => parse({ bpfPinDir: "relative" })).code).toBe(7);
+  });
+  test("ebpf: ptp with the lease's range and a default route; pins: the config's, else the agent's, else per network", () => {
+    const env = { network: "10.96.0.0/16", subnet: "10.96.3.1/24", mtu: 1450, ipMasq: true, bpfPinDir: "/sys/fs/bpf/agent" };
+    expect(delegateConfig({ name: "net", cniVersion: "1.1.0" }, env, { hairpinMode: true }, "ebpf")).toEqual({
+      type: "ptp", ipMasq: false, mtu: 1450, hairpinMode: true, name: "net", cniVersion: "1.1.0",
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.96.3.0/24" }]], routes: [{ dst: "10.96.0.0/16" }, { dst: "0.0.0.0/0" }] },
+    });
+    expect(delegateConfig({ name: "net", cniVersion: "1.1.0" }, env, {}).type).toBe("bridge");
+    expect(bpfPinDirOf(parse({ datapath: "ebpf", bpfPinDir: "/x" }), env, "net")).toBe("/x");
+    expect(bpfPinDirOf(parse({ datapath: "ebpf" }), env, "net")).toBe("/sys/fs/bpf/agent");
+    expect(bpfPinDirOf(parse({ datapath: "ebpf" }), { ...env, bpfPinDir: undefined }, "net")).toBe("/sys/fs/bpf/cnikit/net");
+    expect(errorOf(() => bpfPinDirOf(parse({ datapath: "ebpf" }), undefined, "../x")).code).toBe(7);
   });
 });
