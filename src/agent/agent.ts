@@ -17,6 +17,7 @@ import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { RTPROT_BIRD } from "./backend-bgp.ts";
 import { createBackend, type Backend, type Peer } from "./backend.ts";
+import { DEFAULT_AGENT_PIN_DIR } from "./backend-ebpf.ts";
 import type { BgpSessionState } from "./bird.ts";
 import { encodeLease, leaseId, leaseKey, pickFreeSubnet, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { waitingFor } from "./log.ts";
@@ -43,6 +44,8 @@ export interface AgentOptions {
   devicePrefix?: string;
   /** bgp backend: BIRD's config, control socket and log go here (default /run/cnikit/bird). */
   birdDir?: string;
+  /** vxlan backend with `"Datapath": "ebpf"`: the datapath's pin directory (default /sys/fs/bpf/cnikit/overlay). */
+  bpfPinDir?: string;
   /**
    * A network config (flannel's net-conf.json) to write at `<prefix>/config` when etcd has none
    * (create-only: an existing config is never overwritten).
@@ -222,8 +225,9 @@ export class Agent {
       Object.assign(common, { bgp: { config: b.bgp, network: formatCIDR(this.config.v4.network), log: this.log, ...(this.opts.birdDir ? { dir: this.opts.birdDir } : {}) } });
     }
     let podMtu = Infinity;
+    const ebpf = b.datapath === "ebpf" ? { datapath: "ebpf" as const, bpfPinDir: this.opts.bpfPinDir ?? DEFAULT_AGENT_PIN_DIR } : undefined;
     if (this.subnet) {
-      this.backend = createBackend(b.type, { ...common, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
+      this.backend = createBackend(b.type, { ...common, ...ebpf, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
       const set = this.backend.setup();
       this.attrs.backendData = { ...(this.attrs.backendData ?? {}), ...set.backendData };
       podMtu = Math.min(podMtu, set.mtu || mtu);
@@ -250,6 +254,8 @@ export class Agent {
       ...(network6 && this.subnet6 ? { ipv6Network: formatCIDR(network6), ipv6Subnet: gateway(this.subnet6) } : {}),
       mtu: podMtu,
       ipMasq: this.opts.ipMasq,
+      // the overlay plugin's "datapath": "ebpf" attaches pods to the maps pinned here
+      ...(ebpf && this.subnet ? { bpfPinDir: ebpf.bpfPinDir } : {}),
     });
     if (this.opts.ipMasq) installMasquerade([network, network6].filter((n): n is IPNet => n !== undefined));
     // a periodic full read catches whatever a watch could miss; failures keep what is programmed

@@ -8,6 +8,7 @@
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { BgpBackend, type BgpBackendOptions } from "./backend-bgp.ts";
+import { EbpfVxlanBackend } from "./backend-ebpf.ts";
 import type { BgpSessionState } from "./bird.ts";
 import { HostGwBackend } from "./backend-hostgw.ts";
 import { VxlanBackend } from "./backend-vxlan.ts";
@@ -72,13 +73,17 @@ export interface BackendOptions {
   directRouting?: boolean;
   /** vxlan: device name (default `cnikit.<VNI>`). */
   deviceName?: string;
+  /** vxlan: "ebpf" for a collect-metadata device and the eBPF datapath's maps (IPv4), default the kernel's. */
+  datapath?: "kernel" | "ebpf";
+  /** vxlan, ebpf: where the datapath's maps and programs are pinned (default /sys/fs/bpf/cnikit/overlay). */
+  bpfPinDir?: string;
   /** bgp: its settings, the cluster network and BIRD's directory. */
   bgp?: BgpBackendOptions;
 }
 
 /** Build the backend a network config names. */
 export function createBackend(type: string, o: BackendOptions): Backend {
-  if (type === "vxlan") return new VxlanBackend(o);
+  if (type === "vxlan") return o.datapath === "ebpf" ? new EbpfVxlanBackend(o) : new VxlanBackend(o);
   if (type === "host-gw") return new HostGwBackend(o);
   if (type === "bgp") return new BgpBackend(o);
   throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: backend type ${JSON.stringify(type)} is not supported (vxlan, host-gw, bgp)`);

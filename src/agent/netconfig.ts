@@ -20,6 +20,8 @@ export interface BackendConfig {
   /** MTU of the vxlan device; default underlay MTU - 50. */
   mtu?: number;
   directRouting: boolean;
+  /** vxlan: `"Datapath": "ebpf"` (cnikit's) for the eBPF datapath; default the kernel's. */
+  datapath: "kernel" | "ebpf";
 }
 
 /** One family's address plan. */
@@ -99,7 +101,11 @@ function parseBackend(raw: unknown): BackendConfig {
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) throw bad(`Backend.${k} ${JSON.stringify(v)} is out of range`);
     return v;
   };
-  const out: BackendConfig = { type, vni: int("VNI", 1, 0xffffff), port: int("Port", 8472, 65535), directRouting: b.DirectRouting === true };
+  const dp = b.Datapath ?? "kernel";
+  if (dp !== "kernel" && dp !== "ebpf") throw bad(`Backend.Datapath ${JSON.stringify(dp)} is not supported ("kernel" or "ebpf")`);
+  if (dp === "ebpf" && type !== "vxlan") throw bad(`Backend.Datapath "ebpf" goes with Type vxlan, not ${type}`);
+  if (dp === "ebpf" && b.DirectRouting === true) throw bad(`Backend.Datapath "ebpf" does not do DirectRouting`);
+  const out: BackendConfig = { type, vni: int("VNI", 1, 0xffffff), port: int("Port", 8472, 65535), directRouting: b.DirectRouting === true, datapath: dp };
   if (b.MTU !== undefined) out.mtu = int("MTU", 0, 65535);
   if (type === "bgp") out.bgp = parseBgpBackend(b);
   return out;

@@ -47,9 +47,11 @@ Overlay (only with --etcd-endpoints):
   --lease-ttl SECONDS     etcd lease TTL (default 86400)
   --bird-dir DIR          bgp backend: BIRD's config, control socket (bird.ctl) and log
                           (default /run/cnikit/bird)
+  --bpf-pin-dir DIR       vxlan with "Datapath": "ebpf": where the eBPF maps and programs are
+                          pinned, on a bpffs (default /sys/fs/bpf/cnikit/overlay)
 `;
 
-const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq", "bird-dir", "net-conf"];
+const OVERLAY_FLAGS = ["etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password", "etcd-prefix", "iface", "public-ip", "public-ipv6", "subnet-file", "lease-ttl", "device-prefix", "ip-masq", "bird-dir", "net-conf", "bpf-pin-dir"];
 
 /** Run `cnikit agent` until a signal arrives. */
 export async function agentCommand(argv: readonly string[]): Promise<number> {
@@ -118,6 +120,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         log,
         ...(opt("device-prefix") ? { devicePrefix: opt("device-prefix")! } : {}),
         ...(opt("bird-dir") ? { birdDir: opt("bird-dir")! } : {}),
+        ...(opt("bpf-pin-dir") ? { bpfPinDir: opt("bpf-pin-dir")! } : {}),
         ...(netConf !== undefined ? { netConf } : {}),
         ...(hz ? { statusAt: hz } : {}),
       });

@@ -10,7 +10,7 @@ describe("network config (flannel's format and defaults)", () => {
   test("defaults: /24 subnets from the second to the last, vxlan VNI 1 port 8472", () => {
     const c = parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16" }));
     expect(fmt(c.v4!)).toEqual(["10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"]);
-    expect(c.backend).toEqual({ type: "vxlan", vni: 1, port: 8472, directRouting: false });
+    expect(c.backend).toEqual({ type: "vxlan", vni: 1, port: 8472, directRouting: false, datapath: "kernel" });
     expect(c.v6).toBeUndefined();
   });
   test("a network smaller than /22 gets subnets two bits longer", () => {
@@ -24,6 +24,11 @@ describe("network config (flannel's format and defaults)", () => {
     expect(fmt(c.v4!)).toEqual(["10.0.0.0/8", 20, "10.10.0.0", "10.20.0.0"]);
     expect(fmt(c.v6!)).toEqual(["fd10::/48", 64, "fd10:0:0:1::", "fd10:0:0:ffff::"]);
     expect(c.backend.type).toBe("host-gw");
+  });
+  test("vxlan's Datapath: ebpf, or the kernel's; only with vxlan", () => {
+    expect(parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", Datapath: "ebpf" } })).backend.datapath).toBe("ebpf");
+    expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Datapath: "xdp" } }))).toThrow(/Backend.Datapath "xdp"/);
+    expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "host-gw", Datapath: "ebpf" } }))).toThrow(/Type vxlan/);
   });
   test("errors name the key", () => {
     for (const [conf, re] of [

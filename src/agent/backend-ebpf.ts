@@ -1,0 +1,111 @@
+/**
+ * vxlan with the eBPF datapath (`"Backend": {"Type": "vxlan", "Datapath": "ebpf"}`): one
+ * collect-metadata vxlan device `cnikit.<VNI>` (`external`: no fixed VNI or remote, learning off,
+ * MTU = underlay MTU - 50) carrying our subnet's network address as a /32, the eBPF vxlan program
+ * on its ingress, and per peer one entry in the network's remotes LPM map (its subnet -> its
+ * underlay address, VNI) that the pod programs read to set the tunnel key. No neighbour, FDB entry
+ * or route per peer. The maps are pinned (`pinDir`), so a restarted agent finds what it programmed
+ * and pods keep talking meanwhile; the overlay plugin's `"datapath": "ebpf"` attaches pods to the
+ * same maps (subnet.env tells it where they are).
+ */
+
+import { Datapath } from "../bpf/datapath.ts";
+import { addAddress, deleteAddress, listAddresses } from "../net/addr.ts";
+import type { Link } from "../net/link.ts";
+import { createLink, deleteLink, findLink, getLink, setLink, setLinkUp } from "../net/link.ts";
+import { CniError, ErrorCode } from "../spec/error.ts";
+import { formatIP, networkOf, parseCIDR, parseIP } from "../spec/ip.ts";
+import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend.ts";
+
+/** Where the agent pins a network's maps and programs unless told otherwise. */
+export const DEFAULT_AGENT_PIN_DIR = "/sys/fs/bpf/cnikit/overlay";
+
+export class EbpfVxlanBackend implements Backend {
+  readonly type = "vxlan" as const;
+  readonly vni: number;
+  readonly port: number;
+  readonly name: string;
+  readonly pinDir: string;
+  private dp: Datapath | undefined;
+  private dev!: Link;
+
+  constructor(private readonly o: BackendOptions) {
+    this.vni = o.vni ?? 1;
+    this.port = o.port ?? 8472;
+    this.name = o.deviceName ?? `cnikit.${this.vni}`;
+    this.pinDir = o.bpfPinDir ?? DEFAULT_AGENT_PIN_DIR;
+    if ((o.family ?? 4) !== 4) throw new CniError(ErrorCode.InvalidNetworkConfig, "agent: the eBPF datapath carries IPv4 only");
+    if (this.name.length > 15) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: device name ${this.name} is longer than 15 characters`);
+  }
+
+  /** The open datapath (after setup). */
+  datapath(): Datapath {
+    if (!this.dp) throw new Error("EbpfVxlanBackend: setup() first");
+    return this.dp;
+  }
+
+  setup(): BackendSetup {
+    const { conn } = this.o;
+    const underlay = getLink(conn, this.o.underlay);
+    const mtu = this.o.mtu ?? underlay.mtu - 50;
+    if (!parseIP(this.o.publicIP) || parseIP(this.o.publicIP)!.length !== 4) {
+      throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: public IP ${this.o.publicIP} is not an IPv4 address`);
+    }
+    let dev = findLink(conn, this.name);
+    const v = dev?.raw.info?.vxlan;
+    if (dev && !(dev.kind === "vxlan" && v?.external && (v.port ?? 8472) === this.port)) {
+      // the kernel datapath's device (or another configuration's): this one takes its place
+      deleteLink(conn, dev.index);
+      dev = null;
+    }
+    if (!dev) {
+      dev = createLink(conn, { name: this.name, mtu, info: { kind: "vxlan", vxlan: { external: true, port: this.port, learning: false, udpCsum: false } } });
+    } else if (dev.mtu !== mtu) {
+      setLink(conn, dev.index, { mtu });
+    }
+    // our subnet's network address: the source of what this node sends to other nodes' pods
+    const n = parseCIDR(this.o.localSubnet);
+    if (!n) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: bad subnet ${this.o.localSubnet}`);
+    const want = `${formatIP(networkOf(n).ip)}/32`;
+    for (const a of listAddresses(conn, { link: dev.index, family: 4 })) {
+      if (a.scope === 0 && a.cidr !== want) deleteAddress(conn, { link: dev.index, address: a.cidr });
+    }
+    addAddress(conn, { link: dev.index, address: want }, { existOk: true });
+    setLinkUp(conn, dev.index);
+    this.dev = getLink(conn, dev.index);
+    this.dp ??= Datapath.open({ pinDir: this.pinDir });
+    this.dp.attachVxlan(conn, this.dev.index);
+    return { backendData: { VNI: this.vni, VtepMAC: this.dev.mac }, mtu };
+  }
+
+  addPeer(p: Peer): void {
+    const ip = parseIP(p.publicIP);
+    if (!ip || ip.length !== 4) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: the lease of ${p.subnet} has no IPv4 public address`);
+    this.datapath().setRemoteSubnet(p.subnet, p.publicIP, this.vni);
+  }
+
+  removePeer(p: Pick<Peer, "subnet">): void {
+    this.datapath().removeRemoteSubnet(p.subnet);
+  }
+
+  programmedSubnets(): string[] {
+    return this.datapath().remoteSubnets().map((r) => r.subnet);
+  }
+
+  metricsText(): string {
+    const stats = this.dp?.stats() ?? {};
+    const lines = [
+      "# HELP cnikit_ebpf_packets_total Packets by the eBPF datapath's decision.",
+      "# TYPE cnikit_ebpf_packets_total counter",
+      ...Object.entries(stats).map(([k, c]) => `cnikit_ebpf_packets_total{decision="${k}"} ${c.packets}`),
+      "",
+    ];
+    return lines.join("\n");
+  }
+
+  async stop(): Promise<void> {
+    // the pins, the device and its program stay: pods keep talking, a restart takes them back
+    this.dp?.close();
+    this.dp = undefined;
+  }
+}
