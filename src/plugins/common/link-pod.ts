@@ -1,7 +1,8 @@
 /**
  * What the link plugins that create a device on a master (macvlan, ipvlan, vlan) share: finding
  * the default route's interface, creating the device inside the pod under CNI_IFNAME, the
- * neighbour-notification sysctls, the ADD result, and checking a pod interface against prevResult.
+ * neighbour-notification sysctls, the ADD result, checking a pod interface against prevResult, and
+ * the whole ADD and CHECK around them (`addOnMaster`, `checkOnMaster`).
  */
 
 import { NetlinkConn } from "../../netlink/conn.ts";
@@ -12,12 +13,14 @@ import { deleteLink, findLink, getLink, setLink, type Link } from "../../net/lin
 import { configureIface } from "../../net/ipconfig.ts";
 import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
+import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
 import { openNetns } from "../../sys/netns.ts";
-import { CniError, ErrorCode } from "../../spec/error.ts";
+import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { Result } from "../../spec/result.ts";
-import { randomVethName } from "./veth-pod.ts";
+import { validateIfName } from "../../spec/validate.ts";
+import { openPodConn, randomVethName, undoAdd } from "./veth-pod.ts";
 
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
@@ -143,4 +146,81 @@ export function podLinkResult(pod: NetlinkConn, link: Link, args: CmdArgs, ipam:
   const dns = args.config.dns;
   if (dns && Object.keys(dns).length > 0) out.dns = dns;
   return out;
+}
+
+/** A device on a master, as macvlan, ipvlan and vlan describe theirs to `addOnMaster` / `checkOnMaster`. */
+export interface MasterDevice {
+  /** The link kind ("macvlan"), also the prefix of error messages. */
+  kind: string;
+  /** The kernel module the kind needs, named when the kernel lacks it. */
+  module: string;
+  /** Create the device in the pod's namespace on a master found there (`linkInContainer`). */
+  linkInContainer: boolean;
+  /** The IPAM plugin, when the config names one. */
+  ipamType?: string;
+  /** The master link in `conn`'s namespace (described as `where`); a spec error when unusable. */
+  master(conn: NetlinkConn, where: string): Link;
+  /** The create request for the device `name` on the master `parent` (born in `netnsFd` when given). */
+  build(name: string, parent: number, netnsFd?: number): Uint8Array;
+}
+
+/** The namespace a master is looked up in, as error messages name it. */
+const masterWhere = (dev: MasterDevice, args: CmdArgs) => (dev.linkInContainer ? args.netns : "the host namespace");
+
+/**
+ * ADD of a device on a master: the master, the device in the pod under CNI_IFNAME, its addresses
+ * from IPAM (or from `chained`, a prevResult whose IPs the device takes instead), the result. On
+ * failure the device and the IPAM reservation are undone before the error is returned.
+ */
+export async function addOnMaster(args: CmdArgs, dev: MasterDevice, opts: { chained?: Result; notify: boolean }): Promise<Result> {
+  validateIfName(args.ifName);
+  const pod = openPodConn(args.netns);
+  const host = dev.linkInContainer ? null : NetlinkConn.open();
+  let vethCreated = false;
+  let ipamDone = false;
+  try {
+    const creator = host ?? pod;
+    const master = dev.master(creator, masterWhere(dev, args));
+    if (findLink(pod, args.ifName)) throw internal(`${dev.kind}: interface "${args.ifName}" already exists in ${args.netns}`);
+    const link = createInPod({ creator, pod }, {
+      args,
+      inPod: dev.linkInContainer,
+      kind: dev.kind,
+      module: dev.module,
+      build: (name, netnsFd) => dev.build(name, master.index, netnsFd),
+    });
+    vethCreated = true;
+    let ipam = opts.chained;
+    if (!ipam && dev.ipamType) {
+      ipam = await delegateAdd(dev.ipamType, args, args.stdinData);
+      ipamDone = true;
+      if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
+    }
+    return podLinkResult(pod, link, args, ipam, { notify: opts.notify });
+  } catch (e) {
+    await undoAdd(args, { pod, vethCreated, ipamType: dev.ipamType, ipamDone });
+    throw toCniError(e);
+  } finally {
+    host?.close();
+    pod.close();
+  }
+}
+
+/**
+ * CHECK of a device on a master: IPAM's CHECK, the master still there (unless `checkMaster` is
+ * false), the pod interface as prevResult lists it, then `verify` for what only the kind knows.
+ */
+export async function checkOnMaster(args: CmdArgs, dev: MasterDevice, opts: { checkMaster: boolean; verify: (link: Link) => void }): Promise<void> {
+  if (dev.ipamType) await delegateCommand(dev.ipamType, args, "CHECK", args.stdinData);
+  const prev = args.prevResult;
+  if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, `${dev.kind}: required prevResult missing`);
+  const pod = openPodConn(args.netns);
+  const host = dev.linkInContainer ? null : NetlinkConn.open();
+  try {
+    if (opts.checkMaster) dev.master(host ?? pod, masterWhere(dev, args));
+    opts.verify(checkPodIface(pod, args, { prev, kind: dev.kind }));
+  } finally {
+    host?.close();
+    pod.close();
+  }
 }

@@ -5,18 +5,17 @@
  * reference). Accepts the reference plugin's keys: master, mode, mtu, linkInContainer.
  */
 
-import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
 import { IPVLAN_F, IPVLAN_MODE } from "../../netlink/link_kind.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkPodIface, createInPod, defaultRouteIface, podLinkResult } from "../common/link-pod.ts";
+import { addOnMaster, checkOnMaster, defaultRouteIface, type MasterDevice } from "../common/link-pod.ts";
 import { ifNameCodec, mtuCodec } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import { bool, object, refine, str } from "../../spec/decode.ts";
-import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
-import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
+import { delVethPod, passToIPAM } from "../common/veth-pod.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
@@ -103,6 +102,25 @@ function resolveMaster(conn: NetlinkConn, conf: IpvlanConf, prev: Result | undef
 
 
 
+/** ipvlan as `addOnMaster` / `checkOnMaster` create and check it; `prev` helps find the master. */
+function device(conf: IpvlanConf, prev: Result | undefined): MasterDevice {
+  return {
+    kind: "ipvlan",
+    module: "ipvlan",
+    linkInContainer: conf.linkInContainer,
+    ...(conf.ipamType ? { ipamType: conf.ipamType } : {}),
+    master: (conn, where) => resolveMaster(conn, conf, prev, where),
+    build: (name, parent, netnsFd) =>
+      buildIpvlanLink({
+        name,
+        parent,
+        mode: conf.mode,
+        ...(conf.mtu ? { mtu: conf.mtu } : {}),
+        ...(netnsFd !== undefined ? { netnsFd } : {}),
+      }),
+  };
+}
+
 async function add(args: CmdArgs): Promise<Result> {
   const conf = parseIpvlanConf(args);
   validateIfName(args.ifName);
@@ -110,39 +128,7 @@ async function add(args: CmdArgs): Promise<Result> {
   if (!conf.ipamType && !chained) {
     throw invalid("ipvlan: 'ipam' with a 'type' is required unless chained after a plugin whose prevResult has IPs");
   }
-  const pod = openPodConn(args.netns);
-  const host = conf.linkInContainer ? null : NetlinkConn.open();
-  let vethCreated = false;
-  let ipamDone = false;
-  try {
-    const creator = host ?? pod;
-    const master = resolveMaster(creator, conf, args.prevResult, conf.linkInContainer ? args.netns : "the host namespace");
-    if (findLink(pod, args.ifName)) throw internal(`ipvlan: interface "${args.ifName}" already exists in ${args.netns}`);
-    const link = createInPod({ creator, pod }, { args, inPod: conf.linkInContainer, kind: "ipvlan", module: "ipvlan", build: (name, netnsFd) =>
-      buildIpvlanLink({
-        name,
-        parent: master.index,
-        mode: conf.mode,
-        ...(conf.mtu ? { mtu: conf.mtu } : {}),
-        ...(netnsFd !== undefined ? { netnsFd } : {}),
-      }) });
-    vethCreated = true;
-    let ipam: Result;
-    if (chained) {
-      ipam = args.prevResult!;
-    } else {
-      ipam = await delegateAdd(conf.ipamType!, args, args.stdinData);
-      ipamDone = true;
-      if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
-    }
-    return podLinkResult(pod, link, args, ipam, { notify: true });
-  } catch (e) {
-    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
-    throw toCniError(e);
-  } finally {
-    host?.close();
-    pod.close();
-  }
+  return addOnMaster(args, device(conf, args.prevResult), { notify: true, ...(chained ? { chained: args.prevResult! } : {}) });
 }
 
 /** IPAM DEL (when configured), then the device in the pod; fine when either is gone. */
@@ -153,23 +139,16 @@ async function del(args: CmdArgs): Promise<void> {
 
 async function check(args: CmdArgs): Promise<void> {
   const conf = parseIpvlanConf(args);
-  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
-  const prev = args.prevResult;
-  if (!prev) throw invalid("ipvlan: required prevResult missing");
-  const pod = openPodConn(args.netns);
-  const host = conf.linkInContainer ? null : NetlinkConn.open();
-  try {
-    if (conf.master) resolveMaster(host ?? pod, { ...conf, mtu: 0 }, undefined, conf.linkInContainer ? args.netns : "the host namespace");
-    const link = checkPodIface(pod, args, { prev, kind: "ipvlan" });
-    const mode = link.raw.info?.ipvlan?.mode;
-    if (mode !== IPVLAN_MODE[conf.mode]) {
-      const have = Object.entries(IPVLAN_MODE).find(([, v]) => v === mode)?.[0] ?? String(mode);
-      throw internal(`ipvlan: container ipvlan mode ${have} does not match expected value: ${conf.mode}`);
-    }
-  } finally {
-    host?.close();
-    pod.close();
-  }
+  await checkOnMaster(args, device({ ...conf, mtu: 0 }, undefined), {
+    checkMaster: Boolean(conf.master),
+    verify: (link) => {
+      const mode = link.raw.info?.ipvlan?.mode;
+      if (mode !== IPVLAN_MODE[conf.mode]) {
+        const have = Object.entries(IPVLAN_MODE).find(([, v]) => v === mode)?.[0] ?? String(mode);
+        throw internal(`ipvlan: container ipvlan mode ${have} does not match expected value: ${conf.mode}`);
+      }
+    },
+  });
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {

@@ -5,22 +5,20 @@
  * bcqueuelen.
  */
 
-import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
 import { MACVLAN_MODE } from "../../netlink/link_kind.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import { parseMAC } from "../../net/mac.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkPodIface, createInPod, defaultRouteIface, podLinkResult } from "../common/link-pod.ts";
+import { addOnMaster, checkOnMaster, defaultRouteIface, type MasterDevice } from "../common/link-pod.ts";
 import { cniArgsMac, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import { bool, object, refine, str, u32 } from "../../spec/decode.ts";
-import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
-import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
+import { delVethPod, passToIPAM } from "../common/veth-pod.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
-import { validateIfName } from "../../spec/validate.ts";
 
 /** macvlan modes by the names the reference's `mode` key takes. */
 export type MacvlanModeName = "bridge" | "private" | "vepa" | "passthru";
@@ -114,41 +112,28 @@ function resolveMaster(conn: NetlinkConn, conf: MacvlanConf, where: string): Lin
 
 
 
-async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseMacvlanConf(args);
-  validateIfName(args.ifName);
-  const pod = openPodConn(args.netns);
-  const host = conf.linkInContainer ? null : NetlinkConn.open();
-  let vethCreated = false;
-  let ipamDone = false;
-  try {
-    const creator = host ?? pod;
-    const master = resolveMaster(creator, conf, conf.linkInContainer ? args.netns : "the host namespace");
-    if (findLink(pod, args.ifName)) throw internal(`macvlan: interface "${args.ifName}" already exists in ${args.netns}`);
-    const link = createInPod({ creator, pod }, { args, inPod: conf.linkInContainer, kind: "macvlan", module: "macvlan", build: (name, netnsFd) =>
+/** macvlan as `addOnMaster` / `checkOnMaster` create and check it. */
+function device(conf: MacvlanConf): MasterDevice {
+  return {
+    kind: "macvlan",
+    module: "macvlan",
+    linkInContainer: conf.linkInContainer,
+    ...(conf.ipamType ? { ipamType: conf.ipamType } : {}),
+    master: (conn, where) => resolveMaster(conn, conf, where),
+    build: (name, parent, netnsFd) =>
       buildMacvlanLink({
         name,
-        parent: master.index,
+        parent,
         mode: conf.mode,
         ...(conf.mtu ? { mtu: conf.mtu } : {}),
         ...(conf.mac ? { mac: conf.mac } : {}),
         ...(netnsFd !== undefined ? { netnsFd } : {}),
-      }) });
-    vethCreated = true;
-    let ipam: Result | undefined;
-    if (conf.ipamType) {
-      ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
-      ipamDone = true;
-      if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
-    }
-    return podLinkResult(pod, link, args, ipam, { notify: true });
-  } catch (e) {
-    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
-    throw toCniError(e);
-  } finally {
-    host?.close();
-    pod.close();
-  }
+      }),
+  };
+}
+
+async function add(args: CmdArgs): Promise<Result> {
+  return addOnMaster(args, device(parseMacvlanConf(args)), { notify: true });
 }
 
 /** IPAM DEL, then the device in the pod; fine when the device or the namespace is gone. */
@@ -159,23 +144,16 @@ async function del(args: CmdArgs): Promise<void> {
 
 async function check(args: CmdArgs): Promise<void> {
   const conf = parseMacvlanConf(args);
-  if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
-  const prev = args.prevResult;
-  if (!prev) throw invalid("macvlan: required prevResult missing");
-  const pod = openPodConn(args.netns);
-  const host = conf.linkInContainer ? null : NetlinkConn.open();
-  try {
-    resolveMaster(host ?? pod, { ...conf, mtu: 0 }, conf.linkInContainer ? args.netns : "the host namespace");
-    const link = checkPodIface(pod, args, { prev, kind: "macvlan" });
-    const mode = link.raw.info?.macvlan?.mode;
-    if (mode !== MACVLAN_MODE[conf.mode]) {
-      const have = Object.entries(MACVLAN_MODE).find(([, v]) => v === mode)?.[0] ?? String(mode);
-      throw internal(`macvlan: container macvlan mode ${have} does not match expected value: ${conf.mode}`);
-    }
-  } finally {
-    host?.close();
-    pod.close();
-  }
+  await checkOnMaster(args, device({ ...conf, mtu: 0 }), {
+    checkMaster: true,
+    verify: (link) => {
+      const mode = link.raw.info?.macvlan?.mode;
+      if (mode !== MACVLAN_MODE[conf.mode]) {
+        const have = Object.entries(MACVLAN_MODE).find(([, v]) => v === mode)?.[0] ?? String(mode);
+        throw internal(`macvlan: container macvlan mode ${have} does not match expected value: ${conf.mode}`);
+      }
+    },
+  });
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {

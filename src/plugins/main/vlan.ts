@@ -4,20 +4,18 @@
  * from IPAM. Accepts the reference plugin's keys: master, vlanId, mtu, linkInContainer.
  */
 
-import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { encodeLink, type LinkMessage } from "../../netlink/link.ts";
 import { findLink, type Link } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { checkPodIface, createInPod, podLinkResult } from "../common/link-pod.ts";
+import { addOnMaster, checkOnMaster, type MasterDevice } from "../common/link-pod.ts";
 import { ifNameCodec, mtuCodec } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import { bool, i64, object } from "../../spec/decode.ts";
-import { delVethPod, openPodConn, passToIPAM, undoAdd } from "../common/veth-pod.ts";
-import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
+import { delVethPod, passToIPAM } from "../common/veth-pod.ts";
+import { CniError, ErrorCode } from "../../spec/error.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
-import { validateIfName } from "../../spec/validate.ts";
 
 /** The vlan plugin's settings, as the reference names them. */
 export interface VlanConf {
@@ -81,37 +79,28 @@ function resolveMaster(conn: NetlinkConn, conf: VlanConf, where: string): Link {
 }
 
 
-async function add(args: CmdArgs): Promise<Result> {
-  const conf = parseVlanConf(args);
-  validateIfName(args.ifName);
-  const pod = openPodConn(args.netns);
-  const host = conf.linkInContainer ? null : NetlinkConn.open();
-  let vethCreated = false;
-  let ipamDone = false;
-  try {
-    const creator = host ?? pod;
-    const master = resolveMaster(creator, conf, conf.linkInContainer ? args.netns : "the host namespace");
-    if (findLink(pod, args.ifName)) throw internal(`vlan: interface "${args.ifName}" already exists in ${args.netns}`);
-    const link = createInPod({ creator, pod }, { args, inPod: conf.linkInContainer, kind: "vlan", module: "8021q", build: (name, netnsFd) =>
+/** vlan as `addOnMaster` / `checkOnMaster` create and check it. */
+function device(conf: VlanConf): MasterDevice {
+  return {
+    kind: "vlan",
+    module: "8021q",
+    linkInContainer: conf.linkInContainer,
+    ipamType: conf.ipamType,
+    master: (conn, where) => resolveMaster(conn, conf, where),
+    build: (name, parent, netnsFd) =>
       buildVlanLink({
         name,
-        parent: master.index,
+        parent,
         vlanId: conf.vlanId,
         ...(conf.mtu ? { mtu: conf.mtu } : {}),
         ...(netnsFd !== undefined ? { netnsFd } : {}),
-      }) });
-    vethCreated = true;
-    const ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
-    ipamDone = true;
-    if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
-    return podLinkResult(pod, link, args, ipam, { notify: false }); // the reference's vlan sets no notification sysctls
-  } catch (e) {
-    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
-    throw toCniError(e);
-  } finally {
-    host?.close();
-    pod.close();
-  }
+      }),
+  };
+}
+
+async function add(args: CmdArgs): Promise<Result> {
+  // the reference's vlan sets no notification sysctls
+  return addOnMaster(args, device(parseVlanConf(args)), { notify: false });
 }
 
 /** IPAM DEL, then the device in the pod; fine when the device, the namespace or the master is gone. */
@@ -122,21 +111,14 @@ async function del(args: CmdArgs): Promise<void> {
 
 async function check(args: CmdArgs): Promise<void> {
   const conf = parseVlanConf(args);
-  await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
-  const prev = args.prevResult;
-  if (!prev) throw invalid("vlan: required prevResult missing");
-  const pod = openPodConn(args.netns);
-  const host = conf.linkInContainer ? null : NetlinkConn.open();
-  try {
-    resolveMaster(host ?? pod, { ...conf, mtu: 0 }, conf.linkInContainer ? args.netns : "the host namespace");
-    const link = checkPodIface(pod, args, { prev, kind: "vlan" });
-    const id = link.raw.info?.vlan?.id;
-    if (id !== conf.vlanId) throw internal(`vlan: ${args.ifName} has VLAN id ${id}, the config says ${conf.vlanId}`);
-    if (conf.mtu && link.mtu !== conf.mtu) throw internal(`vlan: ${args.ifName} has MTU ${link.mtu}, the config says ${conf.mtu}`);
-  } finally {
-    host?.close();
-    pod.close();
-  }
+  await checkOnMaster(args, device({ ...conf, mtu: 0 }), {
+    checkMaster: true,
+    verify: (link) => {
+      const id = link.raw.info?.vlan?.id;
+      if (id !== conf.vlanId) throw internal(`vlan: ${args.ifName} has VLAN id ${id}, the config says ${conf.vlanId}`);
+      if (conf.mtu && link.mtu !== conf.mtu) throw internal(`vlan: ${args.ifName} has MTU ${link.mtu}, the config says ${conf.mtu}`);
+    },
+  });
 }
 
 async function gcOrStatus(args: CmdArgs): Promise<void> {
