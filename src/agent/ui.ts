@@ -188,11 +188,15 @@ function render(doc) {
   document.getElementById("error").textContent = doc.nodesError ? "etcd: " + doc.nodesError : "";
 
   var nodes = doc.nodes || [];
+  // this node's BGP sessions with peers that are not nodes (route reflectors, external peers) follow the nodes
+  var peers = doc.bgpPeers || [];
   replace("nodes", doc.nodes === null ? el("div", { "class": "empty" }, ["this agent runs without etcd: no cluster"]) :
     table(["name", "subnet", "public IP", "backend", "VTEP MAC", "lease left", "BGP"], nodes.map(function (n) {
       return [n.name + (n.self ? " (this node)" : ""), [n.subnet, n.subnet6].filter(Boolean).join(" "), [n.publicIP, n.publicIPv6].filter(Boolean).join(" "),
         n.backend + (n.datapath ? "/" + n.datapath : ""), [n.vtepMAC, n.vtepMAC6].filter(Boolean).join(" ") || "-", n.leaseTtlSec === undefined ? "-" : age(n.leaseTtlSec), n.bgp || "-"];
-    }), function (i) { return { "class": nodes[i].self ? "self" : "", "data-node": nodes[i].name }; }));
+    }).concat(peers.map(function (p) {
+      return [p.peerIP + (p.kind === "rr" ? " (route reflector)" : " (BGP peer)"), "-", p.peerIP, "bgp", "-", "-", p.state];
+    })), function (i) { return i < nodes.length ? { "class": nodes[i].self ? "self" : "", "data-node": nodes[i].name } : { "data-bgp-peer": peers[i - nodes.length].peerIP }; }));
 
   var now = doc.generatedMs;
   replace("attachments", table(["pod", "network", "container", "netns", "ifname", "addresses", "MAC", "plugins", "age"], doc.attachments.map(function (a) {

@@ -84,6 +84,10 @@ function suite(mode: "reflector" | "external", tag: string, port: number) {
     const lines = r.stdout.split("\n");
     for (const n of c.nodes.slice(1)) expect(lines.find((l) => l.includes(` ${n.ip} `))).toMatch(/\sno session$/);
     expect(r.stdout).toContain("BGP peers of this node that are not nodes:");
+    // the status page's data: the same, from the agent's own BIRD
+    const api = JSON.parse(httpGet(c, n1, "http://127.0.0.1:9932/api/status")) as { nodes: { publicIP: string; bgp?: string }[]; bgpPeers: { peerIP: string; state: string }[] };
+    expect(api.nodes.filter((n) => n.publicIP !== n1.ip).map((n) => n.bgp)).toEqual(["no session", "no session", "no session"]);
+    expect(api.bgpPeers.map((p) => `${p.peerIP} ${p.state}`)).toEqual([`${ROUTER(A)} Established`]);
     expect(lines.find((l) => l.startsWith(`${ROUTER(A)} `))).toMatch(new RegExp(`^${ROUTER(A).replaceAll(".", "\\.")}\\s+${mode === "reflector" ? "route reflector" : "peer"}\\s+Established$`));
   });
 
