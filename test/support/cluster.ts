@@ -21,6 +21,13 @@ export interface ClusterOptions {
   etcdPort?: number;
   /** Give the underlay IPv6 addresses too (fd00:<net>::<i>/64). */
   dualStack?: boolean;
+  /**
+   * A mount namespace (/proc/<pid>/ns/mnt) agents and plugins run in besides the node's network
+   * namespace: the eBPF tests keep their bpffs pins in a private one.
+   */
+  mountNs?: string;
+  /** Extra keys of every node's overlay plugin config (`datapath`, say). */
+  overlay?: Record<string, unknown>;
 }
 
 /** Wait until etcd answers through `c` (up to ~10 s). */
@@ -173,13 +180,18 @@ export class Cluster {
       cniVersion: "1.1.0",
       name: "cluster",
       plugins: [{
-        type: "overlay", subnetFile, dataDir: join(dir, "overlay"), subnetFileWaitMs: 3000,
+        type: "overlay", subnetFile, dataDir: join(dir, "overlay"), subnetFileWaitMs: 3000, ...this.o.overlay,
         delegate: { bridge: `${this.o.prefix}b`, ...delegate, ipam: { dataDir: join(dir, "ipam") } },
       }],
     }));
     const node: Node = { name, ns: nsPath, ip, ...(ip6 ? { ip6 } : {}), dev, subnetFile, confDir };
     this.nodes.push(node);
     return node;
+  }
+
+  /** nsenter into a node: its network namespace (and the cluster's mount namespace, if any). */
+  enter(n: Node): string[] {
+    return ["nsenter", ...(this.o.mountNs ? [`--mount=${this.o.mountNs}`] : []), `--net=${n.ns}`];
   }
 
   /** The node's CNI socket (its agent serves it; never the machine's /run/cnikit). */
@@ -192,7 +204,7 @@ export class Cluster {
     if (this.destroyed) throw new Error("cluster already destroyed");
     const log = join(this.o.dir, `${n.name}-agent-${++this.starts}.log`);
     const proc = Bun.spawn(
-      ["nsenter", `--net=${n.ns}`, CNIKIT, "agent", "--etcd-endpoints", this.etcdURL, "--etcd-prefix", prefix, "--iface", n.dev,
+      [...this.enter(n), CNIKIT, "agent", "--etcd-endpoints", this.etcdURL, "--etcd-prefix", prefix, "--iface", n.dev,
         "--subnet-file", n.subnetFile, "--device-prefix", this.o.prefix, "--ip-masq",
         // each node's daemon serves CNI on a socket of its own, never the machine's /run/cnikit
         "--cni-socket", this.cniSocket(n), ...extra],
@@ -231,7 +243,7 @@ export class Cluster {
 
   /** Run `cnikit` in a node with its network config. */
   cnikit(n: Node, args: string[]): Ran {
-    return run(["nsenter", `--net=${n.ns}`, CNIKIT, ...args], {
+    return run([...this.enter(n), CNIKIT, ...args], {
       env: {
         ...process.env, NETCONFPATH: n.confDir, CNI_PATH: this.bin, CNI_CACHE_DIR: join(this.o.dir, n.name, "cache"),
         // the suite's second run: a node's plugins go through its own agent (shim + daemon)
@@ -252,7 +264,7 @@ export class Cluster {
 
   /** Run a command in a node's namespace. */
   inNode(n: Node, cmd: string[]): Ran {
-    return run(["nsenter", `--net=${n.ns}`, ...cmd]);
+    return run([...this.enter(n), ...cmd]);
   }
 
   /** Stop every agent and etcd, close clients, remove namespaces and links. */

@@ -19,7 +19,7 @@ import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { findLink } from "../../net/link.ts";
 import { setNeighbor } from "../../net/neigh.ts";
-import { makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
+import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../ipam/subnet-env.ts";
@@ -276,7 +276,8 @@ async function del(args: CmdArgs): Promise<void> {
 
 /**
  * GC (ebpf): remove the endpoints of pods that are not among the valid attachments (their IPs are
- * read from what ADD kept), then pass GC to ptp (and so to host-local) with a config from the lease.
+ * read from what ADD kept) and what ADD kept for the others of this network (same pin directory),
+ * then pass GC to ptp (and so to host-local) with a config from the lease.
  */
 async function gc(args: CmdArgs): Promise<void> {
   const conf = parseOverlayConf(args);
@@ -284,9 +285,26 @@ async function gc(args: CmdArgs): Promise<void> {
   const env = readSubnetEnv(conf.subnetFile) ?? undefined;
   const pinDir = bpfPinDirOf(conf, env, args.config.name ?? "");
   const valid: string[] = [];
+  const validFiles = new Set<string>();
   for (const a of args.validAttachments ?? []) {
-    const att = readSaved(ebpfFile(conf.dataDir, a.containerID, a.ifname)) as EbpfAttachment | undefined;
+    const file = ebpfFile(conf.dataDir, a.containerID, a.ifname);
+    validFiles.add(file);
+    const att = readSaved(file) as EbpfAttachment | undefined;
     if (att?.podIP) valid.push(att.podIP);
+  }
+  // what ADD kept for attachments of this network (same pins) that are no longer valid
+  let names: string[] = [];
+  try {
+    names = listDir(conf.dataDir);
+  } catch {
+    // no dataDir: nothing kept
+  }
+  for (const name of names) {
+    if (!name.endsWith(".ebpf.json")) continue;
+    const file = join(conf.dataDir, name);
+    if (validFiles.has(file) || (readSaved(file) as EbpfAttachment | undefined)?.pinDir !== pinDir) continue;
+    removeFile(file);
+    removeFile(join(conf.dataDir, `${name.slice(0, -".ebpf.json".length)}.json`));
   }
   const dp = openPinnedDatapath(pinDir);
   if (dp) {

@@ -1,0 +1,208 @@
+/**
+ * The eBPF datapath end to end: a real etcd, three node namespaces each running `cnikit agent`
+ * with `"Backend": {"Type": "vxlan", "Datapath": "ebpf"}`, and pods added through the overlay
+ * plugin with `"datapath": "ebpf"`. No bridge anywhere: pods on the same node reach each other by
+ * `bpf_redirect_peer`, pods on other nodes through each node's collect-metadata vxlan device with
+ * the tunnel key from the LPM map the agent fills from the leases (a lease that comes and goes
+ * comes and goes in every node's map). Pod to node, node to pod and pod to the outside
+ * (masqueraded) still work. An agent restart keeps traffic flowing (pinned maps and programs);
+ * DEL and GC leave no endpoint, program or pod program pin behind.
+ *
+ * Everything runs in this test's private network namespace; the bpffs holding the pins is mounted
+ * on a temporary directory inside a mount namespace of this test's own (a slave of the machine's,
+ * so nothing mounted in it shows outside), which agents and plugins enter with nsenter. Names carry
+ * the prefix "ckeb" and a run id.
+ */
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Etcd3 } from "etcd3";
+import { containerIdFor } from "../../../src/cli/network.ts";
+import { Cluster, CNIKIT, type Node } from "../../support/cluster.ts";
+import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { ask, whoamiServer } from "../../support/tcp.ts";
+
+assertPrivateNetns();
+
+type Pod = { ns: string; ip: string; node: Node };
+interface Report {
+  programs: { ifname: string; name: string; progName: string }[];
+  networks: { network: string; endpoints: { ip: string }[]; remotes: { subnet: string; remote: string; vni: number }[]; vxlanIfindex: number; stats: Record<string, { packets: string }> }[];
+}
+
+const VNI = 9;
+const prefix = runPrefix("eb");
+const key = `/${prefix}/network`;
+let tmp!: ReturnType<typeof tempDir>;
+let c!: Cluster;
+let etcd!: Etcd3;
+let holder: ReturnType<typeof Bun.spawn> | undefined;
+let bpffs = "";
+const first = new Namespaces(`${prefix}m`);
+const pods: Pod[] = [];
+
+const pinRoot = (n: Node) => join(bpffs, n.name);
+const pinDir = (n: Node) => join(pinRoot(n), "overlay");
+const report = (n: Node): Report => JSON.parse(c.inNode(n, [CNIKIT, "bpf", "--pin-root", pinRoot(n), "--json"]).stdout);
+const net = (n: Node) => report(n).networks.find((x) => x.network === "overlay");
+const pins = (n: Node) => c.inNode(n, ["ls", pinDir(n)]).stdout.split("\n").filter(Boolean).sort();
+const subnetOf = (n: Node): string => {
+  const m = /FLANNEL_SUBNET=(\S+)/.exec(readFileSync(n.subnetFile, "utf8"));
+  return m![1]!.replace(/\.1\//, ".0/");
+};
+const counter = (n: Node, k: string) => BigInt(net(n)?.stats[k]?.packets ?? "0");
+
+beforeAll(async () => {
+  tmp = tempDir("ebpf-cluster");
+  bpffs = join(tmp.path, "bpffs");
+  mkdirSync(bpffs);
+  // a namespace first, so /run/netns is a shared mount that the slave below keeps receiving from
+  first.add("0");
+  holder = Bun.spawn(["unshare", "-m", "--propagation", "slave", "sh", "-c", `mount -t bpf bpf '${bpffs}' && exec sleep 100000`], { stdout: "ignore", stderr: "inherit" });
+  c = new Cluster({ prefix, dir: tmp.path, underlayNet: 78, etcdPort: 23796, mountNs: `/proc/${holder.pid}/ns/mnt`, overlay: { datapath: "ebpf" } });
+  await c.until("the private bpffs", () => run(["nsenter", `--mount=/proc/${holder!.pid}/ns/mnt`, "stat", "-f", "-c", "%T", bpffs]).stdout.trim() === "bpf_fs", 5000);
+  await c.startEtcd();
+  etcd = await c.client();
+  await etcd.put(`${key}/config`).value(JSON.stringify({ Network: "10.98.0.0/16", Backend: { Type: "vxlan", VNI, Datapath: "ebpf" } }));
+  for (let i = 1; i <= 3; i++) {
+    const n = c.addNode(i);
+    c.startAgent(n, key, ["--bpf-pin-dir", pinDir(n)]);
+  }
+  for (const n of c.nodes) await c.until(`${n.name}'s subnet.env`, () => existsSync(n.subnetFile));
+  for (const n of c.nodes) await c.until(`${n.name}'s map of 2 other nodes`, () => net(n)?.remotes.length === 2);
+  for (const n of c.nodes) for (const t of ["a", "b"]) pods.push({ ...c.addPod(n, t), node: n });
+}, 90_000);
+
+afterAll(async () => {
+  await c?.destroy();
+  if (holder) {
+    holder.kill();
+    await holder.exited;
+  }
+  first.cleanup();
+  tmp?.remove();
+});
+
+describe("three nodes, eBPF datapath", () => {
+  test("agents: an external vxlan device with the vxlan program, other nodes' subnets in the LPM map, no per-peer route", () => {
+    const subnets = c.nodes.map(subnetOf);
+    for (const [i, n] of c.nodes.entries()) {
+      expect(readFileSync(n.subnetFile, "utf8")).toContain(`CNIKIT_BPF_PIN_DIR=${pinDir(n)}\n`);
+      const dev = JSON.parse(c.inNode(n, ["ip", "-j", "-d", "link", "show", `${prefix}.${VNI}`]).stdout)[0];
+      expect(dev.linkinfo.info_data.external).toBe(true);
+      expect(dev.mtu).toBe(1450);
+      const r = net(n)!;
+      expect(r.vxlanIfindex).toBe(dev.ifindex);
+      expect(r.remotes).toEqual(c.nodes.filter((_, j) => j !== i).map((m, k) => ({ subnet: subnets.filter((_, j) => j !== i)[k]!, remote: m.ip, vni: VNI })).sort((a, b) => a.subnet.localeCompare(b.subnet, "en", { numeric: true })));
+      expect(c.inNode(n, ["ip", "route", "show", "proto", "210"]).stdout).toBe("");
+      expect(report(n).programs.map((p) => `${p.ifname} ${p.progName}`)).toContain(`${prefix}.${VNI} cnikit_vxlan`);
+    }
+  });
+
+  test("pods: on veths with the pod program, endpoints in the map, the gateway a permanent neighbour, no bridge", () => {
+    for (const n of c.nodes) {
+      const mine = pods.filter((p) => p.node === n);
+      expect(net(n)!.endpoints.map((e) => e.ip).sort()).toEqual(mine.map((p) => p.ip).sort());
+      expect(report(n).programs.filter((p) => p.progName === "cnikit_pod").length).toBe(2);
+      expect(c.inNode(n, ["ip", "-j", "link", "show", "type", "bridge"]).stdout.trim() || "[]").toBe("[]");
+    }
+    const p = pods[0]!;
+    expect(run(["nsenter", `--net=${p.ns}`, "ip", "neigh", "show", "dev", "eth0"]).stdout).toMatch(/^10\.98\.\d+\.1 lladdr \S+ PERMANENT/m);
+    expect(run(["nsenter", `--net=${p.ns}`, "ip", "route", "show", "default"]).stdout).toContain("default via 10.98.");
+  });
+
+  test("every pod reaches every other pod (ping), on its node and across nodes, through the programs", () => {
+    const before = c.nodes.map((n) => [counter(n, "podToLocal"), counter(n, "podToRemote"), counter(n, "tunnelToLocal")]);
+    const bad: string[] = [];
+    for (const a of pods) for (const b of pods) if (a !== b && !ping(a.ns, b.ip)) bad.push(`${a.ip}->${b.ip}`);
+    expect(bad).toEqual([]);
+    for (const [i, n] of c.nodes.entries()) {
+      expect(counter(n, "podToLocal")).toBeGreaterThan(before[i]![0]!);
+      expect(counter(n, "podToRemote")).toBeGreaterThan(before[i]![1]!);
+      expect(counter(n, "tunnelToLocal")).toBeGreaterThan(before[i]![2]!);
+    }
+  });
+
+  test("TCP across nodes keeps the pod's address; pod to node, node to pod; the outside sees the node's address", async () => {
+    const [a, , b] = pods; // a on n1, b on n2
+    const inPod = await whoamiServer(b!.ns, 7201);
+    const onNode = await whoamiServer(a!.node.ns, 7202);
+    const outside = await whoamiServer("", 7203); // this namespace: etcd's address, outside 10.98/16
+    try {
+      expect(ask(a!.ns, b!.ip, 7201)).toBe(a!.ip);
+      expect(ask(a!.ns, a!.node.ip, 7202)).toBe(a!.ip);
+      expect(ask(a!.ns, c.etcdIP, 7203)).toBe(a!.node.ip);
+    } finally {
+      inPod.stop();
+      onNode.stop();
+      outside.stop();
+    }
+    expect(c.inNode(a!.node, ["ping", "-c", "1", "-W", "2", a!.ip]).code).toBe(0);
+  });
+
+  test("a lease that comes and goes comes and goes in every node's map", async () => {
+    const fake = `${key}/subnets/10.98.200.0-24`;
+    await etcd.put(fake).value(JSON.stringify({ PublicIP: "192.168.78.50", BackendType: "vxlan", BackendData: { VNI, VtepMAC: "0a:00:00:00:00:50" } }));
+    for (const n of c.nodes) await c.until(`${n.name} to route 10.98.200.0/24`, () => net(n)!.remotes.some((r) => r.subnet === "10.98.200.0/24" && r.remote === "192.168.78.50"));
+    await etcd.delete().key(fake);
+    for (const n of c.nodes) await c.until(`${n.name} to forget 10.98.200.0/24`, () => net(n)!.remotes.length === 2);
+  });
+
+  test("an agent restart keeps traffic flowing and finds its device and map as they were", async () => {
+    const [a, , b] = pods;
+    const n1 = c.nodes[0]!;
+    const remotes = JSON.stringify(net(n1)!.remotes);
+    const progs = JSON.stringify(report(n1).programs);
+    const pinger = Bun.spawn(["nsenter", `--net=${a!.ns}`, "ping", "-c", "60", "-i", "0.1", "-W", "1", b!.ip], { stdout: "pipe", stderr: "ignore" });
+    await Bun.sleep(500);
+    await c.stopAgent(n1);
+    await Bun.sleep(1000); // no agent at all: the pinned datapath carries on
+    c.startAgent(n1, key, ["--bpf-pin-dir", pinDir(n1)]);
+    await c.until("the restarted agent to be ready", () => readFileSync(n1.agent!.log, "utf8").includes("agent ready"));
+    await pinger.exited;
+    const out = await new Response(pinger.stdout).text();
+    const received = Number(/(\d+) received/.exec(out)?.[1] ?? 0);
+    expect(received).toBeGreaterThanOrEqual(58);
+    expect(JSON.stringify(net(n1)!.remotes)).toBe(remotes);
+    expect(JSON.stringify(report(n1).programs)).toBe(progs);
+    expect(ping(b!.ns, a!.ip)).toBe(true);
+  });
+
+  test("DEL removes the pod's endpoint and program; GC removes the endpoint of a pod that vanished", () => {
+    const n2 = c.nodes[1]!;
+    const [gone, kept] = pods.filter((p) => p.node === n2) as [Pod, Pod];
+    // a pod that vanished without DEL: its namespace (and so its veth) gone, the runtime forgot it
+    run(["ip", "netns", "del", gone.ns.split("/").pop()!]);
+    const cid = containerIdFor(gone.ns);
+    const cache = join(tmp.path, n2.name, "cache");
+    for (const f of readdirSync(cache, { recursive: true }) as string[]) if (f.includes(cid)) rmSync(join(cache, f), { force: true, recursive: true });
+    expect(net(n2)!.endpoints.map((e) => e.ip)).toContain(gone.ip);
+    const gc = c.cnikit(n2, ["gc", "cluster", "--valid", `${containerIdFor(kept.ns)}/eth0`]);
+    expect(gc.stdout).toBe("");
+    expect(gc.stderr).toContain(`GC removed the eBPF endpoints of ${gone.ip}`);
+    expect(gc.code).toBe(0);
+    expect(net(n2)!.endpoints.map((e) => e.ip)).toEqual([kept.ip]);
+    expect(ping(pods[0]!.ns, kept.ip)).toBe(true);
+
+    // DEL of every other pod: no endpoint, no pod program, no pod program pin; the agent's pins stay
+    for (const p of pods) {
+      if (p === gone) continue;
+      const r = c.cnikit(p.node, ["del", "cluster", p.ns]);
+      expect(r.code).toBe(0);
+    }
+    for (const n of c.nodes) {
+      expect(net(n)!.endpoints).toEqual([]);
+      expect(report(n).programs.map((p) => p.progName)).toEqual(["cnikit_vxlan"]);
+      expect(pins(n).filter((p) => !p.startsWith("prog_vxlan_"))).toEqual(["config", "endpoints", "remotes", "stats"]);
+      expect(readdirSync(join(tmp.path, n.name, "overlay"))).toEqual([]);
+    }
+    // DEL again is fine
+    expect(c.cnikit(pods[0]!.node, ["del", "cluster", pods[0]!.ns]).code).toBe(0);
+  });
+});
+
+test("the pins live only in the test's mount namespace (here the directory is empty, no bpffs): they go with it", () => {
+  expect(readdirSync(bpffs)).toEqual([]);
+  expect(must(["stat", "-f", "-c", "%T", bpffs]).trim()).not.toBe("bpf_fs");
+});
