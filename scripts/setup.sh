@@ -25,6 +25,8 @@ declare -A NEED=(
   [etcd]=etcd-server
   [openssl]=openssl
   [iperf3]=iperf3
+  # bench/ebpf.bench.ts: request/response latency (ping-pong) across nodes
+  [sockperf]=sockperf
   [go]=golang-go
   [gcc]=gcc
   # the bgp backend runs BIRD 2 (bird, birdc)
