@@ -20,7 +20,8 @@ import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
-import { openPodConn, randomVethName, undoAdd } from "./veth-pod.ts";
+import { UndoStack } from "./undo.ts";
+import { openPodConn, randomVethName, undoIpam, undoPodLink } from "./veth-pod.ts";
 
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
@@ -176,8 +177,7 @@ export async function addOnMaster(args: CmdArgs, dev: MasterDevice, opts: { chai
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
   const host = dev.linkInContainer ? null : NetlinkConn.open();
-  let vethCreated = false;
-  let ipamDone = false;
+  const undo = new UndoStack();
   try {
     const creator = host ?? pod;
     const master = dev.master(creator, masterWhere(dev, args));
@@ -189,16 +189,16 @@ export async function addOnMaster(args: CmdArgs, dev: MasterDevice, opts: { chai
       module: dev.module,
       build: (name, netnsFd) => dev.build(name, master.index, netnsFd),
     });
-    vethCreated = true;
+    undo.push(`the ${dev.kind} device`, undoPodLink(pod, args.ifName));
     let ipam = opts.chained;
     if (!ipam && dev.ipamType) {
       ipam = await delegateAdd(dev.ipamType, args, args.stdinData);
-      ipamDone = true;
+      undo.push("the IPAM reservation", undoIpam(args, dev.ipamType));
       if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
     }
     return podLinkResult(pod, link, args, ipam, { notify: opts.notify });
   } catch (e) {
-    await undoAdd(args, { pod, vethCreated, ipamType: dev.ipamType, ipamDone });
+    await undo.unwind(args.log);
     throw toCniError(e);
   } finally {
     host?.close();

@@ -25,28 +25,16 @@ export function openPodConn(netns: string): NetlinkConn {
   }
 }
 
-/**
- * Undo a failed ADD, best effort: delete the pod end (its host end goes with it) when it was
- * created, and release the IPAM reservation when IPAM had run.
- */
-export async function undoAdd(
-  args: CmdArgs,
-  done: { pod: NetlinkConn; vethCreated: boolean; ipamType?: string | undefined; ipamDone: boolean },
-): Promise<void> {
-  if (done.vethCreated) {
-    try {
-      deleteLink(done.pod, args.ifName);
-    } catch {
-      // best effort: the ADD error is what the caller needs to see
-    }
-  }
-  if (done.ipamDone && done.ipamType) {
-    try {
-      await delegateCommand(done.ipamType, args, "DEL", args.stdinData);
-    } catch {
-      // best effort
-    }
-  }
+/** Undo action: delete the pod end of a link (a veth's host end goes with it). */
+export function undoPodLink(pod: NetlinkConn, ifName: string): () => void {
+  return () => {
+    deleteLink(pod, ifName);
+  };
+}
+
+/** Undo action: release the reservation IPAM made for this ADD. */
+export function undoIpam(args: CmdArgs, ipamType: string): () => Promise<void> {
+  return () => delegateCommand(ipamType, args, "DEL", args.stdinData);
 }
 
 /**

@@ -14,7 +14,8 @@ import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
+import { UndoStack } from "../common/undo.ts";
+import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, hasMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { argsCniCodec, cniArgsMac, hasField, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -23,7 +24,7 @@ import { netConfShape } from "../../spec/netconf.ts";
 import { addMacSpoofCheck, delMacSpoofCheck, hasMacSpoofCheck, sweepMacSpoofChecks } from "../common/macspoof.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
-import type { Result, Route } from "../../spec/result.ts";
+import type { IPConfig, Result, Route } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
 /** The bridge plugin's settings, as the reference names them. */
@@ -128,99 +129,130 @@ function ensureGatewayAddr(conn: NetlinkConn, br: Link, cidr: string, force: boo
   addAddress(conn, { link: br.index, address: cidr, nodad: v6 }, { existOk: true });
 }
 
+/** The bridge, created when missing and brought up (no DAD on its first start), promiscuous when asked. */
+function setUpBridge(host: NetlinkConn, conf: BridgeConf): Link {
+  let br = ensureBridge(host, conf.bridge, { ...(conf.mtu ? { mtu: conf.mtu } : {}), up: false });
+  if (!br.up) {
+    // Before the bridge first comes up: no DAD for its IPv6 link-local address. While that
+    // address is tentative the kernel sends no neighbour solicitation for packets it routes into
+    // the bridge, so traffic from the host or another node to a new pod waits ~2 s.
+    try {
+      setSysctl(`net/ipv6/conf/${conf.bridge}/accept_dad`, 0);
+    } catch {
+      // IPv6 disabled on this host: nothing to wait for
+    }
+    setLink(host, br.index, { up: true });
+    br = getLink(host, br.index);
+  }
+  if (conf.promiscMode && !br.promisc) setLink(host, br.index, { promisc: true });
+  return br;
+}
+
+/** The veth pair: the pod end CNI_IFNAME in the pod, the host end on the bridge (hairpin, isolation). */
+function attachVeth(conns: { host: NetlinkConn; pod: NetlinkConn }, args: CmdArgs, conf: BridgeConf, br: Link): Link {
+  const { host, pod } = conns;
+  if (findLink(pod, args.ifName)) {
+    throw new CniError(ErrorCode.Internal, `container veth name "${args.ifName}" already exists in ${args.netns}`);
+  }
+  let hostName = randomVethName();
+  for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
+  const pair = createVeth(host, {
+    txQueueLen: 0, // as the reference creates them
+    name: hostName,
+    peerName: args.ifName,
+    peerNetns: args.netns,
+    ...(conf.mtu ? { mtu: conf.mtu } : {}),
+    ...(conf.mac ? { peerMac: conf.mac } : {}),
+  });
+  return pair.link;
+}
+
+/** Put the host end on the bridge, up, with hairpin mode and port isolation as configured. */
+function plugIntoBridge(host: NetlinkConn, conf: BridgeConf, hostEnd: Link, br: Link): Link {
+  setLink(host, hostEnd.index, { master: br.index, up: true });
+  if (conf.hairpinMode || conf.portIsolation) {
+    setBridgePort(host, hostEnd.index, {
+      ...(conf.hairpinMode ? { hairpin: true } : {}),
+      ...(conf.portIsolation ? { isolated: true } : {}),
+    });
+  }
+  return getLink(host, hostEnd.index);
+}
+
+/**
+ * The pod's addresses (on interface 2 of the result) and routes from IPAM's result: with
+ * isGateway a missing gateway is the subnet's first address, with isDefaultGateway a default
+ * route per family through it.
+ */
+function podIPConfig(ipam: Result, conf: BridgeConf): { ips: IPConfig[]; routes: Route[] } {
+  const ips = (ipam.ips ?? []).map((ip) => {
+    const out = { ...ip, interface: 2 };
+    if (!out.gateway && conf.isGateway) {
+      const net = networkOf(parseCIDR(ip.address)!);
+      const gw = net.ip.slice();
+      gw[gw.length - 1]! += 1;
+      out.gateway = formatIP(gw);
+    }
+    return out;
+  });
+  const routes: Route[] = [...(ipam.routes ?? [])];
+  if (conf.isDefaultGateway) {
+    for (const fam of [4, 6]) {
+      const gw = ips.find((i) => (i.address.includes(":") ? 6 : 4) === fam && i.gateway)?.gateway;
+      const dst = fam === 4 ? "0.0.0.0/0" : "::/0";
+      if (gw && !routes.some((r) => r.dst === dst)) routes.push({ dst, gw });
+    }
+  }
+  return { ips, routes };
+}
+
+/** The gateways' addresses on the bridge, forwarding on, and the bridge's MAC pinned. */
+function becomeGateway(host: NetlinkConn, conf: BridgeConf, br: Link, ips: readonly IPConfig[]): void {
+  for (const ip of ips) {
+    if (!ip.gateway) continue;
+    const prefix = ip.address.split("/")[1];
+    ensureGatewayAddr(host, br, `${ip.gateway}/${prefix}`, conf.forceAddress);
+    setSysctl(ip.gateway.includes(":") ? "net.ipv6.conf.all.forwarding" : "net.ipv4.ip_forward", "1");
+  }
+  // pin the bridge's MAC so it does not follow the lowest port's address as pods come and go
+  setLink(host, br.index, { mac: br.mac });
+}
+
+/**
+ * ADD in named steps; each step that changes the host or the pod pushes its undo, and a failure
+ * takes back everything done so far (masquerading, the MAC check, the veth, the reservation).
+ */
 async function add(args: CmdArgs): Promise<Result> {
   const conf = parseBridgeConf(args);
   validateIfName(args.ifName);
   const host = NetlinkConn.open();
   const pod = openPodConn(args.netns);
-  let vethCreated = false;
-  let ipamDone = false;
-  let masqDone: string[] = [];
-  let spoof: { port: string; mac: string } | undefined;
+  const undo = new UndoStack();
   try {
-    let br = ensureBridge(host, conf.bridge, { ...(conf.mtu ? { mtu: conf.mtu } : {}), up: false });
-    if (!br.up) {
-      // Before the bridge first comes up: no DAD for its IPv6 link-local address. While that
-      // address is tentative the kernel sends no neighbour solicitation for packets it routes into
-      // the bridge, so traffic from the host or another node to a new pod waits ~2 s.
-      try {
-        setSysctl(`net/ipv6/conf/${conf.bridge}/accept_dad`, 0);
-      } catch {
-        // IPv6 disabled on this host: nothing to wait for
-      }
-      setLink(host, br.index, { up: true });
-      br = getLink(host, br.index);
-    }
-    if (conf.promiscMode && !br.promisc) setLink(host, br.index, { promisc: true });
-    if (findLink(pod, args.ifName)) {
-      throw new CniError(ErrorCode.Internal, `container veth name "${args.ifName}" already exists in ${args.netns}`);
-    }
-    let hostName = randomVethName();
-    for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
-    const pair = createVeth(host, {
-      txQueueLen: 0, // as the reference creates them
-      name: hostName,
-      peerName: args.ifName,
-      peerNetns: args.netns,
-      ...(conf.mtu ? { mtu: conf.mtu } : {}),
-      ...(conf.mac ? { peerMac: conf.mac } : {}),
-    });
-    vethCreated = true;
-    setLink(host, pair.link.index, { master: br.index, up: true });
-    if (conf.hairpinMode || conf.portIsolation) {
-      setBridgePort(host, pair.link.index, {
-        ...(conf.hairpinMode ? { hairpin: true } : {}),
-        ...(conf.portIsolation ? { isolated: true } : {}),
-      });
-    }
-    const hostVeth = getLink(host, pair.link.index);
+    let br = setUpBridge(host, conf);
+    const hostEnd = attachVeth({ host, pod }, args, conf, br);
+    undo.push("the veth pair", undoPodLink(pod, args.ifName));
+    const hostVeth = plugIntoBridge(host, conf, hostEnd, br);
 
-    let result: Result = { cniVersion: "1.1.0" };
+    let ipam: Result = { cniVersion: "1.1.0" };
     if (conf.ipamType) {
-      result = await delegateAdd(conf.ipamType, args, args.stdinData);
-      ipamDone = true;
-      if (!result.ips || result.ips.length === 0) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+      ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
+      undo.push("the IPAM reservation", undoIpam(args, conf.ipamType));
+      if (!ipam.ips || ipam.ips.length === 0) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
     }
-    const ips = (result.ips ?? []).map((ip) => {
-      const out = { ...ip, interface: 2 };
-      if (!out.gateway && conf.isGateway) {
-        const net = networkOf(parseCIDR(ip.address)!);
-        const gw = net.ip.slice();
-        gw[gw.length - 1]! += 1;
-        out.gateway = formatIP(gw);
-      }
-      return out;
-    });
-    const routes: Route[] = [...(result.routes ?? [])];
-    if (conf.isDefaultGateway) {
-      for (const fam of [4, 6]) {
-        const gw = ips.find((i) => (i.address.includes(":") ? 6 : 4) === fam && i.gateway)?.gateway;
-        const dst = fam === 4 ? "0.0.0.0/0" : "::/0";
-        if (gw && !routes.some((r) => r.dst === dst)) routes.push({ dst, gw });
-      }
-    }
-    if (!conf.disableContainerInterface) {
-      configureIface(pod, args.ifName, { ips, routes }, { dad: conf.enabledad });
-    }
-    if (conf.isGateway) {
-      for (const ip of ips) {
-        if (!ip.gateway) continue;
-        const prefix = ip.address.split("/")[1];
-        ensureGatewayAddr(host, br, `${ip.gateway}/${prefix}`, conf.forceAddress);
-        setSysctl(ip.gateway.includes(":") ? "net.ipv6.conf.all.forwarding" : "net.ipv4.ip_forward", "1");
-      }
-      // pin the bridge's MAC so it does not follow the lowest port's address as pods come and go
-      setLink(host, br.index, { mac: br.mac });
-    }
+    const { ips, routes } = podIPConfig(ipam, conf);
+    if (!conf.disableContainerInterface) configureIface(pod, args.ifName, { ips, routes }, { dad: conf.enabledad });
+    if (conf.isGateway) becomeGateway(host, conf, br, ips);
     if (conf.ipMasq && ips.length > 0) {
-      masqDone = ips.map((i) => i.address);
-      addMasq(masqDone, conf.ipMasqExclude);
+      const masq = ips.map((i) => i.address);
+      undo.push("masquerading", () => delMasq(masq, conf.ipMasqExclude)); // before: a half-applied addMasq is undone too
+      addMasq(masq, conf.ipMasqExclude);
     }
     br = getLink(host, br.index);
     const podLink = getLink(pod, args.ifName);
     if (conf.macspoofchk) {
-      spoof = { port: hostVeth.name, mac: podLink.mac };
-      addMacSpoofCheck(spoof.port, spoof.mac);
+      undo.push("the MAC spoof check", () => delMacSpoofCheck(hostVeth.name, podLink.mac));
+      addMacSpoofCheck(hostVeth.name, podLink.mac);
     }
     const out: Result = {
       cniVersion: "1.1.0",
@@ -234,13 +266,10 @@ async function add(args: CmdArgs): Promise<Result> {
     if (routes.length > 0) out.routes = routes;
     const dns = args.config.dns;
     if (dns && Object.keys(dns).length > 0) out.dns = dns;
-    else if (result.dns) out.dns = result.dns;
+    else if (ipam.dns) out.dns = ipam.dns;
     return out;
   } catch (e) {
-    // leave nothing half-done: masquerading, the pod end (its peer goes with it), the reservation
-    if (masqDone.length > 0) delMasq(masqDone, conf.ipMasqExclude);
-    if (spoof) delMacSpoofCheck(spoof.port, spoof.mac);
-    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
+    await undo.unwind(args.log);
     throw toCniError(e);
   } finally {
     host.close();

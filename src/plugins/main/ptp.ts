@@ -15,7 +15,8 @@ import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoAdd } from "../common/veth-pod.ts";
+import { UndoStack } from "../common/undo.ts";
+import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { hasField, mtuCodec } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -124,15 +125,13 @@ async function add(args: CmdArgs): Promise<Result> {
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
   const host = NetlinkConn.open();
-  let vethCreated = false;
-  let masqDone: string[] = [];
-  let ipamDone = false;
+  const undo = new UndoStack();
   try {
     if (findLink(pod, args.ifName)) {
       throw internal(`container veth name "${args.ifName}" already exists in ${args.netns}`);
     }
     const ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
-    ipamDone = true;
+    undo.push("the IPAM reservation", undoIpam(args, conf.ipamType));
     if (!ipam.ips || ipam.ips.length === 0) throw internal("IPAM plugin returned missing IP config");
     const addrs = podAddrs(ipam.ips);
     enableForwarding(addrs);
@@ -146,7 +145,7 @@ async function add(args: CmdArgs): Promise<Result> {
       peerNetns: args.netns,
       ...(conf.mtu ? { mtu: conf.mtu } : {}),
     });
-    vethCreated = true;
+    undo.push("the veth pair", undoPodLink(pod, args.ifName));
     setLink(host, pair.link.index, { up: true });
     const podIndex = configurePod(pod, args.ifName, addrs, ipam);
     configureHost(host, pair.link.index, addrs);
@@ -163,8 +162,9 @@ async function add(args: CmdArgs): Promise<Result> {
     };
     if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;
     if (conf.ipMasq) {
-      masqDone = ipam.ips.map((i) => i.address);
-      addMasq(masqDone);
+      const masq = ipam.ips.map((i) => i.address);
+      undo.push("masquerading", () => delMasq(masq)); // before: a half-applied addMasq is undone too
+      addMasq(masq);
     }
     // DNS from the config wins over what IPAM returned, as in the reference
     const dns = args.config.dns;
@@ -173,8 +173,7 @@ async function add(args: CmdArgs): Promise<Result> {
     return out;
   } catch (e) {
     // leave nothing half-done: masquerading, the pod end (the host end goes with it), the reservation
-    if (masqDone.length > 0) delMasq(masqDone);
-    await undoAdd(args, { pod, vethCreated, ipamType: conf.ipamType, ipamDone });
+    await undo.unwind(args.log);
     throw toCniError(e);
   } finally {
     host.close();
