@@ -6,7 +6,8 @@
 
 import { delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
-import { deleteLink } from "../../net/link.ts";
+import { deleteLink, findLink, type Link } from "../../net/link.ts";
+import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 
@@ -14,6 +15,23 @@ import { CniError, ErrorCode } from "../../spec/error.ts";
 export function randomVethName(): string {
   const b = crypto.getRandomValues(new Uint8Array(4));
   return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/**
+ * A veth pair for a pod: the pod end CNI_IFNAME born in the pod's namespace (with `mac` when
+ * given), the host end under a free random name; both with `mtu` when given. Returns the host end.
+ */
+export function createPodVeth(host: NetlinkConn, args: CmdArgs, opts: { mtu?: number | undefined; mac?: string | undefined }): Link {
+  let hostName = randomVethName();
+  for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
+  return createVeth(host, {
+    txQueueLen: 0, // as the reference creates them
+    name: hostName,
+    peerName: args.ifName,
+    peerNetns: args.netns,
+    ...(opts.mtu ? { mtu: opts.mtu } : {}),
+    ...(opts.mac ? { peerMac: opts.mac } : {}),
+  }).link;
 }
 
 /** An rtnetlink connection inside the pod's namespace (code 3 when it cannot be opened). */

@@ -12,10 +12,9 @@ import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, getLink, setLink, type Link } from "../../net/link.ts";
 import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
-import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { UndoStack } from "../common/undo.ts";
-import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoIpam, undoPodLink } from "../common/veth-pod.ts";
+import { cleanupAll, createPodVeth, delVethPod, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, hasMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { argsCniCodec, cniArgsMac, hasField, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -148,23 +147,13 @@ function setUpBridge(host: NetlinkConn, conf: BridgeConf): Link {
   return br;
 }
 
-/** The veth pair: the pod end CNI_IFNAME in the pod, the host end on the bridge (hairpin, isolation). */
-function attachVeth(conns: { host: NetlinkConn; pod: NetlinkConn }, args: CmdArgs, conf: BridgeConf, br: Link): Link {
+/** The veth pair: the pod end CNI_IFNAME in the pod (code 999 when the name is taken there), the host end in the host. */
+function attachVeth(conns: { host: NetlinkConn; pod: NetlinkConn }, args: CmdArgs, conf: BridgeConf): Link {
   const { host, pod } = conns;
   if (findLink(pod, args.ifName)) {
     throw new CniError(ErrorCode.Internal, `container veth name "${args.ifName}" already exists in ${args.netns}`);
   }
-  let hostName = randomVethName();
-  for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
-  const pair = createVeth(host, {
-    txQueueLen: 0, // as the reference creates them
-    name: hostName,
-    peerName: args.ifName,
-    peerNetns: args.netns,
-    ...(conf.mtu ? { mtu: conf.mtu } : {}),
-    ...(conf.mac ? { peerMac: conf.mac } : {}),
-  });
-  return pair.link;
+  return createPodVeth(host, args, { mtu: conf.mtu, mac: conf.mac });
 }
 
 /** Put the host end on the bridge, up, with hairpin mode and port isolation as configured. */
@@ -230,7 +219,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const undo = new UndoStack();
   try {
     let br = setUpBridge(host, conf);
-    const hostEnd = attachVeth({ host, pod }, args, conf, br);
+    const hostEnd = attachVeth({ host, pod }, args, conf);
     undo.push("the veth pair", undoPodLink(pod, args.ifName));
     const hostVeth = plugIntoBridge(host, conf, hostEnd, br);
 

@@ -13,10 +13,9 @@ import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, getLink, setLink } from "../../net/link.ts";
 import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
-import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { UndoStack } from "../common/undo.ts";
-import { cleanupAll, delVethPod, openPodConn, passToIPAM, randomVethName, undoIpam, undoPodLink } from "../common/veth-pod.ts";
+import { cleanupAll, createPodVeth, delVethPod, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { hasField, mtuCodec } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -136,21 +135,13 @@ async function add(args: CmdArgs): Promise<Result> {
     const addrs = podAddrs(ipam.ips);
     enableForwarding(addrs);
 
-    let hostName = randomVethName();
-    for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
-    const pair = createVeth(host, {
-      txQueueLen: 0, // as the reference creates them
-      name: hostName,
-      peerName: args.ifName,
-      peerNetns: args.netns,
-      ...(conf.mtu ? { mtu: conf.mtu } : {}),
-    });
+    const hostEnd = createPodVeth(host, args, { mtu: conf.mtu });
     undo.push("the veth pair", undoPodLink(pod, args.ifName));
-    setLink(host, pair.link.index, { up: true });
+    setLink(host, hostEnd.index, { up: true });
     const podIndex = configurePod(pod, args.ifName, addrs, ipam);
-    configureHost(host, pair.link.index, addrs);
+    configureHost(host, hostEnd.index, addrs);
 
-    const hostVeth = getLink(host, pair.link.index);
+    const hostVeth = getLink(host, hostEnd.index);
     const podLink = getLink(pod, podIndex);
     const out: Result = {
       cniVersion: "1.1.0",
