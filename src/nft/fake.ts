@@ -2,6 +2,8 @@
  * `FakeNft`: an in-memory nftables for unit tests. It applies transactions to a model of tables,
  * chains (rules kept as the objects given), sets and elements, all-or-nothing, and fails with the
  * errno the kernel would use (ENOENT, EEXIST, EBUSY, EINVAL), so `isNotFound` / `isExists` work.
+ * It answers look-ups in `NftConn`'s shapes (a listed rule is the rule encoded and decoded as the
+ * kernel would list it), and `dump()` prints its whole state as readable text for tests to compare.
  */
 
 import { Errno } from "../sys/errno.ts";
@@ -9,10 +11,13 @@ import { toHex } from "../netlink/bytes.ts";
 import { NetlinkError } from "../netlink/error.ts";
 import type { NftClient } from "./client.ts";
 import { keyLen } from "./datatype.ts";
-import type { ElementInfo, TableInfo } from "./list.ts";
+import { formatChain, formatElement, formatRule, formatSet } from "./dump.ts";
+import { encodeOperation } from "./encode.ts";
+import { type ChainInfo, decodeRule, type ElementInfo, type RuleInfo, type TableInfo } from "./list.ts";
 import type { Chain, Element, Family, NftMap, NftObject, NftSet, Rule } from "./objects.ts";
 import type { Operation, Transaction } from "./transaction.ts";
 import { concat } from "./value.ts";
+import { NF_INET_HOOK } from "./uapi.ts";
 import type { Verdict } from "./verdict.ts";
 
 /** A chain in the fake, with its rules in order. */
@@ -109,14 +114,50 @@ export class FakeNft implements NftClient {
     return [...s.elements.values()];
   }
 
-  /** A chain and its rules, or undefined. */
-  getChain(family: Family, table: string, name: string): FakeChain | undefined {
+  /** The chain as `NftConn.getChain` reports it (base chains with hook, priority, policy, type), or undefined. */
+  getChain(family: Family, table: string, name: string): ChainInfo | undefined {
+    const c = this.fakeChain(family, table, name)?.def;
+    if (!c) return undefined;
+    if (c.hook === undefined) return { family, table, name };
+    return { family, table, name, hook: NF_INET_HOOK[c.hook], priority: c.priority ?? 0, policy: c.policy ?? "accept", type: c.type ?? "filter" };
+  }
+
+  /** The rules of a chain as `NftConn.listRules` lists them (kernel expressions, handles); empty when missing. */
+  listRules(family: Family, table: string, chain: string): RuleInfo[] {
+    const c = this.fakeChain(family, table, chain);
+    const ctx = { family, table, nextSetId: () => 0 };
+    return (c?.rules ?? []).map(({ handle, rule }) => ({ ...decodeRule(encodeOperation(ctx, { verb: "add", obj: rule }).body), handle }));
+  }
+
+  /** A chain as the fake keeps it (its definition and rules as given), or undefined. */
+  fakeChain(family: Family, table: string, name: string): FakeChain | undefined {
     return this.state.get(`${family}/${table}`)?.chains.get(name);
   }
 
   /** A set or map, or undefined. */
   getSet(family: Family, table: string, name: string): FakeSet | undefined {
     return this.state.get(`${family}/${table}`)?.sets.get(name);
+  }
+
+  /**
+   * The whole state as text: each table (sorted), its chains with their rules in order, its sets
+   * and maps with their elements (sorted), indented by two spaces a level.
+   */
+  dump(): string {
+    const out: string[] = [];
+    for (const id of [...this.state.keys()].sort()) {
+      const t = this.state.get(id)!;
+      out.push(`table ${id.replace("/", " ")}${t.flags ? ` { flags ${t.flags} }` : ""}`);
+      for (const c of t.chains.values()) {
+        out.push(`  ${formatChain(c.def)}`);
+        for (const { rule } of c.rules) out.push(`    ${formatRule(rule)}`);
+      }
+      for (const set of t.sets.values()) {
+        out.push(`  ${formatSet(set.def)}`);
+        for (const e of [...set.elements.values()].map((e) => formatElement(set.def, e)).sort()) out.push(`    ${e}`);
+      }
+    }
+    return out.map((l) => `${l}\n`).join("");
   }
 
   private step(state: Map<string, FakeTable>, id: string, op: Operation): void {

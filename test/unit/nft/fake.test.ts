@@ -30,7 +30,7 @@ describe("FakeNft", () => {
   test("tables, chains and sets exist after a transaction", () => {
     expect(nft.getTable("inet", "cni")).toEqual({ family: "inet", name: "cni", flags: 0, use: 4 });
     expect(nft.getTable("ip", "cni")).toBeUndefined();
-    expect(nft.getChain("inet", "cni", "out")?.def).toEqual(out);
+    expect(nft.fakeChain("inet", "cni", "out")?.def).toEqual(out);
     expect(nft.getSet("inet", "cni", "pods")?.def).toEqual(pods);
     expect(nft.applied.length).toBe(1);
   });
@@ -112,17 +112,17 @@ describe("FakeNft", () => {
     const lookup = { kind: "rule", chain: "out", exprs: [{ kind: "lookup", set: "pods", sreg: 8 }] } as const;
     const first = { kind: "rule", chain: "out", exprs: [{ kind: "counter" }] } as const;
     nft.apply(new Transaction(T).add(lookup).insert(first));
-    expect(nft.getChain("inet", "cni", "out")?.rules.map((r) => r.rule)).toEqual([first, lookup]);
+    expect(nft.fakeChain("inet", "cni", "out")?.rules.map((r) => r.rule)).toEqual([first, lookup]);
     expect((errOf(() => nft.apply(new Transaction(T).delete(pods))) as NetlinkError).code).toBe("EBUSY");
     expect((errOf(() => nft.apply(new Transaction(T).delete(out))) as NetlinkError).code).toBe("EBUSY");
     nft.apply(new Transaction(T).flush(out).delete(out).delete(pods));
     expect(nft.getChain("inet", "cni", "out")).toBeUndefined();
     const handle = (() => {
       nft.apply(new Transaction(T).add({ kind: "rule", chain: "pod", exprs: [] }));
-      return nft.getChain("inet", "cni", "pod")!.rules[0]!.handle;
+      return nft.fakeChain("inet", "cni", "pod")!.rules[0]!.handle;
     })();
     nft.apply(new Transaction(T).delete({ kind: "rule", chain: "pod", exprs: [], handle }));
-    expect(nft.getChain("inet", "cni", "pod")?.rules).toEqual([]);
+    expect(nft.fakeChain("inet", "cni", "pod")?.rules).toEqual([]);
   });
 
   test("deleting the table removes everything; delete again is not found, destroy is fine", () => {
