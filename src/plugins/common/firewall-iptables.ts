@@ -44,14 +44,14 @@ import { makeDir, readText } from "../../sys/file.ts";
 import { withFileLock } from "../../sys/flock.ts";
 import { joinPath as join } from "../../sys/path.ts";
 import { isExists, isNotFound } from "../../netlink/error.ts";
-import type { NftConn } from "../../nft/conn.ts";
+import type { NftClient } from "../../nft/client.ts";
 import type { Expr } from "../../nft/expr.ts";
 import type { RuleInfo } from "../../nft/list.ts";
 import { Transaction } from "../../nft/transaction.ts";
 import { mark } from "../../nft/value.ts";
 import { decodeVerdict, verdict } from "../../nft/verdict.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
-import { CT_ESTABLISHED_RELATED, ctHasAny, IPS_DST_NAT, nfprotoIs } from "./nft-match.ts";
+import { CT_ESTABLISHED_RELATED, ctHasAny, IP_FAMILIES, IPS_DST_NAT, loadAddr, nfprotoIs } from "../../nft/match.ts";
 
 /** The packet mark bit that lets pod traffic through iptables' FORWARD chain. */
 export const FORWARD_MARK = 0x1000;
@@ -181,7 +181,7 @@ export function isCnikitRule(rule: RuleInfo): boolean {
 }
 
 /** The FORWARD chains (per family and backend) that drop what no rule accepts. */
-export function droppingForwardChains(conn: NftConn, exec: Exec = runSync, families: ReadonlyArray<4 | 6> = [4, 6]): ForwardChain[] {
+export function droppingForwardChains(conn: NftClient, exec: Exec = runSync, families: ReadonlyArray<4 | 6> = [4, 6]): ForwardChain[] {
   const out: ForwardChain[] = [];
   for (const v of families) {
     const chain = conn.getChain(familyOf(v), "filter", "FORWARD");
@@ -211,22 +211,17 @@ export function markChainTransaction(table: string): Transaction {
   const tx = new Transaction({ family: "inet", table });
   tx.create({ kind: "chain", name: MARK_CHAIN, type: "filter", hook: "forward", priority: MARK_CHAIN_PRIORITY });
   tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: markBit(false) });
-  for (const v of [4, 6] as const) {
-    const len = v === 4 ? 4 : 16;
-    const [saddr, daddr] = v === 4 ? [12, 16] : [8, 24];
-    const pod = (offset: number): Expr[] => [
-      { kind: "payload", base: "network", offset, len, dreg: 1 },
-      { kind: "lookup", set: `pods${v}`, sreg: 1 },
-    ];
+  for (const f of IP_FAMILIES) {
+    const pod = (which: "saddr" | "daddr"): Expr[] => [loadAddr(f, which, 1), { kind: "lookup", set: `pods${f.v}`, sreg: 1 }];
     const pass: Expr[] = [...markBit(true), { kind: "immediate", verdict: verdict.accept }];
-    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(v), ...pod(saddr), ...pass] });
-    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(v), ...ctHasAny("state", CT_ESTABLISHED_RELATED), ...pod(daddr), ...pass] });
-    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(v), ...ctHasAny("status", IPS_DST_NAT), ...pod(daddr), ...pass] });
+    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(f), ...pod("saddr"), ...pass] });
+    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(f), ...ctHasAny("state", CT_ESTABLISHED_RELATED), ...pod("daddr"), ...pass] });
+    tx.add({ kind: "rule", chain: MARK_CHAIN, exprs: [...nfprotoIs(f), ...ctHasAny("status", IPS_DST_NAT), ...pod("daddr"), ...pass] });
   }
   return tx;
 }
 
-function hasAcceptRule(conn: NftConn, c: ForwardChain, exec: Exec): boolean {
+function hasAcceptRule(conn: NftClient, c: ForwardChain, exec: Exec): boolean {
   if (c.backend === "nft") return conn.listRules(familyOf(c.v), "filter", "FORWARD").some(isCnikitRule);
   return exec([mustBinary(c, exec), "-w", "-C", "FORWARD", ...ACCEPT_RULE]).code === 0;
 }
@@ -240,7 +235,7 @@ function lockPath(dataDir: string): string {
  * ADD: where an iptables FORWARD chain drops, make sure the mark chain and the one accept rule of
  * that family and backend exist. Cheap where nothing drops (no exec, no lock).
  */
-export function ensureForwardAccept(conn: NftConn, opts: ForwardAcceptOptions): void {
+export function ensureForwardAccept(conn: NftClient, opts: ForwardAcceptOptions): void {
   const exec = opts.exec ?? runSync;
   const chains = droppingForwardChains(conn, exec, opts.families);
   if (chains.length === 0) return;
@@ -261,7 +256,7 @@ export function ensureForwardAccept(conn: NftConn, opts: ForwardAcceptOptions): 
   });
 }
 
-function podsLeft(conn: NftConn, table: string): boolean {
+function podsLeft(conn: NftClient, table: string): boolean {
   return conn.listElements("inet", table, "pods4").length > 0 || conn.listElements("inet", table, "pods6").length > 0;
 }
 
@@ -269,7 +264,7 @@ function podsLeft(conn: NftConn, table: string): boolean {
  * DEL and GC: when no pod is left in the firewall's sets, delete the accept rules (exactly those
  * carrying the comment, in every family and backend) and the mark chain.
  */
-export function releaseForwardAccept(conn: NftConn, opts: ForwardAcceptOptions): void {
+export function releaseForwardAccept(conn: NftClient, opts: ForwardAcceptOptions): void {
   const exec = opts.exec ?? runSync;
   if (!conn.getChain("inet", opts.table, MARK_CHAIN) || podsLeft(conn, opts.table)) return;
   withFileLock(lockPath(opts.dataDir), () => {
@@ -299,7 +294,7 @@ export function releaseForwardAccept(conn: NftConn, opts: ForwardAcceptOptions):
 }
 
 /** CHECK: where an iptables FORWARD chain drops, the mark chain and the accept rule must be there. */
-export function checkForwardAccept(conn: NftConn, opts: ForwardAcceptOptions): void {
+export function checkForwardAccept(conn: NftClient, opts: ForwardAcceptOptions): void {
   const exec = opts.exec ?? runSync;
   const chains = droppingForwardChains(conn, exec, opts.families);
   if (chains.length === 0) return;

@@ -6,14 +6,14 @@
  * as the reference's ipMasq does.
  */
 
-import { isExists, isNotFound } from "../../netlink/error.ts";
-import { NftConn } from "../../nft/conn.ts";
-import type { Expr } from "../../nft/expr.ts";
+import { ensureTable, removeElements } from "../../nft/ensure.ts";
+import { cleanupWithNft, withNft } from "../../nft/handle.ts";
+import { addrInNet, ipFamily, type IpFamily, IP_FAMILIES, loadAddr, nfprotoIs } from "../../nft/match.ts";
+import type { Element } from "../../nft/objects.ts";
 import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
-import { ipv4, ipv6 } from "../../nft/value.ts";
 import { verdict } from "../../nft/verdict.ts";
-import { formatIP, networkOf, parseCIDR } from "../../spec/ip.ts";
+import { networkOf, parseCIDR } from "../../spec/ip.ts";
 import { ipToBigInt, bigIntToIP } from "../../ipam/range.ts";
 import { listAddresses } from "../../net/addr.ts";
 import { findLink } from "../../net/link.ts";
@@ -23,80 +23,28 @@ import { bool, list, refine, str } from "../../spec/decode.ts";
 
 /** The table cnikit's masquerading lives in. */
 export const MASQ_TABLE = "cnikit_masq";
-const NFPROTO_IPV4 = 2;
-const NFPROTO_IPV6 = 10;
-
-interface Fam {
-  v: 4 | 6;
-  proto: number;
-  type: "ipv4_addr" | "ipv6_addr";
-  len: number;
-  saddr: number;
-  daddr: number;
-  mcast: Uint8Array;
-  mcastMask: Uint8Array;
-  enc: (s: string) => Uint8Array;
-}
-
-const FAMS: Fam[] = [
-  { v: 4, proto: NFPROTO_IPV4, type: "ipv4_addr", len: 4, saddr: 12, daddr: 16, mcast: Uint8Array.of(224, 0, 0, 0), mcastMask: Uint8Array.of(0xf0, 0, 0, 0), enc: ipv4 },
-  {
-    v: 6, proto: NFPROTO_IPV6, type: "ipv6_addr", len: 16, saddr: 8, daddr: 24,
-    mcast: Uint8Array.of(0xff, ...new Array<number>(15).fill(0)), mcastMask: Uint8Array.of(0xff, ...new Array<number>(15).fill(0)),
-    enc: ipv6,
-  },
-];
-
-function isFamily(f: Fam): Expr[] {
-  return [
-    { kind: "meta", key: "nfproto", dreg: 1 },
-    { kind: "cmp", op: "eq", sreg: 1, data: Uint8Array.of(f.proto) },
-  ];
-}
+const WHERE = { family: "inet", table: MASQ_TABLE } as const;
 
 /** The shared objects: table, postrouting chain, sets and the three rules per family. */
 function setupTransaction(): Transaction {
-  const tx = new Transaction({ family: "inet", table: MASQ_TABLE });
+  const tx = new Transaction(WHERE);
   tx.create({ kind: "table" });
   tx.add({ kind: "chain", name: "postrouting", type: "nat", hook: "postrouting", priority: 100 });
-  for (const f of FAMS) {
-    tx.add({ kind: "set", name: `masq${f.v}`, key: f.type });
-    tx.add({ kind: "set", name: `keep${f.v}`, key: [f.type, f.type], flags: ["interval"] });
+  for (const f of IP_FAMILIES) {
+    tx.add({ kind: "set", name: `masq${f.v}`, key: f.addrType });
+    tx.add({ kind: "set", name: `keep${f.v}`, key: [f.addrType, f.addrType], flags: ["interval"] });
   }
-  for (const f of FAMS) {
+  for (const f of IP_FAMILIES) {
     const [a, b] = concatRegs(reg32(0), [f.len, f.len]);
     // pod -> its own subnet: not masqueraded
     tx.add({
       kind: "rule", chain: "postrouting",
-      exprs: [
-        ...isFamily(f),
-        { kind: "payload", base: "network", offset: f.saddr, len: f.len, dreg: a! },
-        { kind: "payload", base: "network", offset: f.daddr, len: f.len, dreg: b! },
-        { kind: "lookup", set: `keep${f.v}`, sreg: a! },
-        { kind: "immediate", verdict: verdict.return },
-      ],
+      exprs: [...nfprotoIs(f), loadAddr(f, "saddr", a!), loadAddr(f, "daddr", b!), { kind: "lookup", set: `keep${f.v}`, sreg: a! }, { kind: "immediate", verdict: verdict.return }],
     });
     // multicast: not masqueraded
-    tx.add({
-      kind: "rule", chain: "postrouting",
-      exprs: [
-        ...isFamily(f),
-        { kind: "payload", base: "network", offset: f.daddr, len: f.len, dreg: 1 },
-        { kind: "bitwise", sreg: 1, dreg: 1, len: f.len, mask: f.mcastMask, xor: new Uint8Array(f.len) },
-        { kind: "cmp", op: "eq", sreg: 1, data: f.mcast },
-        { kind: "immediate", verdict: verdict.return },
-      ],
-    });
+    tx.add({ kind: "rule", chain: "postrouting", exprs: [...nfprotoIs(f), ...addrInNet(f.multicast, "daddr"), { kind: "immediate", verdict: verdict.return }] });
     // any other traffic from a pod: masqueraded
-    tx.add({
-      kind: "rule", chain: "postrouting",
-      exprs: [
-        ...isFamily(f),
-        { kind: "payload", base: "network", offset: f.saddr, len: f.len, dreg: 1 },
-        { kind: "lookup", set: `masq${f.v}`, sreg: 1 },
-        { kind: "masq" },
-      ],
-    });
+    tx.add({ kind: "rule", chain: "postrouting", exprs: [...nfprotoIs(f), loadAddr(f, "saddr", 1), { kind: "lookup", set: `masq${f.v}`, sreg: 1 }, { kind: "masq" }] });
   }
   return tx;
 }
@@ -112,14 +60,25 @@ function bounds(net: { ip: Uint8Array; prefix: number }): { first: bigint; last:
  * (`ipMasqExclude`, kubenet's non-masquerade CIDR), leaving out a range inside another (an
  * interval set refuses overlapping elements; CIDRs either nest or are disjoint).
  */
-function elementsOf(cidr: string, exclude: readonly string[] = []): { f: Fam; ip: Uint8Array; keep: { key: Uint8Array[]; keyEnd: Uint8Array[] }[] } {
+function elementsOf(cidr: string, exclude: readonly string[] = []): { f: IpFamily; ip: Uint8Array; keep: { key: Uint8Array[]; keyEnd: Uint8Array[] }[] } {
   const net = parseCIDR(cidr)!;
-  const f = net.ip.length === 4 ? FAMS[0]! : FAMS[1]!;
-  const ip = f.enc(formatIP(net.ip));
+  const f = ipFamily(net.ip);
+  const ip = net.ip.slice();
   const ranges = [net, ...exclude.map((c) => parseCIDR(c)).filter((n) => !!n && n.ip.length === net.ip.length)].map((n) => bounds(n!));
   const kept = ranges.filter((r, i) => !ranges.some((o, j) => j !== i && o.first <= r.first && r.last <= o.last && (o.first !== r.first || o.last !== r.last || j < i)));
-  const enc = (v: bigint) => f.enc(formatIP(bigIntToIP(v, net.ip.length)));
+  const enc = (v: bigint) => bigIntToIP(v, net.ip.length);
   return { f, ip, keep: kept.map((r) => ({ key: [ip, enc(r.first)], keyEnd: [ip, enc(r.last)] })) };
+}
+
+/** The elements of these pod addresses: each address in `masqN`, its kept ranges in `keepN`. */
+function podElements(cidrs: readonly string[], exclude: readonly string[]): Element[] {
+  return cidrs.flatMap((c) => {
+    const { f, ip, keep } = elementsOf(c, exclude);
+    return [
+      { kind: "element" as const, set: `masq${f.v}`, key: ip },
+      ...keep.map((k) => ({ kind: "element" as const, set: `keep${f.v}`, key: k.key, keyEnd: k.keyEnd })),
+    ];
+  });
 }
 
 /**
@@ -127,67 +86,29 @@ function elementsOf(cidr: string, exclude: readonly string[] = []): { f: Fam; ip
  * to the `exclude` CIDRs; creates the shared rules once.
  */
 export function addMasq(cidrs: readonly string[], exclude: readonly string[] = []): void {
-  const conn = NftConn.open();
-  try {
-    if (!conn.getTable("inet", MASQ_TABLE)) {
-      try {
-        conn.apply(setupTransaction());
-      } catch (e) {
-        if (!isExists(e)) throw e; // another ADD created it first: fine
-      }
-    }
-    const tx = new Transaction({ family: "inet", table: MASQ_TABLE });
-    for (const c of cidrs) {
-      const { f, ip, keep } = elementsOf(c, exclude);
-      tx.add({ kind: "element", set: `masq${f.v}`, key: ip });
-      for (const k of keep) tx.add({ kind: "element", set: `keep${f.v}`, key: k.key, keyEnd: k.keyEnd });
-    }
-    conn.apply(tx);
-  } finally {
-    conn.close();
-  }
+  withNft((nft) => {
+    ensureTable(nft, setupTransaction());
+    const tx = new Transaction(WHERE);
+    for (const el of podElements(cidrs, exclude)) tx.add(el);
+    nft.apply(tx);
+  });
 }
 
 /** Stop masquerading these pod addresses (missing elements or table are fine); `exclude` as given to addMasq. */
 export function delMasq(cidrs: readonly string[], exclude: readonly string[] = []): void {
   if (cidrs.length === 0) return;
-  let conn: NftConn;
-  try {
-    conn = NftConn.open();
-  } catch {
-    return;
-  }
-  try {
-    if (!conn.getTable("inet", MASQ_TABLE)) return;
-    for (const c of cidrs) {
-      const { f, ip, keep } = elementsOf(c, exclude);
-      // one transaction per element: an element already gone must not keep the other
-      for (const el of [
-        { kind: "element" as const, set: `masq${f.v}`, key: ip },
-        ...keep.map((k) => ({ kind: "element" as const, set: `keep${f.v}`, key: k.key, keyEnd: k.keyEnd })),
-      ]) {
-        try {
-          conn.apply(new Transaction({ family: "inet", table: MASQ_TABLE }).delete(el));
-        } catch (e) {
-          if (!isNotFound(e)) throw e;
-        }
-      }
-    }
-  } finally {
-    conn.close();
-  }
+  cleanupWithNft((nft) => {
+    if (nft.getTable("inet", MASQ_TABLE)) removeElements(nft, WHERE, podElements(cidrs, exclude));
+  });
 }
 
 /** Whether a pod address is masqueraded (for CHECK). */
 export function hasMasq(cidr: string): boolean {
-  const conn = NftConn.open();
-  try {
-    if (!conn.getTable("inet", MASQ_TABLE)) return false;
+  return withNft((nft) => {
+    if (!nft.getTable("inet", MASQ_TABLE)) return false;
     const { f, ip } = elementsOf(cidr);
-    return conn.listElements("inet", MASQ_TABLE, `masq${f.v}`).some((e) => Buffer.from(e.key).equals(Buffer.from(ip)));
-  } finally {
-    conn.close();
-  }
+    return nft.listElements("inet", MASQ_TABLE, `masq${f.v}`).some((e) => Buffer.from(e.key).equals(Buffer.from(ip)));
+  });
 }
 
 /**

@@ -5,8 +5,8 @@
  * `checked` and "veth . mac" to `allowed`; DEL removes both.
  */
 
-import { isExists, isNotFound } from "../../netlink/error.ts";
-import { NftConn } from "../../nft/conn.ts";
+import { ensureTable, removeElements } from "../../nft/ensure.ts";
+import { cleanupWithNft, withNft } from "../../nft/handle.ts";
 import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
 import { ifname } from "../../nft/value.ts";
@@ -15,10 +15,11 @@ import { parseMAC } from "../../net/mac.ts";
 
 /** The table cnikit's MAC spoof checks live in. */
 export const MACSPOOF_TABLE = "cnikit_macspoof";
+const WHERE = { family: "bridge", table: MACSPOOF_TABLE } as const;
 
 function setup(): Transaction {
   const [a, b] = concatRegs(reg32(0), [16, 6]);
-  const tx = new Transaction({ family: "bridge", table: MACSPOOF_TABLE });
+  const tx = new Transaction(WHERE);
   tx.create({ kind: "table" });
   tx.add({ kind: "chain", name: "prerouting", type: "filter", hook: "prerouting", priority: -300 });
   tx.add({ kind: "set", name: "checked", key: "ifname" });
@@ -55,82 +56,38 @@ function elements(port: string, mac: string) {
 
 /** Allow only `mac` as source on bridge port `port` (the pod's host veth). */
 export function addMacSpoofCheck(port: string, mac: string): void {
-  const conn = NftConn.open();
-  try {
-    if (!conn.getTable("bridge", MACSPOOF_TABLE)) {
-      try {
-        conn.apply(setup());
-      } catch (e) {
-        if (!isExists(e)) throw e;
-      }
-    }
-    const tx = new Transaction({ family: "bridge", table: MACSPOOF_TABLE });
+  withNft((nft) => {
+    ensureTable(nft, setup());
+    const tx = new Transaction(WHERE);
     for (const el of elements(port, mac)) tx.add(el);
-    conn.apply(tx);
-  } finally {
-    conn.close();
-  }
-}
-
-/** An nftables connection, or null when none can be opened (then there is no table to clean either). */
-function openForCleanup(): NftConn | null {
-  try {
-    return NftConn.open();
-  } catch {
-    return null;
-  }
+    nft.apply(tx);
+  });
 }
 
 /** Remove a port's check (missing table or elements, or no nftables at all, are fine). */
 export function delMacSpoofCheck(port: string, mac: string): void {
-  const conn = openForCleanup();
-  if (!conn) return;
-  try {
-    if (!conn.getTable("bridge", MACSPOOF_TABLE)) return;
-    for (const el of elements(port, mac)) {
-      try {
-        conn.apply(new Transaction({ family: "bridge", table: MACSPOOF_TABLE }).delete(el));
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
-      }
-    }
-  } finally {
-    conn.close();
-  }
+  cleanupWithNft((nft) => {
+    if (nft.getTable("bridge", MACSPOOF_TABLE)) removeElements(nft, WHERE, elements(port, mac));
+  });
 }
 
 /** Whether a port is checked with `mac` as its allowed source (for CHECK). */
 export function hasMacSpoofCheck(port: string, mac: string): boolean {
-  const conn = NftConn.open();
-  try {
-    if (!conn.getTable("bridge", MACSPOOF_TABLE)) return false;
+  return withNft((nft) => {
+    if (!nft.getTable("bridge", MACSPOOF_TABLE)) return false;
     const want = Buffer.from(ifname(port));
-    return conn.listElements("bridge", MACSPOOF_TABLE, "checked").some((e) => Buffer.from(e.key).equals(want)) &&
-      conn.listElements("bridge", MACSPOOF_TABLE, "allowed").some((e) => Buffer.from(e.key).subarray(0, 16).equals(want) && Buffer.from(e.key).subarray(16, 22).equals(Buffer.from(parseMAC(mac))));
-  } finally {
-    conn.close();
-  }
+    return nft.listElements("bridge", MACSPOOF_TABLE, "checked").some((e) => Buffer.from(e.key).equals(want)) &&
+      nft.listElements("bridge", MACSPOOF_TABLE, "allowed").some((e) => Buffer.from(e.key).subarray(0, 16).equals(want) && Buffer.from(e.key).subarray(16, 22).equals(Buffer.from(parseMAC(mac))));
+  });
 }
 
 /** Remove the checks of ports that no longer exist (a DEL without a cached result leaves them). */
 export function sweepMacSpoofChecks(exists: (port: string) => boolean): void {
-  const conn = openForCleanup();
-  if (!conn) return;
-  try {
-    if (!conn.getTable("bridge", MACSPOOF_TABLE)) return;
+  cleanupWithNft((nft) => {
+    if (!nft.getTable("bridge", MACSPOOF_TABLE)) return;
     const name = (key: Uint8Array) => new TextDecoder().decode(key.subarray(0, 16)).replace(/\0.*$/s, "");
-    const gone = [
-      ...conn.listElements("bridge", MACSPOOF_TABLE, "checked").map((e) => ({ set: "checked", key: e.key })),
-      ...conn.listElements("bridge", MACSPOOF_TABLE, "allowed").map((e) => ({ set: "allowed", key: e.key })),
-    ].filter((e) => !exists(name(e.key)));
-    for (const e of gone) {
-      try {
-        conn.apply(new Transaction({ family: "bridge", table: MACSPOOF_TABLE }).delete({ kind: "element", set: e.set, key: e.key }));
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-  } finally {
-    conn.close();
-  }
+    const gone = (["checked", "allowed"] as const).flatMap((set) =>
+      nft.listElements("bridge", MACSPOOF_TABLE, set).filter((e) => !exists(name(e.key))).map((e) => ({ kind: "element" as const, set, key: e.key })));
+    removeElements(nft, WHERE, gone);
+  });
 }

@@ -16,8 +16,11 @@
 
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
-import { isExists, isNotFound } from "../../netlink/error.ts";
-import { NftConn } from "../../nft/conn.ts";
+import type { NftClient } from "../../nft/client.ts";
+import { ensureTable, removeElements } from "../../nft/ensure.ts";
+import { withNft } from "../../nft/handle.ts";
+import { CT_ESTABLISHED_RELATED, ctHasAny, IP_FAMILIES, IPS_DST_NAT, loadAddr, nfprotoIs } from "../../nft/match.ts";
+import type { Element } from "../../nft/objects.ts";
 import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
 import { ifname, ipv4, ipv6 } from "../../nft/value.ts";
@@ -29,11 +32,11 @@ import { object, refine, str } from "../../spec/decode.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { checkForwardAccept, ensureForwardAccept, releaseForwardAccept } from "../common/firewall-iptables.ts";
-import { CT_ESTABLISHED_RELATED, ctHasAny, IPS_DST_NAT, nfprotoIs } from "../common/nft-match.ts";
 
 /** The table cnikit's firewall lives in, and its default record directory. */
 export const FIREWALL_TABLE = "cnikit_firewall";
 export const DEFAULT_DATA_DIR = "/var/lib/cni/cnikit-firewall";
+const WHERE = { family: "inet", table: FIREWALL_TABLE } as const;
 
 /** The firewall's settings. */
 export interface FirewallConf {
@@ -41,8 +44,8 @@ export interface FirewallConf {
   dataDir: string;
 }
 
-/** What ADD put in the table for one attachment. */
-interface Record_ {
+/** What ADD put in the table for one attachment (the record file holds it as JSON). */
+export interface FirewallRecord {
   ips: string[];
   isolated: boolean;
   bridge?: string;
@@ -82,23 +85,21 @@ const enc = (ip: string) => (v6(ip) ? ipv6(ip) : ipv4(ip));
 const familiesOf = (ips: string[]) => [...new Set(ips.map((ip) => (v6(ip) ? 6 : 4) as 4 | 6))];
 
 function setup(): Transaction {
-  const tx = new Transaction({ family: "inet", table: FIREWALL_TABLE });
+  const tx = new Transaction(WHERE);
   tx.create({ kind: "table" });
   tx.add({ kind: "chain", name: "forward", type: "filter", hook: "forward", priority: 0 });
-  for (const v of [4, 6] as const) {
-    tx.add({ kind: "set", name: `pods${v}`, key: v === 4 ? "ipv4_addr" : "ipv6_addr" });
-    tx.add({ kind: "set", name: `isolated${v}`, key: v === 4 ? "ipv4_addr" : "ipv6_addr" });
+  for (const f of IP_FAMILIES) {
+    tx.add({ kind: "set", name: `pods${f.v}`, key: f.addrType });
+    tx.add({ kind: "set", name: `isolated${f.v}`, key: f.addrType });
   }
   tx.add({ kind: "set", name: "crossbridge", key: ["ifname", "ifname"] });
   tx.add({ kind: "set", name: "samebridges", key: "ifname" });
   tx.add({ kind: "rule", chain: "forward", exprs: [...ctHasAny("state", CT_ESTABLISHED_RELATED), { kind: "immediate", verdict: verdict.accept }] });
   tx.add({ kind: "rule", chain: "forward", exprs: [...ctHasAny("status", IPS_DST_NAT), { kind: "immediate", verdict: verdict.accept }] });
-  for (const v of [4, 6] as const) {
-    const len = v === 4 ? 4 : 16;
-    const daddr = v === 4 ? 16 : 24;
+  for (const f of IP_FAMILIES) {
     tx.add({
       kind: "rule", chain: "forward",
-      exprs: [...nfprotoIs(v), { kind: "payload", base: "network", offset: daddr, len, dreg: 1 }, { kind: "lookup", set: `isolated${v}`, sreg: 1 }, { kind: "counter" }, { kind: "immediate", verdict: verdict.drop }],
+      exprs: [...nfprotoIs(f), loadAddr(f, "daddr", 1), { kind: "lookup", set: `isolated${f.v}`, sreg: 1 }, { kind: "counter" }, { kind: "immediate", verdict: verdict.drop }],
     });
   }
   const [a, b] = concatRegs(reg32(0), [16, 16]);
@@ -112,28 +113,15 @@ function setup(): Transaction {
       { kind: "immediate", verdict: verdict.drop },
     ],
   });
-  for (const v of [4, 6] as const) {
-    const len = v === 4 ? 4 : 16;
-    for (const off of v === 4 ? [12, 16] : [8, 24]) {
+  for (const f of IP_FAMILIES) {
+    for (const which of ["saddr", "daddr"] as const) {
       tx.add({
         kind: "rule", chain: "forward",
-        exprs: [...nfprotoIs(v), { kind: "payload", base: "network", offset: off, len, dreg: 1 }, { kind: "lookup", set: `pods${v}`, sreg: 1 }, { kind: "immediate", verdict: verdict.accept }],
+        exprs: [...nfprotoIs(f), loadAddr(f, which, 1), { kind: "lookup", set: `pods${f.v}`, sreg: 1 }, { kind: "immediate", verdict: verdict.accept }],
       });
     }
   }
   return tx;
-}
-
-function open(): NftConn {
-  const conn = NftConn.open();
-  if (!conn.getTable("inet", FIREWALL_TABLE)) {
-    try {
-      conn.apply(setup());
-    } catch (e) {
-      if (!isExists(e)) throw e; // another ADD created it first
-    }
-  }
-  return conn;
 }
 
 function recordDir(conf: FirewallConf, network: string): string {
@@ -154,8 +142,8 @@ function fromPrev(prev: Result, ifName: string): { ips: string[]; bridge?: strin
   return bridge ? { ips, bridge } : { ips };
 }
 
-function podElements(rec: Record_) {
-  const out: Array<{ kind: "element"; set: string; key: Uint8Array }> = [];
+function podElements(rec: FirewallRecord): Element[] {
+  const out: Element[] = [];
   for (const ip of rec.ips) {
     const v = v6(ip) ? 6 : 4;
     out.push({ kind: "element", set: `pods${v}`, key: enc(ip) });
@@ -164,13 +152,41 @@ function podElements(rec: Record_) {
   return out;
 }
 
-function remove(conn: NftConn, rec: Record_): void {
-  for (const el of podElements(rec)) {
-    try {
-      conn.apply(new Transaction({ family: "inet", table: FIREWALL_TABLE }).delete(el));
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
+/**
+ * ADD's nftables step: the shared table (made once), then the pod's elements in one transaction;
+ * with `sameBridge`, also its bridge against every other same-bridge network's bridge, both ways.
+ */
+export function addPod(nft: NftClient, rec: FirewallRecord, opts: { sameBridge: boolean }): void {
+  ensureTable(nft, setup());
+  const tx = new Transaction(WHERE);
+  for (const el of podElements(rec)) tx.add(el);
+  const bridge = rec.bridge;
+  if (opts.sameBridge && bridge) {
+    const others = nft.listElements("inet", FIREWALL_TABLE, "samebridges")
+      .map((e) => new TextDecoder().decode(e.key.subarray(0, 16)).replace(/\0.*$/s, ""))
+      .filter((n) => n && n !== bridge);
+    for (const o of others) {
+      tx.add({ kind: "element", set: "crossbridge", key: [ifname(bridge), ifname(o)] });
+      tx.add({ kind: "element", set: "crossbridge", key: [ifname(o), ifname(bridge)] });
     }
+    tx.add({ kind: "element", set: "samebridges", key: ifname(bridge) });
+  }
+  nft.apply(tx);
+}
+
+/** Remove a pod's elements (DEL, GC, a failed ADD): those gone already, or a missing table, are fine. */
+export function removePod(nft: NftClient, rec: FirewallRecord): void {
+  if (nft.getTable("inet", FIREWALL_TABLE)) removeElements(nft, WHERE, podElements(rec));
+}
+
+/** CHECK's nftables step: each address accepted in forwarding, and isolated when `rec.isolated`. */
+export function checkPod(nft: NftClient, rec: FirewallRecord): void {
+  if (!nft.getTable("inet", FIREWALL_TABLE)) throw new CniError(ErrorCode.Internal, "firewall: table inet cnikit_firewall is missing");
+  for (const ip of rec.ips) {
+    const v = v6(ip) ? 6 : 4;
+    const has = (set: string) => nft.listElements("inet", FIREWALL_TABLE, set).some((e) => Buffer.from(e.key).equals(Buffer.from(enc(ip))));
+    if (!has(`pods${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not accepted in forwarding`);
+    if (rec.isolated && !has(`isolated${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not isolated`);
   }
 }
 
@@ -180,45 +196,32 @@ async function add(args: CmdArgs): Promise<Result> {
   if (!prev) throw invalid("required prevResult missing (firewall is a chained plugin)");
   const { ips, bridge } = fromPrev(prev, args.ifName);
   if (ips.length === 0) throw invalid(`no IP addresses for ${args.ifName} in prevResult`);
-  const rec: Record_ = { ips, isolated: conf.ingressPolicy === "isolated", ...(bridge ? { bridge } : {}) };
-  const conn = open();
-  try {
-    const tx = new Transaction({ family: "inet", table: FIREWALL_TABLE });
-    for (const el of podElements(rec)) tx.add(el);
-    if (conf.ingressPolicy === "same-bridge") {
-      if (!bridge) throw invalid("ingressPolicy same-bridge needs a bridge in prevResult");
-      // every other same-bridge network's bridge: no traffic between them, in either direction
-      const others = conn.listElements("inet", FIREWALL_TABLE, "samebridges")
-        .map((e) => new TextDecoder().decode(e.key.subarray(0, 16)).replace(/\0.*$/s, ""))
-        .filter((n) => n && n !== bridge);
-      for (const o of others) {
-        tx.add({ kind: "element", set: "crossbridge", key: [ifname(bridge), ifname(o)] });
-        tx.add({ kind: "element", set: "crossbridge", key: [ifname(o), ifname(bridge)] });
-      }
-      tx.add({ kind: "element", set: "samebridges", key: ifname(bridge) });
-    }
-    conn.apply(tx);
-    makeDir(recordDir(conf, args.config.name ?? ""), { recursive: true, mode: 0o700 });
-    writeText(recordFile(conf, args), JSON.stringify(rec), { mode: 0o600 });
-    ensureForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir, families: familiesOf(ips) });
-  } catch (e) {
-    remove(conn, rec);
-    removeFile(recordFile(conf, args));
+  const sameBridge = conf.ingressPolicy === "same-bridge";
+  if (sameBridge && !bridge) throw invalid("ingressPolicy same-bridge needs a bridge in prevResult");
+  const rec: FirewallRecord = { ips, isolated: conf.ingressPolicy === "isolated", ...(bridge ? { bridge } : {}) };
+  withNft((nft) => {
     try {
-      releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
-    } catch {
-      // the ADD's own error is the one to report
+      addPod(nft, rec, { sameBridge });
+      makeDir(recordDir(conf, args.config.name ?? ""), { recursive: true, mode: 0o700 });
+      writeText(recordFile(conf, args), JSON.stringify(rec), { mode: 0o600 });
+      ensureForwardAccept(nft, { table: FIREWALL_TABLE, dataDir: conf.dataDir, families: familiesOf(ips) });
+    } catch (e) {
+      removePod(nft, rec);
+      removeFile(recordFile(conf, args));
+      try {
+        releaseForwardAccept(nft, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
+      } catch {
+        // the ADD's own error is the one to report
+      }
+      throw e;
     }
-    throw e;
-  } finally {
-    conn.close();
-  }
+  });
   return structuredClone(prev);
 }
 
-function readRecord(file: string): Record_ | undefined {
+function readRecord(file: string): FirewallRecord | undefined {
   try {
-    return JSON.parse(readText(file)) as Record_;
+    return JSON.parse(readText(file)) as FirewallRecord;
   } catch {
     return undefined;
   }
@@ -229,15 +232,11 @@ async function del(args: CmdArgs): Promise<void> {
   const file = conf.dataDir ? recordFile(conf, args) : "";
   const rec = (file ? readRecord(file) : undefined) ?? (args.prevResult ? { ...fromPrev(args.prevResult, args.ifName), isolated: true } : undefined);
   if (rec) {
-    const conn = NftConn.open();
-    try {
-      if (conn.getTable("inet", FIREWALL_TABLE)) {
-        remove(conn, rec);
-        if (conf.dataDir) releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
-      }
-    } finally {
-      conn.close();
-    }
+    withNft((nft) => {
+      if (!nft.getTable("inet", FIREWALL_TABLE)) return;
+      removePod(nft, rec);
+      if (conf.dataDir) releaseForwardAccept(nft, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
+    });
   }
   if (file) removeFile(file);
 }
@@ -246,19 +245,10 @@ async function check(args: CmdArgs): Promise<void> {
   const conf = parseFirewallConf(args);
   if (!args.prevResult) throw invalid("required prevResult missing");
   const { ips } = fromPrev(args.prevResult, args.ifName);
-  const conn = NftConn.open();
-  try {
-    if (!conn.getTable("inet", FIREWALL_TABLE)) throw new CniError(ErrorCode.Internal, "firewall: table inet cnikit_firewall is missing");
-    for (const ip of ips) {
-      const v = v6(ip) ? 6 : 4;
-      const has = (set: string) => conn.listElements("inet", FIREWALL_TABLE, set).some((e) => Buffer.from(e.key).equals(Buffer.from(enc(ip))));
-      if (!has(`pods${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not accepted in forwarding`);
-      if (conf.ingressPolicy === "isolated" && !has(`isolated${v}`)) throw new CniError(ErrorCode.Internal, `firewall: ${ip} is not isolated`);
-    }
-    checkForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir, families: familiesOf(ips) });
-  } finally {
-    conn.close();
-  }
+  withNft((nft) => {
+    checkPod(nft, { ips, isolated: conf.ingressPolicy === "isolated" });
+    checkForwardAccept(nft, { table: FIREWALL_TABLE, dataDir: conf.dataDir, families: familiesOf(ips) });
+  });
 }
 
 /** GC: drop the elements of this network's attachments that are not in the valid list. */
@@ -272,19 +262,16 @@ async function gc(args: CmdArgs): Promise<void> {
   } catch {
     return;
   }
-  const conn = NftConn.open();
-  try {
-    const hasTable = Boolean(conn.getTable("inet", FIREWALL_TABLE));
+  withNft((nft) => {
+    const hasTable = Boolean(nft.getTable("inet", FIREWALL_TABLE));
     for (const n of names) {
       if (valid.has(n)) continue;
       const rec = readRecord(join(dir, n));
-      if (rec && hasTable) remove(conn, rec);
+      if (rec && hasTable) removePod(nft, rec);
       removeFile(join(dir, n));
     }
-    if (hasTable) releaseForwardAccept(conn, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
-  } finally {
-    conn.close();
-  }
+    if (hasTable) releaseForwardAccept(nft, { table: FIREWALL_TABLE, dataDir: conf.dataDir });
+  });
 }
 
 /** The firewall plugin. */

@@ -30,20 +30,19 @@ import { getLink } from "../../net/link.ts";
 import { routeTo } from "../../net/route.ts";
 import { withRtnetlink } from "../../net/rtnetlink.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
-import { Attrs } from "../../netlink/attr.ts";
-import { NetlinkConn } from "../../netlink/conn.ts";
-import { isExists, isNotFound } from "../../netlink/error.ts";
-import { NftConn } from "../../nft/conn.ts";
+import { isNotFound } from "../../netlink/error.ts";
+import type { NftClient } from "../../nft/client.ts";
+import { ensureTable, removeElements } from "../../nft/ensure.ts";
 import type { Expr } from "../../nft/expr.ts";
-import { getElementsBody } from "../../nft/list.ts";
+import { cleanupWithNft, withNft } from "../../nft/handle.ts";
+import type { ElementInfo } from "../../nft/list.ts";
+import { ctHasAny, IP_FAMILIES, IPS_DST_NAT, loadAddr, nfprotoIs } from "../../nft/match.ts";
 import type { Element } from "../../nft/objects.ts";
 import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
-import { NFTA_DATA, NFTA_LIST_ELEM, NFTA_SET_ELEM, NFTA_SET_ELEM_LIST, nftMsgType, NftMsg } from "../../nft/uapi.ts";
 import { concat, inetProto, inetService, mark } from "../../nft/value.ts";
 import { verdict } from "../../nft/verdict.ts";
 import { Errno } from "../../sys/errno.ts";
-import { NetlinkProtocol } from "../../sys/socket.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import { bool, decode, i64, list, object, str } from "../../spec/decode.ts";
@@ -54,6 +53,7 @@ import { masqAddressesOf } from "../common/ipmasq.ts";
 
 /** The table cnikit's port mappings live in. */
 export const PORTMAP_TABLE = "cnikit_portmap";
+const WHERE = { family: "inet", table: PORTMAP_TABLE } as const;
 
 /** One port mapping, normalised. */
 export interface PortMapping {
@@ -88,7 +88,6 @@ export interface PodIP {
 
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `portmap: ${msg}`);
 const PROTO_NUM = { tcp: 6, udp: 17, sctp: 132 } as const;
-const IPS_DST_NAT = 1 << 5;
 
 /** One entry of the `portMappings` capability (the reference's `PortMapEntry`; go-cni sends `HostPort`, ...). */
 const portMapEntryCodec = object({ hostPort: i64, containerPort: i64, protocol: str, hostIP: str });
@@ -223,24 +222,6 @@ export function mappingElements(conf: PortmapConf, pods: readonly PodIP[]): Elem
   return out;
 }
 
-interface Fam {
-  v: 4 | 6;
-  nfproto: number;
-  type: "ipv4_addr" | "ipv6_addr";
-  len: number;
-  saddr: number;
-  daddr: number;
-  nat: "ip" | "ip6";
-}
-const FAMS: Fam[] = [
-  { v: 4, nfproto: 2, type: "ipv4_addr", len: 4, saddr: 12, daddr: 16, nat: "ip" },
-  { v: 6, nfproto: 10, type: "ipv6_addr", len: 16, saddr: 8, daddr: 24, nat: "ip6" },
-];
-
-const isFamily = (f: Fam): Expr[] => [
-  { kind: "meta", key: "nfproto", dreg: 1 },
-  { kind: "cmp", op: "eq", sreg: 1, data: Uint8Array.of(f.nfproto) },
-];
 const l4 = (protoReg: number, portReg: number): Expr[] => [
   { kind: "meta", key: "l4proto", dreg: protoReg },
   { kind: "payload", base: "transport", offset: 2, len: 2, dreg: portReg },
@@ -248,12 +229,12 @@ const l4 = (protoReg: number, portReg: number): Expr[] => [
 
 /** The shared table: maps, sets, chains and rules, created once. */
 export function setupTransaction(): Transaction {
-  const tx = new Transaction({ family: "inet", table: PORTMAP_TABLE });
+  const tx = new Transaction(WHERE);
   tx.create({ kind: "table" });
-  for (const f of FAMS) {
-    tx.add({ kind: "map", name: setOf(f.v, "dnat"), key: ["inet_proto", "inet_service"], data: [f.type, "inet_service"] });
-    tx.add({ kind: "map", name: setOf(f.v, "dnatip"), key: [f.type, "inet_proto", "inet_service"], data: [f.type, "inet_service"] });
-    tx.add({ kind: "set", name: setOf(f.v, "masq"), key: [f.type, f.type, "inet_proto", "inet_service"], flags: ["interval"] });
+  for (const f of IP_FAMILIES) {
+    tx.add({ kind: "map", name: setOf(f.v, "dnat"), key: ["inet_proto", "inet_service"], data: [f.addrType, "inet_service"] });
+    tx.add({ kind: "map", name: setOf(f.v, "dnatip"), key: [f.addrType, "inet_proto", "inet_service"], data: [f.addrType, "inet_service"] });
+    tx.add({ kind: "set", name: setOf(f.v, "masq"), key: [f.addrType, f.addrType, "inet_proto", "inet_service"], flags: ["interval"] });
   }
   tx.add({ kind: "chain", name: "dnat" });
   tx.add({ kind: "chain", name: "prerouting", type: "nat", hook: "prerouting", priority: -100 });
@@ -266,7 +247,7 @@ export function setupTransaction(): Transaction {
   ];
   tx.add({ kind: "rule", chain: "prerouting", exprs: toDnat });
   tx.add({ kind: "rule", chain: "output", exprs: toDnat });
-  for (const f of FAMS) {
+  for (const f of IP_FAMILIES) {
     const out = reg32(0); // the map's value: address, then port
     const port = out + Math.ceil(f.len / 4);
     const nat: Expr = { kind: "nat", type: "dnat", family: f.nat, addrMin: out, protoMin: port };
@@ -274,29 +255,21 @@ export function setupTransaction(): Transaction {
     const [a, p, s] = concatRegs(reg32(0), [f.len, 1, 2]);
     tx.add({
       kind: "rule", chain: "dnat",
-      exprs: [
-        ...isFamily(f),
-        { kind: "payload", base: "network", offset: f.daddr, len: f.len, dreg: a! },
-        ...l4(p!, s!),
-        { kind: "lookup", set: setOf(f.v, "dnatip"), sreg: a!, dreg: out },
-        nat,
-      ],
+      exprs: [...nfprotoIs(f), loadAddr(f, "daddr", a!), ...l4(p!, s!), { kind: "lookup", set: setOf(f.v, "dnatip"), sreg: a!, dreg: out }, nat],
     });
     const [p2, s2] = concatRegs(reg32(0), [1, 2]);
     tx.add({
       kind: "rule", chain: "dnat",
-      exprs: [...isFamily(f), ...l4(p2!, s2!), { kind: "lookup", set: setOf(f.v, "dnat"), sreg: p2!, dreg: out }, nat],
+      exprs: [...nfprotoIs(f), ...l4(p2!, s2!), { kind: "lookup", set: setOf(f.v, "dnat"), sreg: p2!, dreg: out }, nat],
     });
     const [sa, da, pr, po] = concatRegs(reg32(0), [f.len, f.len, 1, 2]);
     tx.add({
       kind: "rule", chain: "postrouting",
       exprs: [
-        ...isFamily(f),
-        { kind: "ct", key: "status", dreg: 1 },
-        { kind: "bitwise", sreg: 1, dreg: 1, len: 4, mask: mark(IPS_DST_NAT), xor: mark(0) },
-        { kind: "cmp", op: "neq", sreg: 1, data: mark(0) },
-        { kind: "payload", base: "network", offset: f.saddr, len: f.len, dreg: sa! },
-        { kind: "payload", base: "network", offset: f.daddr, len: f.len, dreg: da! },
+        ...nfprotoIs(f),
+        ...ctHasAny("status", IPS_DST_NAT),
+        loadAddr(f, "saddr", sa!),
+        loadAddr(f, "daddr", da!),
         ...l4(pr!, po!),
         { kind: "lookup", set: setOf(f.v, "masq"), sreg: sa! },
         { kind: "masq" },
@@ -306,53 +279,17 @@ export function setupTransaction(): Transaction {
   return tx;
 }
 
-/** A listed element with its interval end (which `NftConn.listElements` does not keep). */
-export interface ListedElement {
-  key: Uint8Array;
-  keyEnd?: Uint8Array;
-  data?: Uint8Array;
-}
-
-function openDump(): NetlinkConn {
-  return NetlinkConn.open({ protocol: NetlinkProtocol.NETFILTER, typeName: () => "NFT_MSG_GETSETELEM" });
-}
-
 /** Every element of one of portmap's maps or sets (none when the table or set is missing). */
-function listSet(conn: NetlinkConn, set: string): ListedElement[] {
-  let msgs;
+function listSet(nft: NftClient, set: string): ElementInfo[] {
   try {
-    msgs = conn.dump(nftMsgType(NftMsg.GETSETELEM), getElementsBody("inet", PORTMAP_TABLE, set));
+    return nft.listElements("inet", PORTMAP_TABLE, set);
   } catch (e) {
     if (isNotFound(e)) return [];
     throw e;
   }
-  const out: ListedElement[] = [];
-  const value = (a: Attrs | undefined) => a?.bytes(NFTA_DATA.VALUE);
-  for (const m of msgs) {
-    if (m.type !== nftMsgType(NftMsg.NEWSETELEM)) continue;
-    const list = Attrs.parse(m.body.subarray(4)).nested(NFTA_SET_ELEM_LIST.ELEMENTS);
-    for (const raw of list?.all(NFTA_LIST_ELEM) ?? []) {
-      const e = Attrs.parse(raw);
-      const key = value(e.nested(NFTA_SET_ELEM.KEY));
-      if (!key) continue;
-      const keyEnd = value(e.nested(NFTA_SET_ELEM.KEY_END));
-      const data = value(e.nested(NFTA_SET_ELEM.DATA));
-      out.push({ key, ...(keyEnd ? { keyEnd } : {}), ...(data ? { data } : {}) });
-    }
-  }
-  return out;
 }
 
 const hex = (b: Uint8Array | readonly Uint8Array[]): string => Buffer.from(b instanceof Uint8Array ? b : concat(b)).toString("hex");
-
-function ensureTable(nft: NftConn): void {
-  if (nft.getTable("inet", PORTMAP_TABLE)) return;
-  try {
-    nft.apply(setupTransaction());
-  } catch (e) {
-    if (!isExists(e)) throw e; // another ADD created it first: fine
-  }
-}
 
 /** Describe a mapping element for messages. */
 function describeKey(set: string, key: Uint8Array): string {
@@ -372,11 +309,11 @@ function describeData(v: 4 | 6, data: Uint8Array): string {
 }
 
 /** Fail when a host port of `els` is mapped elsewhere already. */
-function checkConflicts(dump: NetlinkConn, els: readonly Element[]): void {
+function checkConflicts(nft: NftClient, els: readonly Element[]): void {
   const bySet = new Map<string, Element[]>();
   for (const e of els) if (e.data !== undefined) bySet.set(e.set, [...(bySet.get(e.set) ?? []), e]);
   for (const [set, list] of bySet) {
-    const have = new Map(listSet(dump, set).map((x) => [hex(x.key), x.data]));
+    const have = new Map(listSet(nft, set).map((x) => [hex(x.key), x.data]));
     for (const e of list) {
       const cur = have.get(hex(e.key));
       if (cur && hex(cur) !== hex(e.data!)) {
@@ -418,9 +355,87 @@ function flushUdp(args: CmdArgs, families: ReadonlySet<4 | 6>, match: (e: CtEntr
 }
 
 /** Whether `e` is a mapping element (map of dnat) whose target address is `pod`. */
-function targets(e: ListedElement, pod: PodIP): boolean {
+function targets(e: ElementInfo, pod: PodIP): boolean {
   const len = pod.v === 4 ? 4 : 16;
   return e.data !== undefined && eqBytes(e.data.subarray(0, len), enc(pod.ip));
+}
+
+/**
+ * ADD's nftables step: the shared table (made once), then `els` in one transaction; a host port
+ * mapped to another pod already fails it whole (code 7, naming the port and where it goes).
+ */
+export function addMappings(nft: NftClient, els: readonly Element[]): void {
+  ensureTable(nft, setupTransaction());
+  checkConflicts(nft, els);
+  const tx = new Transaction(WHERE);
+  for (const e of els) tx.add(e);
+  try {
+    nft.apply(tx);
+  } catch (e) {
+    // a concurrent ADD took one of the ports between the check and the transaction
+    const errno = (e as { errno?: number }).errno;
+    if (errno === Errno.EBUSY || errno === Errno.EEXIST) {
+      checkConflicts(nft, els);
+      throw invalid(`a host port of this pod is already mapped: ${(e as Error).message}`);
+    }
+    throw e;
+  }
+}
+
+/** A UDP mapping DEL removed (its stale conntrack entries are flushed after). */
+export interface RemovedUdp {
+  v: 4 | 6;
+  pod: PodIP;
+  hostPort: number;
+  containerPort: number;
+}
+
+/**
+ * DEL's nftables step: remove the elements that forward to or masquerade for `pods`, found by
+ * listing the maps and sets (no config needed); returns the UDP mappings among them.
+ */
+export function removeMappings(nft: NftClient, pods: readonly PodIP[]): RemovedUdp[] {
+  if (!nft.getTable("inet", PORTMAP_TABLE)) return [];
+  const gone: Element[] = [];
+  const udp: RemovedUdp[] = [];
+  for (const pod of pods) {
+    const len = pod.v === 4 ? 4 : 16;
+    for (const kind of ["dnat", "dnatip"] as const) {
+      const set = setOf(pod.v, kind);
+      for (const e of listSet(nft, set).filter((x) => targets(x, pod))) {
+        gone.push({ kind: "element", set, key: e.key });
+        const off = kind === "dnatip" ? len : 0;
+        if (e.key[off] === UDP) udp.push({ v: pod.v, pod, hostPort: (e.key[off + 4]! << 8) | e.key[off + 5]!, containerPort: (e.data![len]! << 8) | e.data![len + 1]! });
+      }
+    }
+    const set = setOf(pod.v, "masq");
+    for (const e of listSet(nft, set)) {
+      if (!eqBytes(e.key.subarray(len, 2 * len), enc(pod.ip))) continue;
+      gone.push({ kind: "element", set, key: e.key, ...(e.keyEnd ? { keyEnd: e.keyEnd } : {}) });
+    }
+  }
+  removeElements(nft, WHERE, gone);
+  return udp;
+}
+
+/** CHECK's nftables step: every element of `els` is there, each mapping with its own target. */
+export function checkMappings(nft: NftClient, els: readonly Element[]): void {
+  const fail = (msg: string) => new CniError(ErrorCode.Internal, `portmap: ${msg}`);
+  if (!nft.getTable("inet", PORTMAP_TABLE)) throw fail(`table inet ${PORTMAP_TABLE} is missing`);
+  const lists = new Map<string, ElementInfo[]>();
+  for (const e of els) {
+    if (!lists.has(e.set)) lists.set(e.set, listSet(nft, e.set));
+    const found = lists.get(e.set)!.find((x) => hex(x.key) === hex(e.key));
+    const v = e.set.includes("6") ? 6 : 4;
+    if (e.data !== undefined) {
+      if (!found) throw fail(`host port ${describeKey(e.set, concat(e.key as Uint8Array[]))} is not mapped`);
+      if (hex(found.data ?? new Uint8Array(0)) !== hex(e.data)) {
+        throw fail(`host port ${describeKey(e.set, concat(e.key as Uint8Array[]))} is mapped to ${describeData(v, found.data ?? new Uint8Array(18))}, not ${describeData(v, concat(e.data as Uint8Array[]))}`);
+      }
+    } else if (!found) {
+      throw fail(`masquerading of ${e.set} element ${hex(e.key)} is missing`);
+    }
+  }
 }
 
 async function add(args: CmdArgs): Promise<Result> {
@@ -431,31 +446,15 @@ async function add(args: CmdArgs): Promise<Result> {
   const pods = podIPsOf(args.prevResult);
   const els = mappingElements(conf, pods);
   if (els.length === 0) return result;
-  const nft = NftConn.open();
-  const dump = openDump();
-  try {
-    ensureTable(nft);
-    checkConflicts(dump, els);
-    const tx = new Transaction({ family: "inet", table: PORTMAP_TABLE });
-    for (const e of els) tx.add(e);
-    try {
-      nft.apply(tx);
-    } catch (e) {
-      // a concurrent ADD took one of the ports between the check and the transaction
-      const errno = (e as { errno?: number }).errno;
-      if (errno === Errno.EBUSY || errno === Errno.EEXIST) {
-        checkConflicts(dump, els);
-        throw invalid(`a host port of this pod is already mapped: ${(e as Error).message}`);
-      }
-      throw e;
-    }
+  withNft((nft) => {
+    addMappings(nft, els);
     const v4 = pods.find((p) => p.v === 4);
     if (conf.snat && v4 && els.some((e) => e.set.startsWith("dnat4"))) {
       try {
         enableLocalnet(v4.ip);
       } catch (e) {
         // no half-done pod: take the elements back
-        const undo = new Transaction({ family: "inet", table: PORTMAP_TABLE });
+        const undo = new Transaction(WHERE);
         for (const el of els) undo.delete(el);
         try {
           nft.apply(undo);
@@ -465,10 +464,7 @@ async function add(args: CmdArgs): Promise<Result> {
         throw new CniError(ErrorCode.Internal, `portmap: failed to enable route_localnet: ${(e as Error).message}`);
       }
     }
-  } finally {
-    dump.close();
-    nft.close();
-  }
+  });
   // stale UDP flows to these host ports would keep bypassing the new DNAT
   const udp = conf.mappings.filter((m) => m.protocol === "udp");
   if (udp.length > 0) {
@@ -499,54 +495,7 @@ function delPods(args: CmdArgs): PodIP[] {
 async function del(args: CmdArgs): Promise<void> {
   const pods = delPods(args);
   if (pods.length === 0) return;
-  let nft: NftConn;
-  try {
-    nft = NftConn.open();
-  } catch {
-    return;
-  }
-  const dump = openDump();
-  const gone: Element[] = [];
-  const udp: Array<{ v: 4 | 6; pod: PodIP; hostPort: number; containerPort: number }> = [];
-  try {
-    if (!nft.getTable("inet", PORTMAP_TABLE)) return;
-    for (const pod of pods) {
-      const len = pod.v === 4 ? 4 : 16;
-      for (const kind of ["dnat", "dnatip"] as const) {
-        const set = setOf(pod.v, kind);
-        for (const e of listSet(dump, set).filter((x) => targets(x, pod))) {
-          gone.push({ kind: "element", set, key: e.key });
-          const off = kind === "dnatip" ? len : 0;
-          if (e.key[off] === UDP) udp.push({ v: pod.v, pod, hostPort: (e.key[off + 4]! << 8) | e.key[off + 5]!, containerPort: (e.data![len]! << 8) | e.data![len + 1]! });
-        }
-      }
-      const set = setOf(pod.v, "masq");
-      for (const e of listSet(dump, set)) {
-        if (!eqBytes(e.key.subarray(len, 2 * len), enc(pod.ip))) continue;
-        gone.push({ kind: "element", set, key: e.key, ...(e.keyEnd ? { keyEnd: e.keyEnd } : {}) });
-      }
-    }
-    if (gone.length > 0) {
-      const tx = new Transaction({ family: "inet", table: PORTMAP_TABLE });
-      for (const e of gone) tx.delete(e);
-      try {
-        nft.apply(tx);
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
-        // a concurrent DEL removed some: remove the rest one by one
-        for (const el of gone) {
-          try {
-            nft.apply(new Transaction({ family: "inet", table: PORTMAP_TABLE }).delete(el));
-          } catch (err) {
-            if (!isNotFound(err)) throw err;
-          }
-        }
-      }
-    }
-  } finally {
-    dump.close();
-    nft.close();
-  }
+  const udp = cleanupWithNft((nft) => removeMappings(nft, pods)) ?? [];
   if (udp.length > 0) {
     flushUdp(args, new Set(udp.map((u) => u.v)), (e) =>
       udp.some((u) => e.orig.dstPort === u.hostPort && e.reply !== undefined && formatIP(e.reply.src) === u.pod.ip && e.reply.srcPort === u.containerPort));
@@ -559,29 +508,7 @@ async function check(args: CmdArgs): Promise<void> {
   if (conf.mappings.length === 0) return;
   const els = mappingElements(conf, podIPsOf(args.prevResult));
   if (els.length === 0) return;
-  const fail = (msg: string) => new CniError(ErrorCode.Internal, `portmap: ${msg}`);
-  const nft = NftConn.open();
-  const dump = openDump();
-  try {
-    if (!nft.getTable("inet", PORTMAP_TABLE)) throw fail(`table inet ${PORTMAP_TABLE} is missing`);
-    const lists = new Map<string, ListedElement[]>();
-    for (const e of els) {
-      if (!lists.has(e.set)) lists.set(e.set, listSet(dump, e.set));
-      const found = lists.get(e.set)!.find((x) => hex(x.key) === hex(e.key));
-      const v = e.set.includes("6") ? 6 : 4;
-      if (e.data !== undefined) {
-        if (!found) throw fail(`host port ${describeKey(e.set, concat(e.key as Uint8Array[]))} is not mapped`);
-        if (hex(found.data ?? new Uint8Array(0)) !== hex(e.data)) {
-          throw fail(`host port ${describeKey(e.set, concat(e.key as Uint8Array[]))} is mapped to ${describeData(v, found.data ?? new Uint8Array(18))}, not ${describeData(v, concat(e.data as Uint8Array[]))}`);
-        }
-      } else if (!found) {
-        throw fail(`masquerading of ${e.set} element ${hex(e.key)} is missing`);
-      }
-    }
-  } finally {
-    dump.close();
-    nft.close();
-  }
+  withNft((nft) => checkMappings(nft, els));
 }
 
 /** The portmap plugin. */
