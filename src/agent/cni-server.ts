@@ -14,6 +14,8 @@ import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { builtinLoader, isShimFile, registerBuiltins, setShimInProcess } from "../invoke/builtin.ts";
 import { findInPath, splitPath } from "../invoke/find.ts";
 import { BOOT_ID_ENV, STATE_DIR_ENV } from "../invoke/records.ts";
+import { NftConn } from "../nft/conn.ts";
+import { useNft } from "../nft/handle.ts";
 import { runPlugin } from "../skel/skel.ts";
 import type { Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
@@ -172,6 +174,8 @@ export class CniServer {
   private readonly timeoutMs: number;
   /** The daemon's environment without CNI_* and CNIKIT_* (a request brings its own). */
   private readonly baseEnv: Record<string, string> = {};
+  /** The nftables connection the in-process plugins share (kept open: warm), and its release. */
+  private nft: { conn: NftConn; release: () => void } | undefined;
 
   constructor(private readonly opts: CniServerOptions) {
     this.log = opts.log ?? ((e) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...e })}\n`));
@@ -221,6 +225,7 @@ export class CniServer {
     }
     // the daemon serves built-in types in-process, also when a plugin delegates through a shim
     setShimInProcess(true);
+    this.keepNftOpen();
     for (const type of ONE_AT_A_TIME) {
       const load = builtinLoader(type);
       if (!load) continue;
@@ -286,6 +291,23 @@ export class CniServer {
       // already gone
     }
     this.listening = false;
+    this.nft?.release();
+    this.nft?.conn.close();
+    this.nft = undefined;
+  }
+
+  /**
+   * One nftables connection for every in-process plugin (and the agent), opened here in the
+   * daemon's own network namespace and kept open; without one, each call opens its own.
+   */
+  private keepNftOpen(): void {
+    if (this.nft) return;
+    try {
+      const conn = NftConn.open();
+      this.nft = { conn, release: useNft(conn) };
+    } catch (e) {
+      this.log({ level: "warn", msg: "no shared nftables connection: each call opens its own", error: (e as Error).message });
+    }
   }
 
   /** The server's metrics in the text exposition format. */

@@ -23,7 +23,10 @@ export function useNft(client: NftClient): () => void {
   };
 }
 
-/** Run `fn` with the nftables client: the shared one, else a connection opened for it and closed after. */
+/**
+ * Run `fn` with the nftables client: the shared one, else a connection opened for it and closed
+ * after. `fn` is synchronous (a shared connection may be closed between two turns of the loop).
+ */
 export function withNft<T>(fn: (nft: NftClient) => T): T {
   if (shared) return fn(shared);
   const conn = NftConn.open();
