@@ -47,6 +47,7 @@ async function dropIPServerName(): Promise<void> {
 /** Open an etcd client (TLS client certificates and username/password when given). */
 export async function connectEtcd(opts: EtcdOptions): Promise<Etcd3> {
   if (opts.caFile || opts.endpoints.some((e) => e.startsWith("https://"))) await dropIPServerName();
+  (await import("./etcd-protos.ts")).serveEtcdProtos();
   const { Etcd3, isRecoverableError } = await import("etcd3");
   const { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } = await import("cockatiel");
   const o: Record<string, unknown> = {
