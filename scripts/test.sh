@@ -35,9 +35,9 @@ SOCKS=$(mktemp -d /tmp/cnikit-ckd-socks-XXXXXX)
 trap 'rm -rf "$SOCKS"' EXIT
 
 # Files left out of the second run: they call the library in-process (net, nft, lease-store,
-# backend, bpf), manage daemons of their own (daemon, bpf/cluster), or run no cnikit plugin through
+# backend, bpf), manage daemons of their own (daemon, bpf/cluster, k8s: the nodes' agents), or run no cnikit plugin through
 # a bin dir of shims (demo, reference-plugins, example-plugin, etcd-access).
-VIA_DAEMON_SKIP='^test/integration/(net|nft|daemon|bpf)/|multinode/(lease-store|backend|etcd-access)\.test|runtime/(demo|reference-plugins|example-plugin)\.test'
+VIA_DAEMON_SKIP='^test/integration/(net|nft|daemon|bpf|k8s)/|multinode/(lease-store|backend|etcd-access)\.test|runtime/(demo|reference-plugins|example-plugin)\.test'
 
 # run_int VIA FILE: one test file in a private network namespace; VIA "daemon" = second run
 run_int() {
