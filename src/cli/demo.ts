@@ -14,6 +14,7 @@ import { CNIConfig, type RuntimeConf } from "../libcni/cni.ts";
 import { confListFromObject } from "../libcni/conf.ts";
 import { toCniError } from "../spec/error.ts";
 import type { Result } from "../spec/result.ts";
+import { UndoStack } from "../skel/undo.ts";
 import { flagString, parseArgs } from "./args.ts";
 import { installInto, isCompiledBinary } from "./install.ts";
 import { table } from "./table.ts";
@@ -86,28 +87,13 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
   const tag = `cnd${(process.pid % 46656).toString(36)}`;
   const work = mkdtempSync(join(tmpdir(), "cnikit-demo-"));
   const pods: Pod[] = [];
-  const namespaces: string[] = [];
-  let cni: CNIConfig | undefined;
-  let list: ReturnType<typeof confListFromObject> | undefined;
-  let server: ReturnType<typeof Bun.spawn> | undefined;
+  // what the demo made, taken back newest first: the echo server, each pod's DEL before its
+  // namespace, the work folder last
+  const undo = new UndoStack();
+  undo.push("the work folder", () => rmSync(work, { recursive: true, force: true }));
   let cleaning: Promise<void> | undefined;
-
   // one cleanup, however many signals arrive (a terminal's Ctrl-C reaches parent and child)
-  const cleanup = () => (cleaning ??= removeAll());
-  const removeAll = async () => {
-    server?.kill();
-    if (cni && list) {
-      for (const pod of pods) {
-        try {
-          await cni.delNetworkList(list, rt(pod.netns, pod.name));
-        } catch (e) {
-          process.stderr.write(`demo: DEL ${pod.name}: ${(e as Error).message}\n`);
-        }
-      }
-    }
-    for (const n of namespaces) sh(["ip", "netns", "del", n], { quiet: true });
-    rmSync(work, { recursive: true, force: true });
-  };
+  const cleanup = () => (cleaning ??= undo.unwind((m) => process.stderr.write(`demo: ${m}\n`)));
   const onSignal = () => {
     process.stdout.write("\ninterrupted: removing the demo's pods and namespaces\n");
     void cleanup().then(() => process.exit(130));
@@ -151,8 +137,8 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     };
-    list = confListFromObject(netconf);
-    cni = new CNIConfig({ path: [bin], cacheDir: join(work, "cache") });
+    const list = confListFromObject(netconf);
+    const cni = new CNIConfig({ path: [bin], cacheDir: join(work, "cache") });
     const kind = NEEDED.map((t) => `${t} (${origin[t] === "cnikit" ? "cnikit" : "reference, until cnikit's own"})`).join(", ");
     console.log(`cnikit demo: network "demo" (bridge ${bridge}, 10.244.7.0/24)`);
     console.log(`plugins: ${kind}`);
@@ -163,13 +149,14 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     for (let i = 1; i <= nPods; i++) {
       const name = `${tag}-pod${i}`;
       sh(["ip", "netns", "add", name]);
-      namespaces.push(name);
+      undo.push(`namespace ${name}`, () => sh(["ip", "netns", "del", name], { quiet: true }));
       const netns = `/run/netns/${name}`;
       const caps = i === 1 ? { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }] } : {};
       const t = performance.now();
       // the pod's name as a Kubernetes runtime passes it (`cnikit status` and the picture show it)
       const args: Array<[string, string]> = [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "demo"], ["K8S_POD_NAME", `pod${i}`]];
       const result = (await cni.addNetworkList(list, { ...rt(netns, name), args, capabilityArgs: caps })) as Result;
+      undo.push(`pod ${name}`, () => cni.delNetworkList(list, rt(netns, name)));
       const eth0 = result.interfaces?.find((x) => x.sandbox);
       pods.push({ name, netns, ip: result.ips![0]!.address, mac: eth0?.mac ?? "" });
       console.log(`      pod ${i}/${nPods} ${name}: ${result.ips![0]!.address} (${(performance.now() - t).toFixed(0)} ms)`);
@@ -213,7 +200,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     // a hostPort: the node's 10.244.7.1:8080 reaches port 80 in pod 1
     step(4, `reaching ${pods[0]!.name} through hostPort 8080`);
     const echo = Bun.spawn(["nsenter", `--net=${pods[0]!.netns}`, ...selfCommand(), "__echo-server", "80"], { stdout: "pipe", stderr: "inherit" });
-    server = echo;
+    undo.push("the echo server", () => echo.kill());
     await echo.stdout.getReader().read();
     const reply = await tcpAsk("10.244.7.1", 8080, "hello from the node");
     const portOk = reply.startsWith("echo:");

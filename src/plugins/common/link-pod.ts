@@ -20,7 +20,7 @@ import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
-import { UndoStack } from "./undo.ts";
+import { UndoStack } from "../../skel/undo.ts";
 import { openPodConn, randomVethName, undoIpam, undoPodLink } from "./veth-pod.ts";
 
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);

@@ -13,7 +13,7 @@ import { findLink, getLink, setLink, type Link } from "../../net/link.ts";
 import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { UndoStack } from "../common/undo.ts";
+import { UndoStack } from "../../skel/undo.ts";
 import { cleanupAll, createPodVeth, delVethPod, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, hasMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { argsCniCodec, cniArgsMac, hasField, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";

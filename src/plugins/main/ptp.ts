@@ -14,7 +14,7 @@ import { findLink, getLink, setLink } from "../../net/link.ts";
 import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
-import { UndoStack } from "../common/undo.ts";
+import { UndoStack } from "../../skel/undo.ts";
 import { cleanupAll, createPodVeth, delVethPod, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { hasField, mtuCodec } from "../common/conf.ts";

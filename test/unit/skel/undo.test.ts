@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { UndoStack } from "../../../src/plugins/common/undo.ts";
+import { UndoStack } from "../../../src/skel/undo.ts";
 
 describe("UndoStack", () => {
   test("unwind runs the actions newest first, async ones awaited, and empties the stack", async () => {
