@@ -5,7 +5,7 @@
  * cnikit keeps its reservations.
  */
 
-import { listDir, makeDir, readText, removeFile, writeText } from "../sys/file.ts";
+import { listDir, makeDir, readText, removeFile, renameFile, writeText } from "../sys/file.ts";
 import { joinPath as join } from "../sys/path.ts";
 import { lockFile } from "../sys/flock.ts";
 import { parseIP } from "../spec/ip.ts";
@@ -14,6 +14,8 @@ import type { Reservation, Store } from "./store.ts";
 /** Line break between container id and ifname, as the reference writes it. */
 export const LINE_BREAK = "\r\n";
 const LAST_PREFIX = "last_reserved_ip.";
+/** Suffix of a reservation being written (renamed to the address once whole). */
+const RESERVING = ".reserving";
 
 /** host-local's default data directory. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -36,14 +38,17 @@ export class DiskStore implements Store {
     return () => l.unlock();
   }
 
+  /**
+   * Reserve under the lock: the file appears whole (written beside it, then renamed), so a
+   * process killed in the middle never leaves a reservation without its holder (which no DEL or
+   * GC could attribute); a leftover `.reserving` file is swept by the next release.
+   */
   reserve(res: Reservation, rangeSet: number): boolean {
     this.ensureDir();
-    try {
-      writeText(join(this.dir, res.ip), `${res.containerId.trim()}${LINE_BREAK}${res.ifName}`, { exclusive: true, mode: 0o600 });
-    } catch (e) {
-      if ((e as { code?: string }).code === "EEXIST") return false;
-      throw e;
-    }
+    if (this.isReserved(res.ip)) return false;
+    const tmp = join(this.dir, `${res.ip}${RESERVING}`);
+    writeText(tmp, `${res.containerId.trim()}${LINE_BREAK}${res.ifName}`, { mode: 0o600 });
+    renameFile(tmp, join(this.dir, res.ip));
     writeText(join(this.dir, `${LAST_PREFIX}${rangeSet}`), res.ip, { mode: 0o600 });
     return true;
   }
@@ -89,6 +94,7 @@ export class DiskStore implements Store {
   }
 
   releaseByID(containerId: string, ifName: string): string[] {
+    this.sweep();
     const ips = this.getByID(containerId, ifName);
     for (const ip of ips) this.release(ip);
     return ips;
@@ -105,5 +111,16 @@ export class DiskStore implements Store {
 
   release(ip: string): void {
     removeFile(join(this.dir, ip));
+  }
+
+  /** Remove the half-made reservations of processes killed in `reserve` (called under the lock). */
+  private sweep(): void {
+    let names: string[];
+    try {
+      names = listDir(this.dir);
+    } catch {
+      return;
+    }
+    for (const n of names) if (n.endsWith(RESERVING)) removeFile(join(this.dir, n));
   }
 }
