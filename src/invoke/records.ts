@@ -18,7 +18,7 @@
 import { runPlugin } from "../skel/skel.ts";
 import type { CmdArgs, Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
-import type { Result } from "../spec/result.ts";
+import { parseResult, toCurrentResult, type Result } from "../spec/result.ts";
 import { fileStat, listDir, makeDir, readText, removeFile, renameFile, writeText } from "../sys/file.ts";
 
 /** The environment variable naming the state directory (records are kept only when it is set). */
@@ -238,6 +238,23 @@ export function releaseEnv(rec: AttachmentRecord, base: Readonly<Record<string, 
 
 const RECORDED = Symbol("cnikit.records");
 
+/** The prevResult a DEL from this plugin's record would carry (current form), if any. */
+function recordedPrevResult(dir: string, id: AttachmentId, type: string): Result | undefined {
+  const recs = listRecords(dir, id.network).filter((r) => r.containerId === id.containerId && r.ifName === id.ifName);
+  const mine = recs.find((r) => r.type === type);
+  if (!mine) return undefined;
+  try {
+    const conf = JSON.parse(releaseStdin(mine, recs)) as Record<string, unknown>;
+    const key = Object.keys(conf).find((k) => k.toLowerCase() === "prevresult");
+    const raw = key ? (conf[key] as Record<string, unknown> | null) : null;
+    if (!raw || typeof raw !== "object") return undefined;
+    const version = typeof raw.cniVersion === "string" && raw.cniVersion ? raw.cniVersion : String(conf.cniVersion ?? "1.1.0");
+    return toCurrentResult(parseResult({ ...raw, cniVersion: version }));
+  } catch {
+    return undefined; // a prevResult that does not parse: DEL goes on without it
+  }
+}
+
 /**
  * Wrap a built-in plugin so that its ADD writes a record first (when a state directory is set),
  * its DEL removes the record once it succeeded, and its GC also releases, from its own records,
@@ -281,8 +298,15 @@ export function withRecords(type: string, plugin: Plugin): Plugin {
       return result;
     },
     async del(args) {
-      await plugin.del(args);
       const dir = dirOf(args);
+      // a DEL without prevResult (no cached result: the runtime died mid-ADD, or rolls back a
+      // failed ADD) gets the one recorded at ADD, or the attachment's recorded addresses, so that
+      // what the plugin made from them (nftables elements by address) is found
+      if (dir && !args.prevResult) {
+        const prev = recordedPrevResult(dir, idOf(args), type);
+        if (prev) args = { ...args, prevResult: prev };
+      }
+      await plugin.del(args);
       if (dir) removeRecord(dir, idOf(args), type);
     },
     async gc(args) {

@@ -153,4 +153,15 @@ describe("records", () => {
     expect(readdirSync(bin).length).toBe(2);
     expect(readFileSync(join(bin, "ckr-foreign"), "utf8")).toContain("CNI_COMMAND");
   });
+
+  test("a DEL without prevResult gets the one recorded at ADD", async () => {
+    const state = join(tmp.path, "s3");
+    const calls: { verb: string; args: CmdArgs }[] = [];
+    const p = withRecords("fake", fakePlugin(calls, state));
+    const prev = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: SELF_NS }], ips: [{ interface: 0, address: "10.7.0.8/24" }] };
+    expect((await call(p, envOf("ADD", "c9", { CNIKIT_STATE_DIR: state }), { ...conf, prevResult: prev })).code).toBe(0);
+    expect((await call(p, envOf("DEL", "c9", { CNIKIT_STATE_DIR: state }), conf)).code).toBe(0);
+    expect(calls[1]!.args.prevResult?.ips?.[0]?.address).toBe("10.7.0.8/24");
+    expect(listRecords(state, "n1")).toEqual([]);
+  });
 });
