@@ -12,26 +12,14 @@ import { ensureIpipDevice, FALLBACK_TUNNEL } from "../net/ipip.ts";
 import { getLink } from "../net/link.ts";
 import { listRoutes } from "../net/route.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
-import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend.ts";
+import type { Backend, BackendOptions, BackendSetup, BgpBackendOptions, Peer } from "./backend-types.ts";
 import { bgpSessions, BirdSupervisor, DEFAULT_BIRD_DIR, type BgpSessionState } from "./bird.ts";
-import { renderBirdConfig, subnetOfAddress, type BgpConfig, type BirdInput } from "./bird-config.ts";
+import { renderBirdConfig, subnetOfAddress, type BirdInput } from "./bird-config.ts";
 
 /** BIRD's route protocol number (RTPROT_BIRD). */
 export const RTPROT_BIRD = 12;
 
 /** What the bgp backend needs beyond the common options. */
-export interface BgpBackendOptions {
-  config: BgpConfig;
-  /** The cluster network, "10.244.0.0/16". */
-  network: string;
-  /** BIRD's directory (default /run/cnikit/bird). */
-  dir?: string;
-  /** The IPIP device (default tunl0). */
-  tunnel?: string;
-  /** How often the sessions' states are read for /metrics (ms, default 2000). */
-  pollMs?: number;
-  log?: (e: Record<string, unknown>) => void;
-}
 
 export class BgpBackend implements Backend {
   readonly type = "bgp" as const;

@@ -15,7 +15,7 @@ import type { Link } from "../net/link.ts";
 import { createLink, deleteLink, findLink, getLink, setLink, setLinkUp } from "../net/link.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { formatIP, networkOf, parseCIDR, parseIP } from "../spec/ip.ts";
-import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend.ts";
+import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend-types.ts";
 
 /** Where the agent pins a network's maps and programs unless told otherwise. */
 export const DEFAULT_AGENT_PIN_DIR = "/sys/fs/bpf/cnikit/overlay";

@@ -4,7 +4,7 @@
  */
 
 import { getLink } from "../net/link.ts";
-import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend.ts";
+import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend-types.ts";
 import { agentRoutes, deleteAgentRoute, setAgentRoute } from "./peer-routes.ts";
 
 export class HostGwBackend implements Backend {

@@ -15,7 +15,7 @@ import { addAddress, deleteAddress, listAddresses } from "../net/addr.ts";
 import { deleteNeighbor, listNeighbors, setNeighbor } from "../net/neigh.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { containsIP, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
-import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend.ts";
+import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend-types.ts";
 import { agentRoutes, deleteAgentRoute, setAgentRoute } from "./peer-routes.ts";
 
 /** What is programmed for one peer. */

@@ -61,6 +61,27 @@ const edges = files(SRC)
   .flatMap((f) => importsOf(readFileSync(f, "utf8")).map((spec) => ({ from: f, to: resolve(dirname(f), spec) })))
   .filter((e) => e.to.startsWith(`${SRC}/`)); // package.json and the like are not layers
 
+/** One cycle per strongly connected group of files (depth-first; each cycle listed from its first file). */
+export function cyclesOf(es: ReadonlyArray<{ from: string; to: string }>): string[][] {
+  const next = new Map<string, string[]>();
+  for (const e of es) next.set(e.from, [...(next.get(e.from) ?? []), e.to]);
+  const state = new Map<string, "open" | "done">();
+  const stack: string[] = [];
+  const found: string[][] = [];
+  const visit = (f: string) => {
+    state.set(f, "open");
+    stack.push(f);
+    for (const t of next.get(f) ?? []) {
+      if (state.get(t) === "open") found.push([...stack.slice(stack.indexOf(t)), t]);
+      else if (!state.has(t)) visit(t);
+    }
+    stack.pop();
+    state.set(f, "done");
+  };
+  for (const f of [...next.keys()].sort()) if (!state.has(f)) visit(f);
+  return found;
+}
+
 describe("DESIGN.md's layer table", () => {
   test("the scan finds imports (so the checks below can fail)", () => {
     expect(edges.length).toBeGreaterThan(300);
@@ -86,6 +107,16 @@ describe("DESIGN.md's layer table", () => {
   test("every folder of src/ is in the table", () => {
     const folders = readdirSync(SRC).filter((n) => statSync(join(SRC, n)).isDirectory());
     expect(folders.filter((f) => !(f in ALLOWED))).toEqual([]);
+  });
+
+  test("no circular imports (type-only ones count too), as DESIGN.md's style asks", () => {
+    expect(cyclesOf(edges).map((c) => c.map((f) => relative(SRC, f)).join(" -> "))).toEqual([]);
+  });
+
+  test("the cycle finder finds a cycle", () => {
+    const e = (from: string, to: string) => ({ from, to });
+    expect(cyclesOf([e("a", "b"), e("b", "c"), e("c", "a"), e("c", "d")])).toEqual([["a", "b", "c", "a"]]);
+    expect(cyclesOf([e("a", "b"), e("b", "c")])).toEqual([]);
   });
 
   test("the import scanner sees static, side-effect and dynamic imports", () => {
