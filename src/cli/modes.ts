@@ -23,7 +23,7 @@ export const MODES: readonly ModeInfo[] = [
   { name: "host-gw", subnet: "cluster", agent: true, summary: "overlay with a route per node via its address (nodes share one L2 segment)" },
   { name: "bgp", subnet: "cluster", agent: true, summary: "overlay with routes exchanged over BGP by BIRD 2, plain (no encapsulation)" },
   { name: "ipip", subnet: "cluster", agent: true, summary: "bgp with IP-in-IP encapsulation to other nodes (tunl0)" },
-  { name: "ebpf", subnet: "cluster", agent: true, summary: "vxlan with the eBPF datapath (\"Datapath\": \"ebpf\": tc programs instead of a bridge)" },
+  { name: "ebpf", subnet: "cluster", agent: true, summary: "vxlan with the eBPF datapath: tc programs on each pod's veth instead of a bridge (bpffs at /sys/fs/bpf)" },
   { name: "macvlan", subnet: "node", agent: false, summary: "pods as macvlan links of --master (bridge mode), host-local over the node's range" },
   { name: "ipvlan", subnet: "node", agent: false, summary: "pods as ipvlan (l2) links of --master, host-local over the node's range" },
 ];
@@ -120,10 +120,9 @@ export function modeConfig(mode: string, o: ModeOptions): ModeConfig {
         : { Type: info.name };
       const len = o.subnetLen !== undefined ? { [v6 ? "IPv6SubnetLen" : "SubnetLen"]: o.subnetLen } : {};
       const netConf = v6 ? { EnableIPv4: false, IPv6Network: subnet, ...len, Backend: backend } : { Network: subnet, ...len, Backend: backend };
-      return {
-        conflist: list([{ type: "overlay", delegate: { hairpinMode: true, isDefaultGateway: true } }, portmap, bandwidth]),
-        netConf,
-      };
+      // ebpf: overlay wires pods with ptp and the tc programs (no bridge, so no bridge keys)
+      const overlay = info.name === "ebpf" ? { type: "overlay", datapath: "ebpf" } : { type: "overlay", delegate: { hairpinMode: true, isDefaultGateway: true } };
+      return { conflist: list([overlay, portmap, bandwidth]), netConf };
     }
   }
 }

@@ -141,6 +141,39 @@ export class SimNode {
     return join(this.root, p);
   }
 
+  /** A process holding a mount namespace with a bpffs of the node's own (see `privateBpffs`). */
+  private holder: ReturnType<typeof Bun.spawn> | undefined;
+
+  /**
+   * Give the node a bpffs of its own at /sys/fs/bpf (the eBPF datapath pins its maps there): a
+   * holder process keeps a mount namespace with a bpffs mounted on a directory of the node's, and
+   * every command of the node starts from that namespace; the machine's bpffs is never touched.
+   * `stop()` ends the holder.
+   */
+  async privateBpffs(): Promise<void> {
+    const dir = join(this.dir, "bpffs");
+    mkdirSync(dir, { recursive: true });
+    this.holder = Bun.spawn(["unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", `mount -t bpf bpf ${q(dir)} && exec sleep 100000`], { stdout: "ignore", stderr: "pipe" });
+    for (let i = 0; i < 100; i++) {
+      const info = run(["cat", `/proc/${this.holder.pid}/mountinfo`]).stdout;
+      if (info.includes(` ${dir} `) && info.includes(" - bpf ")) {
+        this.extra.push({ src: dir, dst: "/sys/fs/bpf" });
+        return;
+      }
+      if (this.holder.exitCode !== null) break;
+      await Bun.sleep(50);
+    }
+    throw new Error(`no bpffs for ${this.name}: ${this.holder.exitCode !== null ? await new Response(this.holder.stderr as ReadableStream).text() : "timed out"}`);
+  }
+
+  /** End the bpffs holder, if any (by its PID). */
+  async stop(): Promise<void> {
+    if (!this.holder) return;
+    this.holder.kill();
+    await this.holder.exited;
+    this.holder = undefined;
+  }
+
   /** The argv that runs `argv` as a process on this node (its network namespace and root), with `env`. */
   argv(argv: string[], env: Record<string, string> = {}): string[] {
     return this.wrap(this.root, [...systemBinds(this.root), ...this.extra], argv, { PATH, ...env });
@@ -152,7 +185,8 @@ export class SimNode {
   }
 
   private wrap(root: string, binds: Bind[], argv: string[], env: Record<string, string>): string[] {
-    return ["nsenter", `--net=${this.netns}`, "unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script(root, binds, argv, env)];
+    const mnt = this.holder ? [`--mount=/proc/${this.holder.pid}/ns/mnt`] : [];
+    return ["nsenter", ...mnt, `--net=${this.netns}`, "unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script(root, binds, argv, env)];
   }
 
   /**
