@@ -22,7 +22,10 @@ export function formatVerdict(v: Verdict): string {
   return "chain" in v ? `${v.kind} ${v.chain}` : v.kind;
 }
 
-/** One expression: `meta nfproto > r1`, `r1 == 0x02`, `network[12:4] > r8`, `r8 in @pods4`, `masq`. */
+/**
+ * One expression: `meta nfproto > r1`, `r1 == 0x02`, `network[12:4] > r8` (header, offset, length),
+ * `r1 & 0xf0000000 > r1` (a zero xor left out), `r8 in @pods4`, `masq`.
+ */
 export function formatExpr(e: Expr): string {
   switch (e.kind) {
     case "payload":
@@ -55,7 +58,7 @@ export function formatExpr(e: Expr): string {
     case "fib":
       return `fib ${e.flags.join(" . ")} ${e.result} > r${e.dreg}`;
     case "bitwise":
-      return `r${e.sreg} & ${hex(e.mask)} ^ ${hex(e.xor)} > r${e.dreg}`;
+      return `r${e.sreg} & ${hex(e.mask)}${e.xor.some((b) => b !== 0) ? ` ^ ${hex(e.xor)}` : ""} > r${e.dreg}`;
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * firewall on hosts whose iptables FORWARD chain drops: how such a chain is recognised (policy,
  * a last unconditional DROP/REJECT, iptables-nft's and legacy's forms), how cnikit's rule is told
- * apart from others, and what ADD / DEL do against a scripted nftables connection and iptables.
+ * apart from others, and what ADD / DEL / CHECK do against FakeNft and a scripted iptables.
  */
 
 import { afterAll, describe, expect, test } from "bun:test";
@@ -9,14 +9,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Attrs, nla } from "../../../src/netlink/attr.ts";
-import type { NftConn } from "../../../src/nft/conn.ts";
 import { encodeOperation } from "../../../src/nft/encode.ts";
-import { decodeRule, type ChainInfo, type RuleInfo } from "../../../src/nft/list.ts";
-import type { Transaction } from "../../../src/nft/transaction.ts";
+import type { Expr } from "../../../src/nft/expr.ts";
+import { decodeRule, type RuleInfo } from "../../../src/nft/list.ts";
+import { Transaction } from "../../../src/nft/transaction.ts";
 import { verdict } from "../../../src/nft/verdict.ts";
 import { encodeNftAttrs } from "../../../src/nft/wire.ts";
 import {
   ACCEPT_RULE,
+  checkForwardAccept,
   ensureForwardAccept,
   type ExecResult,
   isCnikitRule,
@@ -25,7 +26,10 @@ import {
   MARK_CHAIN,
   markChainTransaction,
   releaseForwardAccept,
+  RULE_COMMENT,
 } from "../../../src/plugins/common/firewall-iptables.ts";
+import { addPod, FIREWALL_TABLE, removePod } from "../../../src/plugins/meta/firewall.ts";
+import { fakeNftPerTest, tableIn } from "./nft-fake.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "cnikit-fwipt-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -83,46 +87,27 @@ describe("recognising a FORWARD chain that drops", () => {
   });
 });
 
-/** A scripted nftables connection: iptables-nft's FORWARD chains and cnikit's table. */
-class FakeConn {
-  chains = new Map<string, ChainInfo>();
-  rules = new Map<string, RuleInfo[]>();
-  pods = 0;
-  applied: Transaction[] = [];
-  getChain(family: string, table: string, name: string) {
-    return this.chains.get(`${family} ${table} ${name}`);
-  }
-  listRules(family: string, table: string, chain: string) {
-    return this.rules.get(`${family} ${table} ${chain}`) ?? [];
-  }
-  listElements(_f: string, _t: string, set: string) {
-    return set === "pods4" ? Array.from({ length: this.pods }, () => ({ key: new Uint8Array(4), flags: 0 })) : [];
-  }
-  apply(tx: Transaction) {
-    this.applied.push(tx);
-    for (const op of tx.operations) {
-      if (op.obj.kind === "chain" && op.verb === "create") this.chains.set(`${tx.family} ${tx.table} ${op.obj.name}`, { family: tx.family, table: tx.table, name: op.obj.name });
-      if (op.obj.kind === "chain" && op.verb === "delete") this.chains.delete(`${tx.family} ${tx.table} ${op.obj.name}`);
-      if (op.obj.kind === "rule" && op.verb === "delete") {
-        const key = `${tx.family} ${tx.table} ${op.obj.chain}`;
-        const handle = op.obj.handle;
-        this.rules.set(key, (this.rules.get(key) ?? []).filter((r) => r.handle !== handle));
-      }
-    }
-  }
-  forward(family: "ip" | "ip6", policy: "accept" | "drop") {
-    this.chains.set(`${family} filter FORWARD`, { family, table: "filter", name: "FORWARD", hook: 2, priority: 0, policy, type: "filter" });
-  }
+const fake = fakeNftPerTest();
+
+/** iptables-nft's FORWARD chain of a family, with its policy and rules. */
+function forward(family: "ip" | "ip6", policy: "accept" | "drop", ...rules: Expr[][]) {
+  const tx = new Transaction({ family, table: "filter" }).add({ kind: "table" });
+  tx.add({ kind: "chain", name: "FORWARD", type: "filter", hook: "forward", priority: 0, policy });
+  for (const exprs of rules) tx.add({ kind: "rule", chain: "FORWARD", exprs });
+  fake.nft.apply(tx);
 }
 
-function scriptedExec(conn: FakeConn) {
+const podSets = () => addPod(fake.nft, { ips: ["10.1.2.3"], isolated: false }, { sameBridge: false });
+
+/** iptables run against the fake: `-I` inserts cnikit's rule (its comment in the rule's user data). */
+function scriptedExec() {
   const calls: string[][] = [];
   const exec = (argv: string[]): ExecResult => {
     calls.push(argv);
     if (argv.includes("-I")) {
       const family = argv[0]!.includes("ip6") ? "ip6" : "ip";
-      const key = `${family} filter FORWARD`;
-      conn.rules.set(key, [rule(comment("cnikit firewall"), counter), ...(conn.rules.get(key) ?? [])]);
+      const userdata = new TextEncoder().encode(`\0\x10${RULE_COMMENT}\0`);
+      fake.nft.apply(new Transaction({ family, table: "filter" }).insert({ kind: "rule", chain: "FORWARD", exprs: [{ kind: "counter" }], userdata }));
     }
     if (argv.includes("-V")) return { code: 0, stdout: "iptables v1.8.9 (nf_tables)\n", stderr: "" };
     if (argv.includes("-S")) return { code: 0, stdout: "-P FORWARD ACCEPT\n", stderr: "" }; // legacy tables, if the test machine has any
@@ -132,46 +117,62 @@ function scriptedExec(conn: FakeConn) {
   return { calls, exec };
 }
 
-describe("ADD and DEL against a scripted host", () => {
+const drop: Expr[] = [{ kind: "counter" }, { kind: "immediate", verdict: verdict.drop }];
+
+describe("ADD and DEL against FakeNft and a scripted iptables", () => {
   test("policy ACCEPT: no lock, no mark chain, no iptables command", () => {
-    const conn = new FakeConn();
-    conn.forward("ip", "accept");
-    const { calls, exec } = scriptedExec(conn);
-    ensureForwardAccept(conn as unknown as NftConn, { table: "t", dataDir: join(tmp, "a"), exec });
+    forward("ip", "accept");
+    podSets();
+    const before = fake.nft.dump();
+    const { calls, exec } = scriptedExec();
+    ensureForwardAccept(fake.nft, { table: FIREWALL_TABLE, dataDir: join(tmp, "a"), exec });
     expect(calls.filter((c) => c.includes("-I"))).toEqual([]);
-    expect(conn.applied).toEqual([]);
+    expect(fake.nft.dump()).toBe(before);
   });
 
   test("only the pod's families are looked at: an IPv4-only pod adds no IPv6 rule", () => {
-    const conn = new FakeConn();
-    conn.forward("ip", "drop");
-    conn.forward("ip6", "drop");
-    const { calls, exec } = scriptedExec(conn);
-    ensureForwardAccept(conn as unknown as NftConn, { table: "t", dataDir: join(tmp, "c"), families: [4], exec });
+    forward("ip", "drop");
+    forward("ip6", "drop");
+    podSets();
+    const { calls, exec } = scriptedExec();
+    ensureForwardAccept(fake.nft, { table: FIREWALL_TABLE, dataDir: join(tmp, "c"), families: [4], exec });
     expect(calls.filter((c) => c.includes("-I")).map((c) => c[0]!.split("/").pop()!.replace(/-nft$/, ""))).toEqual(["iptables"]);
   });
 
   test("policy DROP: the mark chain and one insert per dropping family, once; DEL of the last pod removes both", () => {
-    const conn = new FakeConn();
-    conn.forward("ip", "drop");
-    conn.forward("ip6", "accept");
-    conn.rules.set("ip6 filter FORWARD", [rule(counter, target("REJECT"))]); // ends in REJECT
-    const { calls, exec } = scriptedExec(conn);
-    const opts = { table: "t", dataDir: join(tmp, "b"), exec };
-    conn.pods = 1;
-    ensureForwardAccept(conn as unknown as NftConn, opts);
-    ensureForwardAccept(conn as unknown as NftConn, opts); // the second pod
+    forward("ip", "drop");
+    forward("ip6", "accept", drop); // ends in an unconditional drop
+    podSets();
+    const { calls, exec } = scriptedExec();
+    const opts = { table: FIREWALL_TABLE, dataDir: join(tmp, "b"), exec };
+    ensureForwardAccept(fake.nft, opts);
+    ensureForwardAccept(fake.nft, opts); // the second pod
     const inserts = calls.filter((c) => c.includes("-I"));
-    expect(inserts.length).toBe(2);
     expect(inserts.map((c) => c.slice(1))).toEqual([["-w", "-I", "FORWARD", "1", ...ACCEPT_RULE], ["-w", "-I", "FORWARD", "1", ...ACCEPT_RULE]]);
-    expect(conn.getChain("inet", "t", MARK_CHAIN)).toBeDefined();
+    const dump = fake.nft.dump();
+    expect(tableIn(dump, "ip filter")).toBe(`table ip filter
+  chain FORWARD { filter hook forward priority 0 policy drop }
+    counter # "cnikit firewall"
+`);
+    expect(dump).toContain(`  chain podmark { filter hook forward priority -10 policy accept }
+    meta mark > r1; r1 & 0xffefffff > r1; meta mark set r1
+    meta nfproto > r1; r1 == 0x02; network[12:4] > r1; r1 in @pods4; meta mark > r1; r1 & 0xffefffff ^ 0x00100000 > r1; meta mark set r1; accept
+    meta nfproto > r1; r1 == 0x02; ct state > r1; r1 & 0x06000000 > r1; r1 != 0x00000000; network[16:4] > r1; r1 in @pods4; meta mark > r1; r1 & 0xffefffff ^ 0x00100000 > r1; meta mark set r1; accept
+    meta nfproto > r1; r1 == 0x02; ct status > r1; r1 & 0x20000000 > r1; r1 != 0x00000000; network[16:4] > r1; r1 in @pods4; meta mark > r1; r1 & 0xffefffff ^ 0x00100000 > r1; meta mark set r1; accept
+    meta nfproto > r1; r1 == 0x0a; network[8:16] > r1; r1 in @pods6; meta mark > r1; r1 & 0xffefffff ^ 0x00100000 > r1; meta mark set r1; accept
+    meta nfproto > r1; r1 == 0x0a; ct state > r1; r1 & 0x06000000 > r1; r1 != 0x00000000; network[24:16] > r1; r1 in @pods6; meta mark > r1; r1 & 0xffefffff ^ 0x00100000 > r1; meta mark set r1; accept
+    meta nfproto > r1; r1 == 0x0a; ct status > r1; r1 & 0x20000000 > r1; r1 != 0x00000000; network[24:16] > r1; r1 in @pods6; meta mark > r1; r1 & 0xffefffff ^ 0x00100000 > r1; meta mark set r1; accept
+`);
+    checkForwardAccept(fake.nft, opts);
     // a DEL that leaves a pod keeps everything
-    releaseForwardAccept(conn as unknown as NftConn, opts);
-    expect(conn.listRules("ip", "filter", "FORWARD").filter(isCnikitRule).length).toBe(1);
-    conn.pods = 0;
-    releaseForwardAccept(conn as unknown as NftConn, opts);
-    expect(conn.listRules("ip", "filter", "FORWARD").filter(isCnikitRule)).toEqual([]);
-    expect(conn.listRules("ip6", "filter", "FORWARD").map((r) => r.exprs.map((e) => e.name))).toEqual([["counter", "target"]]); // the REJECT stays
-    expect(conn.getChain("inet", "t", MARK_CHAIN)).toBeUndefined();
+    releaseForwardAccept(fake.nft, opts);
+    expect(fake.nft.dump()).toBe(dump);
+    removePod(fake.nft, { ips: ["10.1.2.3"], isolated: false });
+    releaseForwardAccept(fake.nft, opts);
+    const after = fake.nft.dump();
+    expect(tableIn(after, "ip filter")).toBe("table ip filter\n  chain FORWARD { filter hook forward priority 0 policy drop }\n");
+    expect(tableIn(after, "ip6 filter")).toBe("table ip6 filter\n  chain FORWARD { filter hook forward priority 0 policy accept }\n    counter; drop\n"); // the drop stays
+    expect(after).not.toContain("chain podmark");
+    expect(() => checkForwardAccept(fake.nft, opts)).toThrow(`firewall: iptables' FORWARD chain drops and chain inet ${FIREWALL_TABLE} ${MARK_CHAIN} is missing`);
   });
 });
