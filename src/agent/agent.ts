@@ -68,7 +68,6 @@ export interface AgentMetrics {
   lastSyncMs: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The running agent. */
 export class Agent {
@@ -86,6 +85,8 @@ export class Agent {
   private stopWatch: (() => Promise<void>) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
+  /** Aborted by stop(): ends a retry's wait. */
+  private readonly stopping = new AbortController();
   private etcdDown = false;
   /** Whether start() wrote our lease (until then a resync leaves it alone). */
   private leaseWritten = false;
@@ -97,17 +98,26 @@ export class Agent {
     this.log = opts.log ?? ((e) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...e })}\n`));
   }
 
-  /** Retry `fn` with exponential backoff (0.5 s .. 5 s) until it succeeds or the agent stops. */
+  /**
+   * Retry `fn` with exponential backoff (0.5 s .. 5 s, cockatiel's policy) until it succeeds or
+   * the agent stops (which also cuts a wait short). Each failure is counted and logged with what
+   * the agent waits for.
+   */
   private async retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (this.stopped) throw e;
-        this.metrics.etcdErrors++;
-        this.log({ level: "warn", msg: waitingFor(what, e), error: (e as Error).message, retryInMs: delay });
-        await sleep(delay);
-      }
+    const { ExponentialBackoff, handleWhen, noJitterGenerator, retry } = await import("cockatiel");
+    const policy = retry(handleWhen(() => !this.stopped), {
+      maxAttempts: Number.POSITIVE_INFINITY,
+      backoff: new ExponentialBackoff({ initialDelay: 500, maxDelay: 5000, generator: noJitterGenerator }),
+    });
+    const listener = policy.onRetry((r) => {
+      this.metrics.etcdErrors++;
+      const e = "error" in r ? r.error : new Error(String(r.value));
+      this.log({ level: "warn", msg: waitingFor(what, e), error: e.message, retryInMs: Math.round(r.delay) });
+    });
+    try {
+      return await policy.execute(() => fn(), this.stopping.signal);
+    } finally {
+      listener.dispose();
     }
   }
 
@@ -277,7 +287,7 @@ export class Agent {
         reconnected: () => {
           this.log({ level: "info", msg: "watch reconnected, resyncing" });
           this.etcdDown = false;
-          void this.retry("resync after reconnect", () => this.resync());
+          this.retry("resync after reconnect", () => this.resync()).catch(() => {}); // rejects only when the agent stops
         },
         canceled: (e) => {
           if (this.stopped) return;
@@ -355,7 +365,7 @@ export class Agent {
       // somebody removed our lease while we run: take it back, or pods here would lose their routes
       if (!this.stopped) {
         this.log({ level: "warn", msg: "our lease was removed, writing it again", ...subnetFields(s) });
-        void this.retry("writing our lease again", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec));
+        this.retry("writing our lease again", () => this.store.renew(this.ours(), this.attrs, this.opts.ttlSec)).catch(() => {}); // rejects only when the agent stops
       }
       return;
     }
@@ -466,6 +476,7 @@ export class Agent {
   /** Stop watching; programmed routes and the lease stay (a restart takes them back). */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.timer) clearInterval(this.timer);
     await this.stopWatch?.().catch(() => {});
     for (const be of this.backends()) await be.stop?.().catch((e) => this.log({ level: "warn", msg: "stopping the backend failed", error: (e as Error).message }));
