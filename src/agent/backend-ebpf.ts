@@ -3,8 +3,10 @@
  * collect-metadata vxlan device `cnikit.<VNI>` (`external`: no fixed VNI or remote, learning off,
  * MTU = underlay MTU - 50) carrying our subnet's network address as a /32, the eBPF vxlan program
  * on its ingress, and per peer one entry in the network's remotes LPM map (its subnet -> its
- * underlay address, VNI) that the pod programs read to set the tunnel key. No neighbour, FDB entry
- * or route per peer. The maps are pinned (`pinDir`), so a restarted agent finds what it programmed
+ * underlay address, VNI) that the pod programs read to set the tunnel key, and one `encap ip`
+ * route into the device with the same key, for what the node itself sends to other nodes' pods
+ * (its source is our subnet's network address, which other nodes' pods answer through the
+ * tunnel). No neighbour or FDB entry. The maps are pinned (`pinDir`), so a restarted agent finds what it programmed
  * and pods keep talking meanwhile; the overlay plugin's `"datapath": "ebpf"` attaches pods to the
  * same maps (subnet.env tells it where they are).
  */
@@ -12,10 +14,11 @@
 import { Datapath } from "../bpf/datapath.ts";
 import { addAddress, deleteAddress, listAddresses } from "../net/addr.ts";
 import type { Link } from "../net/link.ts";
-import { createLink, deleteLink, findLink, getLink, setLink, setLinkUp } from "../net/link.ts";
+import { createLink, deleteLink, findLink, getLink, setLink } from "../net/link.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { formatIP, networkOf, parseCIDR, parseIP } from "../spec/ip.ts";
 import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend-types.ts";
+import { agentRoutes, deleteAgentRoute, setAgentRoute } from "./peer-routes.ts";
 
 /** Where the agent pins a network's maps and programs unless told otherwise. */
 export const DEFAULT_AGENT_PIN_DIR = "/sys/fs/bpf/cnikit/overlay";
@@ -71,10 +74,16 @@ export class EbpfVxlanBackend implements Backend {
       if (a.scope === 0 && a.cidr !== want) deleteAddress(conn, { link: dev.index, address: a.cidr });
     }
     addAddress(conn, { link: dev.index, address: want }, { existOk: true });
-    setLinkUp(conn, dev.index);
+    // no ARP across the tunnel for what the node sends (routes through the device reach any
+    // address of another node's subnet): the inner frame gets our own MAC, which the other side's
+    // vxlan program rewrites (for its pods) or makes PACKET_HOST (for the node itself)
+    setLink(conn, dev.index, { noarp: true, up: true });
     this.dev = getLink(conn, dev.index);
     this.dp ??= Datapath.open({ pinDir: this.pinDir });
     this.dp.attachVxlan(conn, this.dev.index);
+    // routes of an earlier run whose subnet left the map meanwhile
+    const mapped = new Set(this.programmedSubnets());
+    for (const [dst, r] of agentRoutes(conn, 4)) if (r.oif === this.dev.index && !mapped.has(dst)) deleteAgentRoute(conn, dst);
     return { backendData: { VNI: this.vni, VtepMAC: this.dev.mac }, mtu };
   }
 
@@ -82,9 +91,11 @@ export class EbpfVxlanBackend implements Backend {
     const ip = parseIP(p.publicIP);
     if (!ip || ip.length !== 4) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: the lease of ${p.subnet} has no IPv4 public address`);
     this.datapath().setRemoteSubnet(p.subnet, p.publicIP, this.vni);
+    setAgentRoute(this.o.conn, { dst: p.subnet, link: this.dev.index, encap: { id: this.vni, dst: p.publicIP, ttl: 64 } });
   }
 
   removePeer(p: Pick<Peer, "subnet">): void {
+    deleteAgentRoute(this.o.conn, p.subnet);
     this.datapath().removeRemoteSubnet(p.subnet);
   }
 

@@ -6,6 +6,7 @@ import {
   decodeLink,
   encodeLink,
   IFF_ALLMULTI,
+  IFF_NOARP,
   IFF_PROMISC,
   IFF_UP,
   type LinkMessage,
@@ -115,6 +116,8 @@ export interface LinkChanges {
   promisc?: boolean;
   /** Receive all multicast on or off (IFF_ALLMULTI). */
   allmulti?: boolean;
+  /** No ARP on the link (IFF_NOARP): neighbours get the link's own MAC, nothing is asked. */
+  noarp?: boolean;
   /** Transmit queue length (IFLA_TXQLEN). */
   txQueueLen?: number;
 }
@@ -134,6 +137,7 @@ export function setLink(conn: NetlinkConn, ref: LinkRef, changes: LinkChanges): 
   flag(IFF_UP, changes.up);
   flag(IFF_PROMISC, changes.promisc);
   flag(IFF_ALLMULTI, changes.allmulti);
+  flag(IFF_NOARP, changes.noarp);
   if (change) {
     m.flags = flags;
     m.change = change;

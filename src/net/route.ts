@@ -46,6 +46,8 @@ export interface RouteSpec {
   protocol?: number;
   /** RTN_* (default unicast). */
   type?: number;
+  /** `encap ip`: the tunnel key for a collect-metadata (`external`) vxlan device: VNI, remote, TTL. */
+  encap?: { id: number; dst: IPInput; ttl?: number };
 }
 
 /** A route as listed. */
@@ -105,6 +107,7 @@ function toMessage(conn: NetlinkConn, spec: RouteSpec, forDelete: boolean): Rout
   if (spec.link !== undefined) m.oif = typeof spec.link === "number" ? spec.link : getLink(conn, spec.link).index;
   if (spec.priority !== undefined) m.priority = spec.priority;
   if (spec.src !== undefined) m.prefsrc = toIP(spec.src, "route source");
+  if (spec.encap) m.encap = { id: spec.encap.id, dst: toIP(spec.encap.dst, "tunnel remote"), ...(spec.encap.ttl !== undefined ? { ttl: spec.encap.ttl } : {}) };
   if (spec.mtu !== undefined || spec.advmss !== undefined) {
     m.metrics = {};
     if (spec.mtu !== undefined) m.metrics.mtu = spec.mtu;

@@ -33,6 +33,24 @@ export const RTA_MULTIPATH = 9;
 export const RTA_TABLE = 15;
 /** IPv6 router preference, u8. */
 export const RTA_PREF = 20;
+/** Lightweight tunnel encapsulation type (u16, LWTUNNEL_ENCAP_*). */
+export const RTA_ENCAP_TYPE = 21;
+/** Lightweight tunnel encapsulation (nested, per type). */
+export const RTA_ENCAP = 22;
+/** LWTUNNEL_ENCAP_IP: the tunnel key (id, remote, TTL) for a collect-metadata device. */
+export const LWTUNNEL_ENCAP_IP = 2;
+const LWTUNNEL_IP_ID = 1;
+const LWTUNNEL_IP_DST = 2;
+const LWTUNNEL_IP_TTL = 4;
+
+/** An `encap ip` route's tunnel key (`ip route add ... encap ip id VNI dst REMOTE ttl T dev VXLAN`). */
+export interface IpEncap {
+  /** Tunnel id (the VNI). */
+  id: number;
+  /** The remote's IPv4 address. */
+  dst: Uint8Array;
+  ttl?: number;
+}
 
 /** Metric: lock bits. */
 export const RTAX_LOCK = 1;
@@ -135,6 +153,8 @@ export interface RouteMessage {
   prefsrc?: Uint8Array;
   metrics?: RouteMetrics;
   pref?: number;
+  /** An `encap ip` tunnel key (routes into a collect-metadata vxlan device). */
+  encap?: IpEncap;
 }
 
 /** Encode a route message body: struct rtmsg, then the attributes. */
@@ -159,8 +179,16 @@ export function encodeRoute(m: RouteMessage): Uint8Array {
     table > 255 && nla.u32(RTA_TABLE, table),
     mattrs.some(Boolean) && nla.nested(RTA_METRICS, mattrs),
     m.pref !== undefined && nla.u8(RTA_PREF, m.pref),
+    m.encap && nla.u16(RTA_ENCAP_TYPE, LWTUNNEL_ENCAP_IP),
+    m.encap && nla.nested(RTA_ENCAP, encodeIpEncap(m.encap)),
   ]);
   return w.finish();
+}
+
+function encodeIpEncap(e: IpEncap): AttrLike[] {
+  const id = new Uint8Array(8);
+  new DataView(id.buffer).setBigUint64(0, BigInt(e.id), false); // __be64
+  return [nla.bytes(LWTUNNEL_IP_ID, id), nla.bytes(LWTUNNEL_IP_DST, e.dst), e.ttl !== undefined && nla.u8(LWTUNNEL_IP_TTL, e.ttl)];
 }
 
 /** Decode a route message body (RTM_NEWROUTE dumps and lookups). */

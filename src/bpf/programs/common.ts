@@ -11,7 +11,7 @@ import { Asm, R0, R1, R10, R2, R6, R7, R8, R9 } from "../asm.ts";
 import { EP, MapName } from "./layout.ts";
 
 /** struct __sk_buff field offsets. */
-export const SKB = { len: 0, ifindex: 40, data: 76, dataEnd: 80 } as const;
+export const SKB = { len: 0, pktType: 4, ifindex: 40, data: 76, dataEnd: 80 } as const;
 /** tc verdicts. */
 export const TC_ACT = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 /** Ethernet header length and the IPv4 header's offset of the destination address. */

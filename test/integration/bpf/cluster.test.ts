@@ -4,8 +4,8 @@
  * plugin with `"datapath": "ebpf"`. No bridge anywhere: pods on the same node reach each other by
  * `bpf_redirect_peer`, pods on other nodes through each node's collect-metadata vxlan device with
  * the tunnel key from the LPM map the agent fills from the leases (a lease that comes and goes
- * comes and goes in every node's map). Pod to node, node to pod and pod to the outside
- * (masqueraded) still work. An agent restart keeps traffic flowing (pinned maps and programs);
+ * comes and goes in every node's map). Pod to node, node to pod (on its node and, through the
+ * agent's encap routes, on others) and pod to the outside (masqueraded) still work. An agent restart keeps traffic flowing (pinned maps and programs);
  * DEL and GC leave no endpoint, program or pod program pin behind.
  *
  * Everything runs in this test's private network namespace; the bpffs holding the pins is mounted
@@ -85,7 +85,7 @@ afterAll(async () => {
 });
 
 describe("three nodes, eBPF datapath", () => {
-  test("agents: an external vxlan device with the vxlan program, other nodes' subnets in the LPM map, no per-peer route", () => {
+  test("agents: an external vxlan device with the vxlan program, other nodes' subnets in the LPM map and as encap routes", () => {
     const subnets = c.nodes.map(subnetOf);
     for (const [i, n] of c.nodes.entries()) {
       expect(readFileSync(n.subnetFile, "utf8")).toContain(`CNIKIT_BPF_PIN_DIR=${pinDir(n)}\n`);
@@ -95,7 +95,11 @@ describe("three nodes, eBPF datapath", () => {
       const r = net(n)!;
       expect(r.vxlanIfindex).toBe(dev.ifindex);
       expect(r.remotes).toEqual(c.nodes.filter((_, j) => j !== i).map((m, k) => ({ subnet: subnets.filter((_, j) => j !== i)[k]!, remote: m.ip, vni: VNI })).sort((a, b) => a.subnet.localeCompare(b.subnet, "en", { numeric: true })));
-      expect(c.inNode(n, ["ip", "route", "show", "proto", "210"]).stdout).toBe("");
+      // for the node's own traffic: the same tunnel key on a route, no neighbour or FDB entry
+      const routes = c.inNode(n, ["ip", "route", "show", "proto", "210"]).stdout.trim().split("\n").sort();
+      expect(routes.length).toBe(2);
+      for (const rs of r.remotes) expect(routes.some((x) => x.startsWith(`${rs.subnet} `) && x.includes(`encap ip id ${VNI} `) && x.includes(` dst ${rs.remote} `) && x.includes(`dev ${prefix}.${VNI} `))).toBe(true);
+      expect(c.inNode(n, ["ip", "neigh", "show", "dev", `${prefix}.${VNI}`]).stdout).toBe("");
       expect(report(n).programs.map((p) => `${p.ifname} ${p.progName}`)).toContain(`${prefix}.${VNI} cnikit_vxlan`);
     }
   });
@@ -124,7 +128,7 @@ describe("three nodes, eBPF datapath", () => {
     }
   });
 
-  test("TCP across nodes keeps the pod's address; pod to node, node to pod; the outside sees the node's address", async () => {
+  test("TCP across nodes keeps the pod's address; pod to node, node to pod (its own and others'); the outside sees the node's address", async () => {
     const [a, , b] = pods; // a on n1, b on n2
     const inPod = await whoamiServer(b!.ns, 7201);
     const onNode = await whoamiServer(a!.node.ns, 7202);
@@ -139,6 +143,14 @@ describe("three nodes, eBPF datapath", () => {
       outside.stop();
     }
     expect(c.inNode(a!.node, ["ping", "-c", "1", "-W", "2", a!.ip]).code).toBe(0);
+    // a node reaches other nodes' pods too (encap route out, the pods' answers through the tunnel)
+    const toRemote = await whoamiServer(b!.ns, 7204);
+    try {
+      expect(c.inNode(a!.node, ["ping", "-c", "1", "-W", "2", b!.ip]).code).toBe(0);
+      expect(ask(a!.node.ns, b!.ip, 7204)).toBe(subnetOf(a!.node).replace(/\/.*/, ""));
+    } finally {
+      toRemote.stop();
+    }
   });
 
   test("a lease that comes and goes comes and goes in every node's map", async () => {
