@@ -256,7 +256,11 @@ export class FakeNft implements NftClient {
     if (key.length !== keyLen(s.def.key)) throw new Fail(Errno.EINVAL, `key of ${key.length} bytes, set wants ${keyLen(s.def.key)}`);
     const hex = toHex(key);
     if (verb === "delete" || verb === "destroy") {
-      if (!s.elements.delete(hex) && verb === "delete") throw new Fail(Errno.ENOENT, "no such element");
+      // a range given with an end must end there, as the kernel (pipapo) finds it; without one, its start is enough
+      const have = s.elements.get(hex);
+      const found = have !== undefined && (e.keyEnd === undefined || have.keyEnd === undefined || toHex(have.keyEnd) === toHex(bytesOf(e.keyEnd)));
+      if (found) s.elements.delete(hex);
+      else if (verb === "delete") throw new Fail(Errno.ENOENT, "no such element");
       return;
     }
     const def = s.def;

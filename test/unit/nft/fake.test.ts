@@ -49,6 +49,13 @@ describe("FakeNft", () => {
     const keyEnd = [ipv4("10.0.0.9"), inetService(90)];
     nft.apply(new Transaction(T).add(iv).add({ kind: "element", set: "iv", key, keyEnd }));
     expect(nft.listElements("inet", "cni", "iv")).toEqual([{ key: concat(key), keyEnd: concat(keyEnd), flags: 0 }]);
+    // deleted by its start and its end, or its start alone (as the kernel does); another end is not it
+    const other = [ipv4("10.0.0.8"), inetService(90)];
+    expect(isNotFound(errOf(() => nft.apply(new Transaction(T).delete({ kind: "element", set: "iv", key, keyEnd: other }))))).toBe(true);
+    nft.apply(new Transaction(T).delete({ kind: "element", set: "iv", key, keyEnd }));
+    expect(nft.listElements("inet", "cni", "iv")).toEqual([]);
+    nft.apply(new Transaction(T).add({ kind: "element", set: "iv", key, keyEnd }).delete({ kind: "element", set: "iv", key }));
+    expect(nft.listElements("inet", "cni", "iv")).toEqual([]);
   });
 
   test("elements: add, list, re-add, clash, delete, destroy", () => {
