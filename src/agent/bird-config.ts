@@ -18,8 +18,7 @@
  */
 
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
-import { ipToBigInt } from "../ipam/range.ts";
+import { containsIP, formatCIDR, formatIP, ipToBigInt, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 
 /** A BGP neighbour that is not a cnikit node: a route reflector or an external router. */
 export interface BgpPeerConfig {

@@ -5,8 +5,7 @@
  */
 
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { formatCIDR, formatIP, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
-import { addIP, ipToBigInt } from "../ipam/range.ts";
+import { addIP, formatCIDR, formatIP, ipToBigInt, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import type { FamilyPlan } from "./netconfig.ts";
 
 /** What a lease's value says about its node. */

@@ -6,8 +6,7 @@
  */
 
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
-import { addIP, ipToBigInt } from "../ipam/range.ts";
+import { addIP, containsIP, formatCIDR, formatIP, ipToBigInt, networkOf, parseCIDR, parseIP, type IPNet } from "../spec/ip.ts";
 import { parseBgpBackend, type BgpConfig } from "./bird-config.ts";
 
 /** The backend's settings. */

@@ -5,8 +5,8 @@
  */
 
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { formatIP, parseIP, type IPBytes } from "../spec/ip.ts";
-import { addIP, ipToBigInt, rangeContains, rangeFor, type Range, type RangeSet } from "./range.ts";
+import { addIP, formatIP, ipToBigInt, parseIP, type IPBytes } from "../spec/ip.ts";
+import { rangeContains, rangeFor, type Range, type RangeSet } from "./range.ts";
 import type { Store } from "./store.ts";
 
 /** An address handed out, with the range it came from. */

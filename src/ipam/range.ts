@@ -6,7 +6,7 @@
 
 import { list, object, str } from "../spec/decode.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { containsIP, formatCIDR, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type IPBytes, type IPNet } from "../spec/ip.ts";
+import { addIP, containsIP, formatCIDR, formatIP, ipEqual, ipToBigInt, lastIP, networkOf, parseCIDR, parseIP, type IPBytes, type IPNet } from "../spec/ip.ts";
 
 /** A range as written in a config. */
 export interface RangeConf {
@@ -38,36 +38,12 @@ export type RangeSet = Range[];
 
 const bad = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 
-/** The address as an unsigned integer. */
-export function ipToBigInt(ip: IPBytes): bigint {
-  let n = 0n;
-  for (const b of ip) n = (n << 8n) | BigInt(b);
-  return n;
-}
+// the arithmetic lives in spec/ip.ts; re-exported for the allocators that import it from here
+export { addIP, bigIntToIP, ipToBigInt } from "../spec/ip.ts";
 
-/** The integer as an address of `len` bytes. */
-export function bigIntToIP(n: bigint, len: number): IPBytes {
-  const out = new Uint8Array(len);
-  for (let i = len - 1; i >= 0; i--) {
-    out[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
-  return out;
-}
-
-/** The address `delta` after `ip` (wrapping is the caller's concern). */
-export function addIP(ip: IPBytes, delta: bigint): IPBytes {
-  const max = (1n << BigInt(ip.length * 8)) - 1n;
-  let n = ipToBigInt(ip) + delta;
-  if (n < 0n) n += max + 1n;
-  if (n > max) n -= max + 1n;
-  return bigIntToIP(n, ip.length);
-}
-
+/** A subnet's last usable address (IPv4: the one before broadcast). */
 function lastOf(subnet: IPNet): IPBytes {
-  const hostBits = BigInt(subnet.ip.length * 8 - subnet.prefix);
-  const last = ipToBigInt(subnet.ip) | ((1n << hostBits) - 1n);
-  const ip = bigIntToIP(last, subnet.ip.length);
+  const ip = lastIP(subnet);
   return subnet.ip.length === 4 ? addIP(ip, -1n) : ip;
 }
 

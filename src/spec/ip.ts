@@ -1,4 +1,4 @@
-/** IP addresses and prefixes as plain bytes: parsing, formatting and family checks (pure). */
+/** IP addresses and prefixes as plain bytes: parsing, formatting, family checks and arithmetic (pure). */
 
 /** An IP address: 4 bytes (IPv4) or 16 bytes (IPv6). */
 export type IPBytes = Uint8Array;
@@ -143,4 +143,42 @@ export function containsIP(net: IPNet, ip: IPBytes): boolean {
 /** Whether two addresses are equal (same family and bytes). */
 export function ipEqual(a: IPBytes, b: IPBytes): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** The address as an unsigned integer. */
+export function ipToBigInt(ip: IPBytes): bigint {
+  let n = 0n;
+  for (const b of ip) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+/** The integer as an address of `len` bytes (4 or 16). */
+export function bigIntToIP(n: bigint, len: number): IPBytes {
+  const out = new Uint8Array(len);
+  for (let i = len - 1; i >= 0; i--) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
+}
+
+/** The address `delta` after `ip` (before it when negative), wrapping around the family's space. */
+export function addIP(ip: IPBytes, delta: bigint): IPBytes {
+  const max = (1n << BigInt(ip.length * 8)) - 1n;
+  let n = ipToBigInt(ip) + delta;
+  if (n < 0n) n += max + 1n;
+  if (n > max) n -= max + 1n;
+  return bigIntToIP(n, ip.length);
+}
+
+/** The last address of a prefix (host bits set: IPv4's broadcast address). */
+export function lastIP(net: IPNet): IPBytes {
+  const ip = new Uint8Array(net.ip);
+  for (let bit = net.prefix; bit < ip.length * 8; bit++) ip[bit >> 3]! |= 0x80 >> (bit & 7);
+  return ip;
+}
+
+/** The first address after the network address (the usual gateway, "10.1.2.1" of 10.1.2.0/24). */
+export function firstHost(net: IPNet): IPBytes {
+  return addIP(networkOf(net).ip, 1n);
 }

@@ -6,8 +6,7 @@
  */
 
 import { CniError, ErrorCode } from "../../spec/error.ts";
-import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP, type IPBytes, type IPNet } from "../../spec/ip.ts";
-import { addIP, ipToBigInt } from "../range.ts";
+import { addIP, containsIP, formatCIDR, formatIP, ipToBigInt, networkOf, parseCIDR, parseIP, type IPBytes, type IPNet } from "../../spec/ip.ts";
 
 /** A pool and how it is cut. */
 export interface Pool {

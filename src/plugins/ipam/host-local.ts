@@ -8,14 +8,14 @@
 
 import { allocate, describeSet } from "../../ipam/allocator.ts";
 import { DEFAULT_DATA_DIR, DiskStore } from "../../ipam/disk-store.ts";
-import { parseRangeSet, rangeCodec, rangeFor, rangeSetCodec, rangeSetSize, ipToBigInt, type RangeConf, type RangeSet } from "../../ipam/range.ts";
+import { parseRangeSet, rangeCodec, rangeFor, rangeSetCodec, rangeSetSize, type RangeConf, type RangeSet } from "../../ipam/range.ts";
 import { requestedIPs, requestedShape } from "../../ipam/requested.ts";
 import { readResolvConf } from "../../ipam/resolv.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { decode, list, object, str, type Decoded } from "../../spec/decode.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
-import { formatIP, parseIP } from "../../spec/ip.ts";
+import { formatIP, ipToBigInt, parseIP } from "../../spec/ip.ts";
 import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { IPConfig, Result, Route } from "../../spec/result.ts";
 import { hasField, routesCodec } from "../common/conf.ts";

@@ -22,7 +22,7 @@ import { bool, i64, list, object } from "../../spec/decode.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import { addMacSpoofCheck, delMacSpoofCheck, hasMacSpoofCheck, sweepMacSpoofChecks } from "../common/macspoof.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
-import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
+import { containsIP, firstHost, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { IPConfig, Result, Route } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 
@@ -177,10 +177,7 @@ function podIPConfig(ipam: Result, conf: BridgeConf): { ips: IPConfig[]; routes:
   const ips = (ipam.ips ?? []).map((ip) => {
     const out = { ...ip, interface: 2 };
     if (!out.gateway && conf.isGateway) {
-      const net = networkOf(parseCIDR(ip.address)!);
-      const gw = net.ip.slice();
-      gw[gw.length - 1]! += 1;
-      out.gateway = formatIP(gw);
+      out.gateway = formatIP(firstHost(parseCIDR(ip.address)!));
     }
     return out;
   });

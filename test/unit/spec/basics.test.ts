@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { CniError, ErrorCode, isCniErrorJson, toCniError } from "../../../src/spec/error.ts";
-import { containsIP, formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../../src/spec/ip.ts";
+import { addIP, bigIntToIP, containsIP, firstHost, formatCIDR, formatIP, ipToBigInt, lastIP, networkOf, parseCIDR, parseIP } from "../../../src/spec/ip.ts";
 import { loadCniArgs, parseCniArgs, formatCniArgs } from "../../../src/spec/args.ts";
 import { validateContainerId, validateIfName, validateNetworkName } from "../../../src/spec/validate.ts";
 import { compareVersions, parseVersionInfo, versionAtLeast } from "../../../src/spec/version.ts";
@@ -79,6 +79,30 @@ describe("IP parsing", () => {
     expect(containsIP(parseCIDR("10.1.0.0/16")!, parseIP("10.1.255.3")!)).toBe(true);
     expect(containsIP(parseCIDR("10.1.0.0/16")!, parseIP("10.2.0.1")!)).toBe(false);
     expect(containsIP(parseCIDR("fd00::/8")!, parseIP("10.2.0.1")!)).toBe(false);
+  });
+});
+
+describe("IP arithmetic", () => {
+  const ip = (s: string) => parseIP(s)!;
+  test("integers both ways, IPv4 and IPv6", () => {
+    expect(ipToBigInt(ip("10.0.1.2"))).toBe(0x0a000102n);
+    expect(formatIP(bigIntToIP(0x0a000102n, 4))).toBe("10.0.1.2");
+    expect(formatIP(bigIntToIP(ipToBigInt(ip("fd00::1:2")), 16))).toBe("fd00::1:2");
+  });
+  test("addIP carries across bytes and wraps around the family's space", () => {
+    expect(formatIP(addIP(ip("10.0.0.255"), 1n))).toBe("10.0.1.0");
+    expect(formatIP(addIP(ip("10.0.1.0"), -1n))).toBe("10.0.0.255");
+    expect(formatIP(addIP(ip("255.255.255.255"), 1n))).toBe("0.0.0.0");
+    expect(formatIP(addIP(ip("0.0.0.0"), -1n))).toBe("255.255.255.255");
+    expect(formatIP(addIP(ip("fd00::ffff"), 1n))).toBe("fd00::1:0");
+  });
+  test("a prefix's last address and first host", () => {
+    expect(formatIP(lastIP(parseCIDR("10.1.2.3/24")!))).toBe("10.1.2.255");
+    expect(formatIP(lastIP(parseCIDR("10.1.2.3/32")!))).toBe("10.1.2.3");
+    expect(formatIP(lastIP(parseCIDR("fd00::5/120")!))).toBe("fd00::ff");
+    expect(formatIP(firstHost(parseCIDR("10.1.2.77/24")!))).toBe("10.1.2.1");
+    expect(formatIP(firstHost(parseCIDR("10.1.2.77/23")!))).toBe("10.1.2.1");
+    expect(formatIP(firstHost(parseCIDR("fd00::9/64")!))).toBe("fd00::1");
   });
 });
 
