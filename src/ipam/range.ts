@@ -38,9 +38,6 @@ export type RangeSet = Range[];
 
 const bad = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg);
 
-// the arithmetic lives in spec/ip.ts; re-exported for the allocators that import it from here
-export { addIP, bigIntToIP, ipToBigInt } from "../spec/ip.ts";
-
 /** A subnet's last usable address (IPv4: the one before broadcast). */
 function lastOf(subnet: IPNet): IPBytes {
   const ip = lastIP(subnet);

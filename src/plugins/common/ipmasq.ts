@@ -13,8 +13,7 @@ import type { Element } from "../../nft/objects.ts";
 import { concatRegs, reg32 } from "../../nft/registers.ts";
 import { Transaction } from "../../nft/transaction.ts";
 import { verdict } from "../../nft/verdict.ts";
-import { networkOf, parseCIDR } from "../../spec/ip.ts";
-import { ipToBigInt, bigIntToIP } from "../../ipam/range.ts";
+import { bigIntToIP, ipToBigInt, lastIP, networkOf, parseCIDR } from "../../spec/ip.ts";
 import { listAddresses } from "../../net/addr.ts";
 import { findLink } from "../../net/link.ts";
 import { withRtnetlink } from "../../net/rtnetlink.ts";
@@ -51,8 +50,7 @@ function setupTransaction(): Transaction {
 
 /** A network's first and last address. */
 function bounds(net: { ip: Uint8Array; prefix: number }): { first: bigint; last: bigint } {
-  const first = ipToBigInt(networkOf(net).ip);
-  return { first, last: first | ((1n << BigInt(net.ip.length * 8 - net.prefix)) - 1n) };
+  return { first: ipToBigInt(networkOf(net).ip), last: ipToBigInt(lastIP(net)) };
 }
 
 /**

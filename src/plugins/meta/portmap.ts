@@ -46,7 +46,7 @@ import { Errno } from "../../sys/errno.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import { bool, decode, i64, list, object, str } from "../../spec/decode.ts";
-import { formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
+import { formatIP, lastIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { masqAddressesOf } from "../common/ipmasq.ts";
@@ -179,12 +179,6 @@ export function podIPsOf(prev: Result | undefined): PodIP[] {
 const enc = (ip: string): Uint8Array => parseIP(ip)!;
 const setOf = (v: 4 | 6, kind: "dnat" | "dnatip" | "masq"): string => (kind === "dnatip" ? `dnat${v}ip` : `${kind}${v}`);
 
-function lastOf(net: { ip: Uint8Array; prefix: number }): Uint8Array {
-  const out = net.ip.slice();
-  for (let bit = net.prefix; bit < out.length * 8; bit++) out[bit >> 3]! |= 0x80 >> (bit & 7);
-  return out;
-}
-
 /** The masquerade source ranges of a pod address: everything (masqAll), or loopback and its subnet. */
 function masqSources(conf: PortmapConf, pod: PodIP): Array<[Uint8Array, Uint8Array]> {
   const len = pod.v === 4 ? 4 : 16;
@@ -192,7 +186,7 @@ function masqSources(conf: PortmapConf, pod: PodIP): Array<[Uint8Array, Uint8Arr
   const sub = networkOf({ ip: enc(pod.ip), prefix: pod.prefix });
   const out: Array<[Uint8Array, Uint8Array]> = [];
   if (pod.v === 4) out.push([Uint8Array.of(127, 0, 0, 0), Uint8Array.of(127, 255, 255, 255)]);
-  out.push([sub.ip, lastOf(sub)]);
+  out.push([sub.ip, lastIP(sub)]);
   return out;
 }
 
