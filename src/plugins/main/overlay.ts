@@ -15,7 +15,6 @@
  * the endpoint (the last pod's DEL what only pods used); GC removes endpoints of pods not valid.
  */
 
-import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../bpf/datapath.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
 import { findLink } from "../../net/link.ts";
 import { setNeighbor } from "../../net/neigh.ts";
@@ -169,7 +168,10 @@ export function bpfPinDirOf(conf: OverlayConf, env: SubnetEnv | undefined, netwo
  * pod program on the host veth and the pod's endpoint in the maps. Returns what DEL needs (undefined
  * for a pod without IPv4: the kernel routes it).
  */
-function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string): EbpfAttachment | undefined {
+/** The eBPF datapath's modules, loaded only by an ebpf network's calls (the bridge path never pays for them). */
+const bpf = () => import("../../bpf/datapath.ts");
+
+async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string): Promise<EbpfAttachment | undefined> {
   const ifaces = result.interfaces ?? [];
   const v4 = (result.ips ?? []).find((i) => !i.address.includes(":"));
   const hostIf = ifaces.find((i) => !i.sandbox);
@@ -185,6 +187,7 @@ function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string)
   } finally {
     pod.close();
   }
+  const { attachPodDatapath } = await bpf();
   const host = NetlinkConn.open();
   try {
     const link = findLink(host, hostIf.name);
@@ -197,7 +200,8 @@ function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string)
 }
 
 /** ebpf DEL: the pod's endpoint and its host veth's program (when the veth is still there). */
-function detachEbpf(att: EbpfAttachment): void {
+async function detachEbpf(att: EbpfAttachment): Promise<void> {
+  const { detachPodDatapath } = await bpf();
   const host = NetlinkConn.open();
   try {
     const link = findLink(host, att.hostIfname);
@@ -224,12 +228,12 @@ async function add(args: CmdArgs): Promise<Result> {
   const side = ebpfFile(conf.dataDir, args.containerId, args.ifName);
   try {
     const result = await delegateAdd(type, args, text);
-    if (pinDir) attachEbpf(args, pinDir, result, side);
+    if (pinDir) await attachEbpf(args, pinDir, result, side);
     return result;
   } catch (e) {
     const att = readSaved(side) as EbpfAttachment | undefined;
     try {
-      if (att) detachEbpf(att);
+      if (att) await detachEbpf(att);
     } catch {
       // best effort
     }
@@ -264,7 +268,7 @@ async function del(args: CmdArgs): Promise<void> {
   let failed: unknown;
   try {
     // first, while the host veth still exists: its program goes with the endpoint
-    if (att) detachEbpf(att);
+    if (att) await detachEbpf(att);
   } catch (e) {
     failed = e;
   }
@@ -306,7 +310,7 @@ async function gc(args: CmdArgs): Promise<void> {
     removeFile(file);
     removeFile(join(conf.dataDir, `${name.slice(0, -".ebpf.json".length)}.json`));
   }
-  const dp = openPinnedDatapath(pinDir);
+  const dp = (await bpf()).openPinnedDatapath(pinDir);
   if (dp) {
     try {
       const gone = dp.gcEndpoints(valid);
