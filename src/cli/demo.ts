@@ -18,6 +18,7 @@ import { UndoStack } from "../skel/undo.ts";
 import { flagString, parseArgs } from "./args.ts";
 import { installInto, isCompiledBinary } from "./install.ts";
 import { table } from "./table.ts";
+import { CURRENT_VERSION } from "../spec/version.ts";
 
 /** Usage text. */
 export const DEMO_USAGE = `usage: cnikit demo [--pods N] [--svg FILE]
@@ -125,7 +126,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     const bridge = `${tag}br`;
     const netconf = {
       // the Debian reference plugins (1.1.1) speak up to 1.0.0
-      cniVersion: anyReference ? "1.0.0" : "1.1.0",
+      cniVersion: anyReference ? "1.0.0" : CURRENT_VERSION,
       name: "demo",
       plugins: [
         {

@@ -13,6 +13,7 @@ import { builtinTypes } from "../invoke/builtin.ts";
 import { flagString, parseArgs } from "./args.ts";
 import { loopbackConf, modeConfig, modesUsage, MODES } from "./modes.ts";
 import { reportError } from "./output.ts";
+import { CURRENT_VERSION } from "../spec/version.ts";
 
 /** Usage text. */
 export const INSTALL_USAGE = `usage: cnikit install --bin-dir DIR [--conf-dir DIR [--conflist FILE | --mode M --subnet CIDR]
@@ -73,7 +74,7 @@ export function defaultNetwork(types: readonly string[]): Record<string, unknown
     },
   ];
   if (types.includes("portmap")) plugins.push({ type: "portmap", capabilities: { portMappings: true } });
-  return { cniVersion: "1.1.0", name: "cnikit", plugins };
+  return { cniVersion: CURRENT_VERSION, name: "cnikit", plugins };
 }
 
 /** What a manifest records of one name: a file by content hash, or a link by target. */

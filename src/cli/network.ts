@@ -14,6 +14,7 @@ import { loadConfList } from "../libcni/conf.ts";
 import { DEFAULT_CACHE_DIR } from "../libcni/cache.ts";
 import { flagList, parseArgs } from "./args.ts";
 import { printJSON, reportError } from "./output.ts";
+import { CURRENT_VERSION } from "../spec/version.ts";
 
 /** The default config directory, as cnitool's. */
 export const DEFAULT_NETCONFPATH = "/etc/cni/net.d";
@@ -80,7 +81,7 @@ function parseValid(values: string[], ifName: string): GCAttachment[] {
 
 /** Run one network command; returns the exit code. */
 export async function networkCommand(cmd: string, argv: readonly string[], env = process.env): Promise<number> {
-  let version = "1.1.0";
+  let version = CURRENT_VERSION;
   try {
     const p = parseArgs(argv);
     if (p.flags.help) {

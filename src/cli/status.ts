@@ -11,6 +11,7 @@ import { flagString, parseArgs } from "./args.ts";
 import { networkCommand } from "./network.ts";
 import { printJSON, reportError } from "./output.ts";
 import { table } from "./table.ts";
+import { CURRENT_VERSION } from "../spec/version.ts";
 
 /** Usage text. */
 export const STATUS_USAGE = `usage: cnikit status [--json] [--wide] [--agent ADDR:PORT] [--socket PATH]
@@ -49,7 +50,7 @@ export interface DaemonState {
 /** One CNI-socket round trip (a loopback VERSION call, as the shim makes it); the reply's protocol version. */
 async function pingSocket(path: string, timeoutMs: number): Promise<number> {
   const { encodeRequest, decodeReply } = await import("../agent/protocol.ts");
-  const req = encodeRequest({ type: "loopback", env: { CNI_COMMAND: "VERSION" }, stdin: new TextEncoder().encode('{"cniVersion":"1.1.0"}') });
+  const req = encodeRequest({ type: "loopback", env: { CNI_COMMAND: "VERSION" }, stdin: new TextEncoder().encode(JSON.stringify({ cniVersion: CURRENT_VERSION })) });
   const chunks: Uint8Array[] = [];
   const bytes = await new Promise<Uint8Array>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);

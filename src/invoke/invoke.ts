@@ -5,7 +5,7 @@
 
 import { CniError, ErrorCode } from "../spec/error.ts";
 import { convertResult, parseResult, type AnyResult } from "../spec/result.ts";
-import { normalizeVersion } from "../spec/version.ts";
+import { CURRENT_VERSION, normalizeVersion } from "../spec/version.ts";
 import { parseVersionInfo, type VersionInfo } from "../spec/version.ts";
 import { runPlugin } from "../skel/skel.ts";
 import { builtinLoader, runsInProcess } from "./builtin.ts";
@@ -77,7 +77,7 @@ export async function invokeVersion(type: string, opts: { path: string; baseEnv?
   const raw = await invokePlugin(type, {
     command: "VERSION",
     path: opts.path,
-    stdin: JSON.stringify({ cniVersion: "1.1.0" }),
+    stdin: JSON.stringify({ cniVersion: CURRENT_VERSION }),
     ...(opts.baseEnv ? { baseEnv: opts.baseEnv } : {}),
   });
   return parseVersionInfo(raw ?? {});

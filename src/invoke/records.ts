@@ -20,6 +20,7 @@ import type { CmdArgs, Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
 import { parseResult, toCurrentResult, type Result } from "../spec/result.ts";
 import { fileStat, listDir, makeDir, readText, removeFile, renameFile, writeText } from "../sys/file.ts";
+import { CURRENT_VERSION } from "../spec/version.ts";
 
 /** The environment variable naming the state directory (records are kept only when it is set). */
 export const STATE_DIR_ENV = "CNIKIT_STATE_DIR";
@@ -219,7 +220,7 @@ export function releaseStdin(rec: AttachmentRecord, siblings: readonly Attachmen
   const other = siblings.filter((s) => s !== rec && s.result?.ips?.length).sort((a, b) => b.createdMs - a.createdMs)[0]?.result;
   const prev = own ?? other;
   if (!prev) return rec.stdin;
-  return JSON.stringify({ ...conf, prevResult: { ...prev, cniVersion: prev.cniVersion || "1.1.0" } });
+  return JSON.stringify({ ...conf, prevResult: { ...prev, cniVersion: prev.cniVersion || CURRENT_VERSION } });
 }
 
 /** The environment of a release (a DEL from a record): the netns only while it is the recorded one. */
@@ -248,7 +249,7 @@ function recordedPrevResult(dir: string, id: AttachmentId, type: string): Result
     const key = Object.keys(conf).find((k) => k.toLowerCase() === "prevresult");
     const raw = key ? (conf[key] as Record<string, unknown> | null) : null;
     if (!raw || typeof raw !== "object") return undefined;
-    const version = typeof raw.cniVersion === "string" && raw.cniVersion ? raw.cniVersion : String(conf.cniVersion ?? "1.1.0");
+    const version = typeof raw.cniVersion === "string" && raw.cniVersion ? raw.cniVersion : String(conf.cniVersion ?? CURRENT_VERSION);
     return toCurrentResult(parseResult({ ...raw, cniVersion: version }));
   } catch {
     return undefined; // a prevResult that does not parse: DEL goes on without it
@@ -291,7 +292,7 @@ export function withRecords(type: string, plugin: Plugin): Plugin {
       }
       const result = await plugin.add(args);
       try {
-        writeRecord(dir, { ...rec, result: { ...result, cniVersion: result.cniVersion || "1.1.0" } });
+        writeRecord(dir, { ...rec, result: { ...result, cniVersion: result.cniVersion || CURRENT_VERSION } });
       } catch (e) {
         args.log(`cnikit: could not add the result to the attachment's record: ${(e as Error).message}`);
       }

@@ -9,7 +9,7 @@ import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
 import type { GCAttachment, NetConf } from "../spec/netconf.ts";
 import { convertResult, parseResult, type AnyResult } from "../spec/result.ts";
 import { validateContainerId, validateIfName, validateNetworkName } from "../spec/validate.ts";
-import { versionAtLeast, type VersionInfo } from "../spec/version.ts";
+import { GC_MIN_VERSION, type VersionInfo, versionAtLeast } from "../spec/version.ts";
 import { formatCniArgs } from "../spec/args.ts";
 import { invokePlugin, invokeVersion, invokeWithResult, type InvokeOptions } from "../invoke/invoke.ts";
 import { findInPath } from "../invoke/find.ts";
@@ -284,7 +284,7 @@ export class CNIConfig {
     }
     // GC is a 1.1.0 verb; below it only cnikit's own plugins get it (marked so that their SDK
     // accepts it): they release what they recorded themselves, whatever the list's version
-    const spec = versionAtLeast(list.cniVersion, "1.1.0");
+    const spec = versionAtLeast(list.cniVersion, GC_MIN_VERSION);
     for (const p of list.plugins) {
       try {
         const opts = this.invokeOpts("GC", undefined, buildPluginConfig(list, p, {
@@ -319,7 +319,7 @@ export class CNIConfig {
 
   /** STATUS for every plugin (1.1.0+; older lists are reported ready); the first failure is thrown. */
   async getStatusNetworkList(list: NetworkConfigList): Promise<void> {
-    if (!versionAtLeast(list.cniVersion, "1.1.0")) return;
+    if (!versionAtLeast(list.cniVersion, GC_MIN_VERSION)) return;
     for (const p of list.plugins) {
       try {
         await invokePlugin(p.type, this.invokeOpts("STATUS", undefined, buildPluginConfig(list, p)));

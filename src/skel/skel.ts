@@ -9,7 +9,7 @@ import { decode } from "../spec/decode.ts";
 import { netConfCodec, type NetConf } from "../spec/netconf.ts";
 import { convertResult, parseResult, toCurrentResult } from "../spec/result.ts";
 import { validateContainerId, validateIfName, validateNetworkName } from "../spec/validate.ts";
-import { normalizeVersion, SUPPORTED_VERSIONS, versionAtLeast, versionInfo } from "../spec/version.ts";
+import { CURRENT_VERSION, GC_MIN_VERSION, normalizeVersion, SUPPORTED_VERSIONS, versionAtLeast, versionInfo } from "../spec/version.ts";
 import type { CmdArgs, Plugin } from "./plugin.ts";
 
 /** The process around a plugin, injectable for in-process runs and tests. */
@@ -111,7 +111,7 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
   // cnikit's own runtime (libcni) also collects lists below 1.1.0 (containerd's default conflist
   // is 1.0.0, flannel's 0.3.1): it marks such a GC, and sends it only to cnikit's own plugins
   const gcAnyVersion = verb === "GC" && env[GC_ANY_VERSION_ENV] === "1";
-  if ((verb === "GC" || verb === "STATUS") && !gcAnyVersion && !versionAtLeast(version, "1.1.0")) {
+  if ((verb === "GC" || verb === "STATUS") && !gcAnyVersion && !versionAtLeast(version, GC_MIN_VERSION)) {
     throw new CniError(ErrorCode.IncompatibleVersion, `config version "${version}" does not allow ${verb}`);
   }
 
@@ -147,7 +147,7 @@ async function dispatch(plugin: Plugin, io: PluginIO, state: { version: string }
   switch (verb) {
     case "ADD": {
       const result = await plugin.add(args);
-      const out = convertResult({ ...result, cniVersion: result.cniVersion || "1.1.0" }, version);
+      const out = convertResult({ ...result, cniVersion: result.cniVersion || CURRENT_VERSION }, version);
       io.writeStdout(JSON.stringify(out, null, 4));
       return;
     }
@@ -177,7 +177,7 @@ export async function runPlugin(plugin: Plugin, io: PluginIO): Promise<number> {
     return 0;
   } catch (e) {
     const err = toCniError(e);
-    err.cniVersion = state.version || "1.1.0";
+    err.cniVersion = state.version || CURRENT_VERSION;
     io.writeStdout(JSON.stringify(err.toJSON(), null, 4));
     if (!(e instanceof CniError) && e instanceof Error && e.stack && io.env.CNIKIT_DEBUG) {
       io.writeStderr(`${e.stack}\n`);

@@ -46,6 +46,7 @@ export class CniError extends Error {
   /** The spec version this error is reported in (set when printed). */
   cniVersion: string;
 
+  // the default is CURRENT_VERSION, written out: version.ts imports this file
   constructor(code: number, msg: string, details = "", cniVersion = "1.1.0") {
     super(msg);
     this.name = "CniError";

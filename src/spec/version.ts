@@ -5,6 +5,9 @@ import { CniError, ErrorCode } from "./error.ts";
 /** The newest spec version cnikit implements. */
 export const CURRENT_VERSION = "1.1.0";
 
+/** The first spec version with GC and STATUS. */
+export const GC_MIN_VERSION = "1.1.0";
+
 /** Every spec version cnikit reads and writes, oldest first. */
 export const SUPPORTED_VERSIONS: readonly string[] = [
   "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",

@@ -22,6 +22,7 @@ import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 import { UndoStack } from "../../skel/undo.ts";
 import { openPodConn, randomVethName, undoIpam, undoPodLink } from "./veth-pod.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
 
@@ -135,7 +136,7 @@ export function checkPodIface(pod: NetlinkConn, args: CmdArgs, opts: { prev: Res
  * only, as the reference does.
  */
 export function podLinkResult(pod: NetlinkConn, link: Link, args: CmdArgs, ipam: Result | undefined, opts: { notify: boolean }): Result {
-  const out: Result = { cniVersion: "1.1.0", interfaces: [{ name: args.ifName, mac: link.mac, sandbox: args.netns }] };
+  const out: Result = { cniVersion: CURRENT_VERSION, interfaces: [{ name: args.ifName, mac: link.mac, sandbox: args.netns }] };
   if (ipam) {
     out.ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: 0 }));
     if (ipam.routes && ipam.routes.length > 0) out.routes = ipam.routes;

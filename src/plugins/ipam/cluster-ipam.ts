@@ -30,6 +30,7 @@ import { lockFile } from "../../sys/flock.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { formatIP, parseIP } from "../../spec/ip.ts";
 import type { Result, Route } from "../../spec/result.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 /** The parsed `ipam` section. */
 export interface ClusterIpamConf {
@@ -179,7 +180,7 @@ async function add(args: CmdArgs): Promise<Result> {
       allocate(s, c.pool, f.cache, { containerID: args.containerId, ifname: args.ifName, node: c.node, ...(requested[0] ? { requested: requested[0].ip } : {}) }),
     );
     f.save();
-    const result: Result = { cniVersion: "1.1.0", ips: [{ address: `${formatIP(ip)}/${c.pool.net.prefix}`, ...(c.gateway ? { gateway: c.gateway } : {}) }] };
+    const result: Result = { cniVersion: CURRENT_VERSION, ips: [{ address: `${formatIP(ip)}/${c.pool.net.prefix}`, ...(c.gateway ? { gateway: c.gateway } : {}) }] };
     if (c.routes.length > 0) result.routes = c.routes;
     return result;
   } finally {

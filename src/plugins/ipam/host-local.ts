@@ -19,6 +19,7 @@ import { formatIP, ipToBigInt, parseIP } from "../../spec/ip.ts";
 import { netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { IPConfig, Result, Route } from "../../spec/result.ts";
 import { hasField, routesCodec } from "../common/conf.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 /** The parsed `ipam` section. */
 export interface HostLocalConf {
@@ -123,7 +124,7 @@ function add(args: CmdArgs): Result {
   } finally {
     unlock();
   }
-  const result: Result = { cniVersion: "1.1.0", ips };
+  const result: Result = { cniVersion: CURRENT_VERSION, ips };
   if (hl.routes.length > 0) result.routes = hl.routes;
   if (hl.resolvConf) result.dns = readResolvConf(hl.resolvConf);
   return result;

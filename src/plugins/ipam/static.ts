@@ -12,6 +12,7 @@ import { containsIP, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/
 import { dnsCodec, netConfShape, type NetConf } from "../../spec/netconf.ts";
 import type { DNS, IPConfig, Result } from "../../spec/result.ts";
 import { optionalIP, routesCodec } from "../common/conf.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 /**
  * One entry of `addresses` as the reference decodes it (`Address`): `address` (a string, checked
@@ -74,7 +75,7 @@ export function staticResult(conf: NetConf, cniArgs: string): Result {
     });
   }
   if (ips.length === 0) throw bad("no addresses given (config 'addresses', runtimeConfig 'ips', args or CNI_ARGS IP)");
-  const result: Result = { cniVersion: "1.1.0", ips };
+  const result: Result = { cniVersion: CURRENT_VERSION, ips };
   if (n.ipam.routes?.length) result.routes = n.ipam.routes;
   const dns = dnsOf(n.ipam.dns);
   if (dns) result.dns = dns;

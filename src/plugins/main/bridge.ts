@@ -25,6 +25,7 @@ import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
 import { containsIP, firstHost, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { IPConfig, Result, Route } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 /** The bridge plugin's settings, as the reference names them. */
 export interface BridgeConf {
@@ -220,7 +221,7 @@ async function add(args: CmdArgs): Promise<Result> {
     undo.push("the veth pair", undoPodLink(pod, args.ifName));
     const hostVeth = plugIntoBridge(host, conf, hostEnd, br);
 
-    let ipam: Result = { cniVersion: "1.1.0" };
+    let ipam: Result = { cniVersion: CURRENT_VERSION };
     if (conf.ipamType) {
       ipam = await delegateAdd(conf.ipamType, args, args.stdinData);
       undo.push("the IPAM reservation", undoIpam(args, conf.ipamType));
@@ -241,7 +242,7 @@ async function add(args: CmdArgs): Promise<Result> {
       addMacSpoofCheck(hostVeth.name, podLink.mac);
     }
     const out: Result = {
-      cniVersion: "1.1.0",
+      cniVersion: CURRENT_VERSION,
       interfaces: [
         { name: br.name, mac: br.mac },
         { name: hostVeth.name, mac: hostVeth.mac },

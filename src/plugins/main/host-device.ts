@@ -31,6 +31,7 @@ import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 /** Where the kernel lists PCI devices. */
 export const SYS_BUS_PCI = "/sys/bus/pci/devices";
@@ -221,7 +222,7 @@ async function add(args: CmdArgs): Promise<Result> {
   let moved: { index: number; name: string; alias: string; up: boolean } | null = null;
   let ipamDone = false;
   try {
-    const out: Result = { cniVersion: "1.1.0" };
+    const out: Result = { cniVersion: CURRENT_VERSION };
     if (!conf.dpdkMode) {
       const dev = selectDevice(conf, listLinks(host));
       if (findLink(pod, args.ifName)) {

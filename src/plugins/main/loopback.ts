@@ -9,6 +9,7 @@ import { getLink, setLink } from "../../net/link.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
 import type { IPConfig, Result } from "../../spec/result.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 const LO = "lo";
 
@@ -46,7 +47,7 @@ function add(args: CmdArgs): Result {
   // chained after another plugin, the reference passes the previous result through unchanged
   if (args.prevResult) return args.prevResult;
   const result: Result = {
-    cniVersion: "1.1.0",
+    cniVersion: CURRENT_VERSION,
     // the reference names the interface "lo" whatever CNI_IFNAME says
     interfaces: [{ name: LO, mac: "00:00:00:00:00:00", sandbox: args.netns }],
   };

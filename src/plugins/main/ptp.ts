@@ -25,6 +25,7 @@ import { formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/
 import { netConfShape } from "../../spec/netconf.ts";
 import type { IPConfig, Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
+import { CURRENT_VERSION } from "../../spec/version.ts";
 
 /** The ptp plugin's settings, as the reference names them. */
 export interface PtpConf {
@@ -144,7 +145,7 @@ async function add(args: CmdArgs): Promise<Result> {
     const hostVeth = getLink(host, hostEnd.index);
     const podLink = getLink(pod, podIndex);
     const out: Result = {
-      cniVersion: "1.1.0",
+      cniVersion: CURRENT_VERSION,
       interfaces: [
         { name: hostVeth.name, mac: hostVeth.mac },
         { name: args.ifName, mac: podLink.mac, sandbox: args.netns },
