@@ -6,7 +6,7 @@
 
 import { builtinLoader, registerBuiltins, setShimInProcess } from "./invoke/builtin.ts";
 import { baseName } from "./sys/path.ts";
-import { BUILTIN_PLUGINS } from "./plugins.ts";
+import { BUILTIN_PLUGINS } from "./plugin-table.ts";
 import type { Plugin } from "./skel/plugin.ts";
 
 /** Stands in for a built-in plugin when only VERSION is asked. */

@@ -27,7 +27,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   libcni: ["spec", "invoke"],
   agent: ["spec", "sys", "netlink", "bpf", "net", "nft", "ipam", "skel", "invoke", "libcni"],
   cli: ["spec", "sys", "netlink", "bpf", "net", "nft", "ipam", "skel", "invoke", "libcni", "agent", "plugins", "entry"],
-  // src/main.ts and src/plugins.ts: the entry point, the only place that knows the plugin table
+  // src/main.ts and src/plugin-table.ts: the entry point, the only place that knows the plugin table
   entry: ["spec", "sys", "netlink", "bpf", "net", "nft", "ipam", "skel", "invoke", "libcni", "agent", "plugins", "cli"],
 };
 
