@@ -10,6 +10,7 @@ import { deleteLink, findLink, type Link } from "../../net/link.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
+import type { DNS, Result } from "../../spec/result.ts";
 
 /** A host-side veth name as the reference makes them: "veth" and 8 random hex digits. */
 export function randomVethName(): string {
@@ -100,4 +101,11 @@ export async function delVethPod(args: CmdArgs, ipamType: string | undefined): P
 /** GC and STATUS of a main plugin: its IPAM plugin's answer. */
 export async function passToIPAM(args: CmdArgs, ipamType: string | undefined): Promise<void> {
   if (ipamType) await delegateCommand(ipamType, args, args.command, args.stdinData);
+}
+
+/** The result's DNS: the config's when it has any, else what IPAM returned (as the reference). */
+export function dnsOf(args: CmdArgs, ipam: Result): DNS | undefined {
+  const dns = args.config.dns;
+  if (dns && Object.keys(dns).length > 0) return dns;
+  return ipam.dns;
 }

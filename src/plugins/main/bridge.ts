@@ -14,7 +14,7 @@ import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { UndoStack } from "../../skel/undo.ts";
-import { cleanupAll, createPodVeth, delVethPod, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
+import { cleanupAll, createPodVeth, delVethPod, dnsOf, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, hasMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { argsCniCodec, cniArgsMac, hasField, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -251,9 +251,8 @@ async function add(args: CmdArgs): Promise<Result> {
     };
     if (ips.length > 0) out.ips = ips;
     if (routes.length > 0) out.routes = routes;
-    const dns = args.config.dns;
-    if (dns && Object.keys(dns).length > 0) out.dns = dns;
-    else if (ipam.dns) out.dns = ipam.dns;
+    const dns = dnsOf(args, ipam);
+    if (dns) out.dns = dns;
     return out;
   } catch (e) {
     await undo.unwind(args.log);

@@ -15,7 +15,8 @@ import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { UndoStack } from "../../skel/undo.ts";
-import { cleanupAll, createPodVeth, delVethPod, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
+import { normCIDR } from "../common/link-pod.ts";
+import { cleanupAll, createPodVeth, delVethPod, dnsOf, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { hasField, mtuCodec } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -158,10 +159,8 @@ async function add(args: CmdArgs): Promise<Result> {
       undo.push("masquerading", () => delMasq(masq)); // before: a half-applied addMasq is undone too
       addMasq(masq);
     }
-    // DNS from the config wins over what IPAM returned, as in the reference
-    const dns = args.config.dns;
-    if (dns && Object.keys(dns).length > 0) out.dns = dns;
-    else if (ipam.dns) out.dns = ipam.dns;
+    const dns = dnsOf(args, ipam);
+    if (dns) out.dns = dns;
     return out;
   } catch (e) {
     // leave nothing half-done: masquerading, the pod end (the host end goes with it), the reservation
@@ -179,11 +178,6 @@ async function del(args: CmdArgs): Promise<void> {
   const masq = conf.ipMasq ? masqAddressesOf(args) : [];
   await cleanupAll(args, [() => delVethPod(args, conf.ipamType), () => delMasq(masq)]);
 }
-
-const normCIDR = (cidr: string): string => {
-  const net = parseCIDR(cidr);
-  return net ? formatCIDR(net) : cidr;
-};
 
 async function check(args: CmdArgs): Promise<void> {
   const conf = parsePtpConf(args);
