@@ -51,6 +51,13 @@ export interface CniServerOptions {
    * attachments whose pod is gone are released. None: no records, no reconcile.
    */
   reconcile?: { stateDir: string; cacheDir: string; intervalMs: number; bootIdFile?: string };
+  /**
+   * Mount namespaces (paths of their ns files, e.g. `/proc/1/ns/mnt` with the host's PIDs) whose
+   * shims are served besides those of the daemon's own: the node's, when the daemon runs in a
+   * container that mounts every path the CNI configs use (netns, CNI_PATH, state and data
+   * directories) at the same place as the host, as deploy/kubernetes/cnikit.yaml does.
+   */
+  acceptMountNs?: string[];
 }
 
 /**
@@ -151,6 +158,8 @@ export class CniServer {
   declined = 0;
   /** The daemon's network and mount namespaces (inodes, by request entry), read at start. */
   private readonly namespaces = new Map<string, string>();
+  /** Other mount namespaces (inodes) whose shims are served (`acceptMountNs`), read at start. */
+  private readonly otherMountNs = new Set<string>();
   private listener: UnixSocketListener<Conn> | TCPSocketListener<Conn> | undefined;
   private listening = false;
   private stopping = false;
@@ -268,6 +277,7 @@ export class CniServer {
     chmodSync(path, 0o600);
     this.socketIno = lstatSync(path).ino;
     for (const [entry, ns] of SHIM_NAMESPACES) this.namespaces.set(entry, String(statSync(`/proc/self/ns/${ns}`).ino));
+    for (const p of this.opts.acceptMountNs ?? []) this.otherMountNs.add(String(statSync(p).ino));
     this.listening = true;
     this.log({ level: "info", msg: "serving CNI", socket: path, protocol: PROTOCOL_VERSION, maxConcurrent: this.maxConcurrent, timeoutMs: this.timeoutMs });
   }
@@ -369,7 +379,9 @@ export class CniServer {
     for (const [entry] of SHIM_NAMESPACES) {
       const theirs = req.env[entry];
       delete req.env[entry];
-      if (theirs !== undefined && theirs !== this.namespaces.get(entry)) foreign = true;
+      if (theirs === undefined || theirs === this.namespaces.get(entry)) continue;
+      if (entry === "CNIKIT_SHIM_MNTNS" && this.otherMountNs.has(theirs)) continue;
+      foreign = true;
     }
     if (foreign) {
       this.declined++;

@@ -1,7 +1,7 @@
 /** `cnikit agent`: the node daemon's command line (CNI server; flannel-like flags for the overlay). */
 
 import { DEFAULT_CACHE_DIR } from "../libcni/cache.ts";
-import { flagString, formatHostPort, parseArgs, parseHostPort } from "./args.ts";
+import { flagList, flagString, formatHostPort, parseArgs, parseHostPort } from "./args.ts";
 import { etcdFromFlags } from "./etcd-flags.ts";
 import { reportError } from "./output.ts";
 
@@ -27,6 +27,9 @@ host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
   --reconcile-interval SECS  release attachments whose pod is gone (netns gone, unknown to
                           the runtime's cache, older than --request-timeout; after a reboot:
                           every older one) at start and then every SECS (default 60)
+  --accept-mount-ns FILE  also serve shims of this mount namespace (e.g. /proc/1/ns/mnt with the
+                          host's PIDs): the node's, when the agent runs in a container that mounts
+                          every path the CNI configs use where the host has it (the DaemonSet)
   --log-format text|json  log lines on stderr as JSON (default) or as text
   --log-level LEVEL       debug, info (default), warn or error
 
@@ -61,7 +64,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
       process.stdout.write(AGENT_USAGE);
       return 0;
     }
-    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "log-format", "log-level", "cni-socket", "max-requests", "request-timeout", "state-dir", "reconcile-interval", ...OVERLAY_FLAGS]);
+    const known = new Set(["help", "etcd-endpoints", "healthz", "cni-cache-dir", "log-format", "log-level", "cni-socket", "max-requests", "request-timeout", "state-dir", "reconcile-interval", "accept-mount-ns", ...OVERLAY_FLAGS]);
     const unknown = Object.keys(p.flags).filter((k) => !known.has(k));
     if (unknown.length > 0 || p.positional.length > 0) throw new Error(`agent: unknown argument ${unknown.length ? `--${unknown[0]}` : p.positional[0]} (see cnikit agent --help)`);
     const opt = (k: string) => flagString(p, k);
@@ -104,7 +107,8 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
     const reconcile = stateDir
       ? { stateDir, cacheDir: opt("cni-cache-dir") ?? (process.env.CNI_CACHE_DIR || DEFAULT_CACHE_DIR), intervalMs: reconcileSec * 1000, ...(process.env.CNIKIT_BOOT_ID_FILE ? { bootIdFile: process.env.CNIKIT_BOOT_ID_FILE } : {}) }
       : undefined;
-    const cni = new CniServer({ socketPath, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000, log, ...(reconcile ? { reconcile } : {}) });
+    const acceptMountNs = flagList(p, "accept-mount-ns");
+    const cni = new CniServer({ socketPath, maxConcurrent: maxRequests, timeoutMs: timeoutSec * 1000, log, ...(reconcile ? { reconcile } : {}), ...(acceptMountNs.length ? { acceptMountNs } : {}) });
     let agent: import("../agent/agent.ts").Agent | undefined;
     if (etcd) {
       const { Agent } = await import("../agent/agent.ts");
