@@ -8,9 +8,10 @@
  * mountPaths, then `chroot` and the command, args (with `$(VAR)` expanded) and env (values,
  * `spec.nodeName`, Secret and ConfigMap keys) of the container spec.
  *
- * Nothing is ever mounted in the test's own mount namespace: every command runs under
- * `unshare -m --propagation slave`, so its mounts go with it; the machine's /run/cnikit,
- * /run/flannel, /var/lib/cni and /etc/cni/net.d are never touched.
+ * Nothing is ever mounted in the test's own mount namespace: each node has a mount namespace of
+ * its own (a holder process made by `unshare -m --propagation slave`), its runtime's commands run
+ * there, and each container in a namespace copied from it; the mounts go with them. The machine's
+ * /run/cnikit, /run/flannel, /var/lib/cni and /etc/cni/net.d are never touched.
  */
 
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
@@ -91,15 +92,21 @@ function systemBinds(root: string): Bind[] {
   return out;
 }
 
-/** The shell script that makes the binds inside `root`, then chroots and execs `argv` with exactly `env`. */
-function script(root: string, binds: Bind[], argv: string[], env: Record<string, string>): string {
-  const lines = ["set -e"];
+/** Shell lines that make the binds inside `root`. */
+function mountLines(root: string, binds: Bind[]): string[] {
+  const lines: string[] = [];
   for (const b of binds) {
     const dst = join(root, b.dst);
     lines.push(`mount --rbind ${q(b.src)} ${q(dst)}`);
     if (b.ro) lines.push(`mount -o remount,bind,ro ${q(dst)} 2>/dev/null || true`);
     if (b.slave) lines.push(`mount --make-rslave ${q(dst)}`);
   }
+  return lines;
+}
+
+/** The shell script that makes the binds inside `root`, then chroots and execs `argv` with exactly `env`. */
+function script(root: string, binds: Bind[], argv: string[], env: Record<string, string>): string {
+  const lines = ["set -e", ...mountLines(root, binds)];
   const envArgs = Object.entries(env).map(([k, v]) => q(`${k}=${v}`));
   lines.push(`exec chroot ${q(root)} /usr/bin/env -i ${envArgs.join(" ")} ${argv.map(q).join(" ")}`);
   return lines.join("\n");
@@ -141,32 +148,51 @@ export class SimNode {
     return join(this.root, p);
   }
 
-  /** A process holding a mount namespace with a bpffs of the node's own (see `privateBpffs`). */
+  /** The process holding the node's own mount namespace ("the host's" for its runtime and containers). */
   private holder: ReturnType<typeof Bun.spawn> | undefined;
 
   /**
-   * Give the node a bpffs of its own at /sys/fs/bpf (the eBPF datapath pins its maps there): a
-   * holder process keeps a mount namespace with a bpffs mounted on a directory of the node's, and
-   * every command of the node starts from that namespace; the machine's bpffs is never touched.
-   * `stop()` ends the holder.
+   * Start the node: a holder process keeps a mount namespace of the node's own, with the system
+   * directories, the machine's /run/netns and the extra binds mounted into the node's root (and,
+   * with `bpffs`, a bpffs of its own at /sys/fs/bpf, so the eBPF datapath never pins on the
+   * machine's). The node's runtime runs in that namespace (chrooted into the root), containers in
+   * namespaces copied from it, as on a real node. `stop()` ends the holder (by its PID).
    */
-  async privateBpffs(): Promise<void> {
-    const dir = join(this.dir, "bpffs");
-    mkdirSync(dir, { recursive: true });
-    this.holder = Bun.spawn(["unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", `mount -t bpf bpf ${q(dir)} && exec sleep 100000`], { stdout: "ignore", stderr: "pipe" });
-    for (let i = 0; i < 100; i++) {
-      const info = run(["cat", `/proc/${this.holder.pid}/mountinfo`]).stdout;
-      if (info.includes(` ${dir} `) && info.includes(" - bpf ")) {
-        this.extra.push({ src: dir, dst: "/sys/fs/bpf" });
-        return;
-      }
-      if (this.holder.exitCode !== null) break;
-      await Bun.sleep(50);
+  async start(o: { bpffs?: boolean } = {}): Promise<void> {
+    const binds = [...systemBinds(this.root), ...this.extra];
+    const lines = [];
+    if (o.bpffs) {
+      const dir = join(this.dir, "bpffs");
+      mkdirSync(dir, { recursive: true });
+      lines.push(`mount -t bpf bpf ${q(dir)}`);
+      binds.push({ src: dir, dst: "/sys/fs/bpf" });
     }
-    throw new Error(`no bpffs for ${this.name}: ${this.holder.exitCode !== null ? await new Response(this.holder.stderr as ReadableStream).text() : "timed out"}`);
+    lines.push(...mountLines(this.root, binds), "echo ready", "exec sleep 100000");
+    const proc = Bun.spawn(["nsenter", `--net=${this.netns}`, "unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", ["set -e", ...lines].join("\n")], { stdout: "pipe", stderr: "pipe" });
+    this.holder = proc;
+    const reader = proc.stdout.getReader();
+    let out = "";
+    while (!out.includes("ready")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`node ${this.name} did not start: ${await new Response(proc.stderr).text()}`);
+      out += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
   }
 
-  /** End the bpffs holder, if any (by its PID). */
+  /** The node's mount namespace file (its "host" mount namespace). */
+  get mountNs(): string {
+    if (!this.holder) throw new Error(`node ${this.name} not started`);
+    return `/proc/${this.holder.pid}/ns/mnt`;
+  }
+
+  /** The holder's PID: the node's "PID 1" for a hostPID pod's /proc/1 paths. */
+  get hostPid(): number {
+    if (!this.holder) throw new Error(`node ${this.name} not started`);
+    return this.holder.pid;
+  }
+
+  /** End the node's holder (by its PID). */
   async stop(): Promise<void> {
     if (!this.holder) return;
     this.holder.kill();
@@ -174,9 +200,10 @@ export class SimNode {
     this.holder = undefined;
   }
 
-  /** The argv that runs `argv` as a process on this node (its network namespace and root), with `env`. */
+  /** The argv that runs `argv` as a process on this node (its network and mount namespaces, chrooted into its root), with `env`. */
   argv(argv: string[], env: Record<string, string> = {}): string[] {
-    return this.wrap(this.root, [...systemBinds(this.root), ...this.extra], argv, { PATH, ...env });
+    const envArgs = Object.entries({ PATH, ...env }).map(([k, v]) => `${k}=${v}`);
+    return ["nsenter", `--mount=${this.mountNs}`, `--net=${this.netns}`, "chroot", this.root, "/usr/bin/env", "-i", ...envArgs, ...argv];
   }
 
   /** Run a command on the node (as root in the node's root directory); never throws. */
@@ -184,9 +211,9 @@ export class SimNode {
     return run(this.argv(argv, o.env), o.stdin !== undefined ? { stdin: o.stdin } : {});
   }
 
+  /** A container's argv: a mount namespace copied from the node's, the binds, chroot, exec. */
   private wrap(root: string, binds: Bind[], argv: string[], env: Record<string, string>): string[] {
-    const mnt = this.holder ? [`--mount=/proc/${this.holder.pid}/ns/mnt`] : [];
-    return ["nsenter", ...mnt, `--net=${this.netns}`, "unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script(root, binds, argv, env)];
+    return ["nsenter", `--mount=${this.mountNs}`, `--net=${this.netns}`, "unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script(root, binds, argv, env)];
   }
 
   /**
@@ -242,7 +269,9 @@ export class SimNode {
     const env: Record<string, string> = { PATH, HOSTNAME: this.name };
     for (const e of (container.env ?? []) as Obj[]) env[e.name] = envValue(e, docs, this.name);
     const expand = (s: string) => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, k: string) => env[k] ?? m);
-    const argv = [...((container.command ?? []) as string[]), ...((container.args ?? []) as string[])].map(expand);
+    // hostPID: the pod sees the node's processes; the node's "PID 1" is its holder here
+    const hostPid = (a: string) => (pod.hostPID ? a.replaceAll("/proc/1/", `/proc/${this.hostPid}/`) : a);
+    const argv = [...((container.command ?? []) as string[]), ...((container.args ?? []) as string[])].map(expand).map(hostPid);
     if (argv.length === 0) throw new Error(`container ${container.name}: no command (the image's entrypoint is not simulated)`);
     return this.wrap(root, binds, argv, env);
   }

@@ -99,7 +99,7 @@ describe("each mode's conflist adds two pods that reach each other", () => {
   for (const [i, m] of MODES.entries()) {
     test.skipIf(SKIP[m.name] !== undefined)(`${m.name}${SKIP[m.name] ? ` (skipped: ${SKIP[m.name]})` : ""}`, async () => {
       const { sim, nsName, dev } = makeNode(i + 1, m.name);
-      if (m.name === "ebpf") await sim.privateBpffs();
+      await sim.start({ bpffs: m.name === "ebpf" });
       const subnet = m.subnet === "node" ? `10.${60 + i}.1.0/24` : `10.${60 + i}.0.0/16`;
       const flags = ["--mode", m.name, "--subnet", subnet, ...(m.name === "macvlan" || m.name === "ipvlan" ? ["--master", dev] : []), ...(m.name === "bridge" ? ["--mtu", "1400"] : [])];
       const inst = run([CNIKIT, "install", "--bin-dir", join(sim.root, "opt/cni/bin"), "--conf-dir", join(sim.root, "etc/cni/net.d"), "--net-conf", join(sim.root, "etc/cnikit/net-conf.json"), ...flags]);
