@@ -36,6 +36,11 @@ declare -A NEED=(
   [dot]=graphviz
   [promtool]=prometheus
   [chromium]=chromium
+  # test/integration/k8s: the simulated kubelet's probes (curl), its containers' roots (chroot),
+  # the image test's library list (ldd)
+  [curl]=curl
+  [chroot]=coreutils
+  [ldd]=libc-bin
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
