@@ -21,6 +21,8 @@ import type { Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
 import { Counter } from "./counter.ts";
 import { Histogram } from "./histogram.ts";
+import { BatchRemover } from "./link-remover.ts";
+import { useLinkRemover } from "../net/removal.ts";
 import { Reconciler } from "./reconcile.ts";
 import {
   decodeRequestBody,
@@ -185,6 +187,8 @@ export class CniServer {
   private readonly baseEnv: Record<string, string> = {};
   /** The nftables connection the in-process plugins share (kept open: warm), and its release. */
   private nft: { conn: NftConn; release: () => void } | undefined;
+  /** Removes the veths that in-process DELs cut off, in batches (src/net/removal.ts), and its release. */
+  private remover: { batch: BatchRemover; release: () => void } | undefined;
 
   constructor(private readonly opts: CniServerOptions) {
     this.log = opts.log ?? ((e) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...e })}\n`));
@@ -204,11 +208,12 @@ export class CniServer {
   }
 
   /**
-   * DEL calls not finished yet: being worked on, waiting for their turn, or still running after
-   * their deadline passed (the daemon runs DEL within the call; it queues no removals of its own).
+   * DEL calls not finished yet (being worked on, waiting for their turn, or still running after
+   * their deadline passed), plus the veths answered DELs left to the batched remover (gone within
+   * ~100 ms).
    */
   get pendingRemovals(): number {
-    return this.removing.size;
+    return this.removing.size + (this.remover?.batch.pending ?? 0);
   }
 
   /** Listen on the socket: its directory made 0700 when missing, a stale socket replaced, a live one refused. */
@@ -235,6 +240,11 @@ export class CniServer {
     // the daemon serves built-in types in-process, also when a plugin delegates through a shim
     setShimInProcess(true);
     this.keepNftOpen();
+    if (!this.remover) {
+      const batch = new BatchRemover(this.log);
+      batch.flush(); // what a daemon that died left waiting
+      this.remover = { batch, release: useLinkRemover(batch) };
+    }
     for (const type of ONE_AT_A_TIME) {
       const load = builtinLoader(type);
       if (!load) continue;
@@ -304,6 +314,9 @@ export class CniServer {
     this.nft?.release();
     this.nft?.conn.close();
     this.nft = undefined;
+    this.remover?.release();
+    this.remover?.batch.flush();
+    this.remover = undefined;
   }
 
   /**

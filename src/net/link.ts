@@ -120,6 +120,8 @@ export interface LinkChanges {
   noarp?: boolean;
   /** Transmit queue length (IFLA_TXQLEN). */
   txQueueLen?: number;
+  /** Link group (IFLA_GROUP). */
+  group?: number;
 }
 
 /** Change a link in one request: state, promisc/allmulti, MTU, queue length, master, MAC address and/or name. */
@@ -143,6 +145,7 @@ export function setLink(conn: NetlinkConn, ref: LinkRef, changes: LinkChanges): 
     m.change = change;
   }
   if (changes.txQueueLen !== undefined) m.txQueueLen = changes.txQueueLen;
+  if (changes.group !== undefined) m.group = changes.group;
   if (changes.mtu !== undefined) m.mtu = changes.mtu;
   if (changes.mac !== undefined) m.address = parseMAC(changes.mac);
   if (changes.name !== undefined) m.name = changes.name;

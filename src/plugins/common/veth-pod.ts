@@ -6,7 +6,9 @@
 
 import { delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
-import { deleteLink, findLink, type Link } from "../../net/link.ts";
+import { deleteAddress, listAddresses } from "../../net/addr.ts";
+import { deleteLink, findLink, setLink, type Link } from "../../net/link.ts";
+import { linkRemover, REMOVAL_GROUP } from "../../net/removal.ts";
 import { createVeth } from "../../net/veth.ts";
 import type { CmdArgs } from "../../skel/plugin.ts";
 import { CniError, ErrorCode } from "../../spec/error.ts";
@@ -90,12 +92,41 @@ export async function delVethPod(args: CmdArgs, ipamType: string | undefined): P
         return; // the namespace is gone: so is the pod end of the veth, and with it the host end
       }
       try {
-        deleteLink(pod, args.ifName);
+        if (!cutOffVethPod(pod, args.ifName)) deleteLink(pod, args.ifName);
       } finally {
         pod.close();
       }
     },
   ]);
+}
+
+/**
+ * In the daemon (a `LinkRemover` installed): cut the pod off and leave the veth's deletion, whose
+ * unregister wait dominates a DEL, to the remover's next batch. The pod end is set down, loses its
+ * addresses and is renamed out of the way (an ADD of the same ifname may follow at once); the host
+ * end is set down and put in `REMOVAL_GROUP`. True when done, or when the link is already gone;
+ * false (delete it now) without a remover, or when the link is no veth whose peer is in the
+ * remover's namespace (the daemon's: where `NetlinkConn.open()` opens).
+ */
+function cutOffVethPod(pod: NetlinkConn, ifName: string): boolean {
+  const remover = linkRemover();
+  if (!remover) return false;
+  const link = findLink(pod, ifName);
+  if (!link) return true;
+  if (link.kind !== "veth" || link.parent === undefined || link.linkNetnsId === undefined) return false;
+  const host = NetlinkConn.open();
+  try {
+    const peer = findLink(host, link.parent);
+    if (!peer || peer.kind !== "veth" || peer.parent !== link.index) return false;
+    setLink(pod, link.index, { up: false });
+    for (const a of listAddresses(pod, { link: link.index })) deleteAddress(pod, { link: link.index, address: a.cidr });
+    setLink(pod, link.index, { name: `cnkdel${link.index}` });
+    setLink(host, peer.index, { up: false, group: REMOVAL_GROUP });
+    remover.queued();
+    return true;
+  } finally {
+    host.close();
+  }
 }
 
 /** GC and STATUS of a main plugin: its IPAM plugin's answer. */

@@ -10,6 +10,7 @@ import { setBridgePort } from "../../net/bridge-port.ts";
 import { ensureBridge } from "../../net/bridge.ts";
 import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, getLink, setLink, type Link } from "../../net/link.ts";
+import { REMOVAL_GROUP } from "../../net/removal.ts";
 import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
@@ -282,7 +283,11 @@ async function del(args: CmdArgs): Promise<void> {
       // and any check whose port is gone (a DEL without a cached result)
       const host = NetlinkConn.open();
       try {
-        sweepMacSpoofChecks((port) => findLink(host, port) !== null);
+        // a port waiting for the daemon's batched removal (src/net/removal.ts) counts as gone
+        sweepMacSpoofChecks((port) => {
+          const l = findLink(host, port);
+          return l !== null && l.raw.group !== REMOVAL_GROUP;
+        });
       } finally {
         host.close();
       }
