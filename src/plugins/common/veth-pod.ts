@@ -104,7 +104,7 @@ export async function delVethPod(args: CmdArgs, ipamType: string | undefined): P
  * In the daemon (a `LinkRemover` installed): cut the pod off and leave the veth's deletion, whose
  * unregister wait dominates a DEL, to the remover's next batch. The pod end is set down, loses its
  * addresses and is renamed out of the way (an ADD of the same ifname may follow at once); the host
- * end is set down and put in `REMOVAL_GROUP`. True when done, or when the link is already gone;
+ * end is set down, leaves its bridge and is put in `REMOVAL_GROUP`. True when done, or when the link is already gone;
  * false (delete it now) without a remover, or when the link is no veth whose peer is in the
  * remover's namespace (the daemon's: where `NetlinkConn.open()` opens).
  */
@@ -121,7 +121,7 @@ function cutOffVethPod(pod: NetlinkConn, ifName: string): boolean {
     setLink(pod, link.index, { up: false });
     for (const a of listAddresses(pod, { link: link.index })) deleteAddress(pod, { link: link.index, address: a.cidr });
     setLink(pod, link.index, { name: `cnkdel${link.index}` });
-    setLink(host, peer.index, { up: false, group: REMOVAL_GROUP });
+    setLink(host, peer.index, { up: false, master: null, group: REMOVAL_GROUP });
     remover.queued();
     return true;
   } finally {
