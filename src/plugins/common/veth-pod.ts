@@ -104,9 +104,10 @@ export async function delVethPod(args: CmdArgs, ipamType: string | undefined): P
  * In the daemon (a `LinkRemover` installed): cut the pod off and leave the veth's deletion, whose
  * unregister wait dominates a DEL, to the remover's next batch. The pod end is set down, loses its
  * addresses and is renamed out of the way (an ADD of the same ifname may follow at once); the host
- * end is set down, leaves its bridge and is put in `REMOVAL_GROUP`. True when done, or when the link is already gone;
- * false (delete it now) without a remover, or when the link is no veth whose peer is in the
- * remover's namespace (the daemon's: where `NetlinkConn.open()` opens).
+ * end is set down, leaves its bridge and is put in `REMOVAL_GROUP`; a step that fails deletes the
+ * pair within the call instead. True when done, or when the link is already gone; false (delete it
+ * now) without a remover, or when the link is no veth whose peer is in the remover's namespace
+ * (the daemon's: where `NetlinkConn.open()` opens).
  */
 function cutOffVethPod(pod: NetlinkConn, ifName: string): boolean {
   const remover = linkRemover();
@@ -118,10 +119,16 @@ function cutOffVethPod(pod: NetlinkConn, ifName: string): boolean {
   try {
     const peer = findLink(host, link.parent);
     if (!peer || peer.kind !== "veth" || peer.parent !== link.index) return false;
-    setLink(pod, link.index, { up: false });
-    for (const a of listAddresses(pod, { link: link.index })) deleteAddress(pod, { link: link.index, address: a.cidr });
-    setLink(pod, link.index, { name: `cnkdel${link.index}` });
-    setLink(host, peer.index, { up: false, master: null, group: REMOVAL_GROUP });
+    try {
+      setLink(pod, link.index, { up: false });
+      for (const a of listAddresses(pod, { link: link.index })) deleteAddress(pod, { link: link.index, address: a.cidr });
+      setLink(pod, link.index, { name: `cnkdel${link.index}` });
+      setLink(host, peer.index, { up: false, master: null, group: REMOVAL_GROUP });
+    } catch {
+      // e.g. the name taken: delete the pair within the call instead (by index: it may be renamed)
+      deleteLink(pod, link.index);
+      return true;
+    }
     remover.queued();
     return true;
   } finally {
