@@ -383,6 +383,8 @@ describe("podman (CNI backend) drives the plugins in our plugin directory", () =
     expect(containerId).not.toBe("");
     mustPodman("rm", "--force", "--time", "0", CTR);
     expect(podman("container", "exists", CTR).code).toBe(1);
+    // through the daemon the veth goes in a batch, within a second of the DEL's reply
+    for (const end = Date.now() + 1000; veths().length > 0 && Date.now() < end; ) Bun.sleepSync(10);
     expect(veths()).toEqual([]);
     expect(reservations()).toEqual([]);
     expect(cacheEntries()).toEqual([]);
