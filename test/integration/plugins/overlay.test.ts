@@ -92,6 +92,8 @@ describe("overlay", () => {
     expect(readdirSync(dataDir).length).toBe(1);
     expect(cnikit(["del", "cluster", p]).code).toBe(0);
     expect(readdirSync(dataDir)).toEqual([]);
+    // through the daemon the veths go in a batch, within a second of the DEL's reply
+    for (const end = Date.now() + 1000; JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"])).length > 0 && Date.now() < end; ) Bun.sleepSync(10);
     expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]))).toEqual([]);
     expect(cnikit(["del", "cluster", p]).code).toBe(0); // idempotent
     rmSync(subnetFile);
@@ -119,6 +121,8 @@ describe("overlay", () => {
       expect(r.code).toBe(0);
       expect(r.stderr).toContain('"subnetFile" must be a string');
       expect(readdirSync(dataDir)).toEqual([]);
+      // through the daemon the veths go in a batch, within a second of the DEL's reply
+      for (const end = Date.now() + 1000; JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"])).length > 0 && Date.now() < end; ) Bun.sleepSync(10);
       expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]))).toEqual([]);
       expect(readdirSync(join(tmp.path, "ipam", "cluster")).filter((f) => f.startsWith("10."))).toEqual([]);
     } finally {
