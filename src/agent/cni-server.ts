@@ -19,6 +19,7 @@ import { useNft } from "../nft/handle.ts";
 import { runPlugin } from "../skel/skel.ts";
 import type { Plugin } from "../skel/plugin.ts";
 import { CniError, ErrorCode, toCniError } from "../spec/error.ts";
+import { CURRENT_VERSION } from "../spec/version.ts";
 import { Counter } from "./counter.ts";
 import { Histogram } from "./histogram.ts";
 import { BatchRemover } from "./link-remover.ts";
@@ -84,18 +85,18 @@ interface Conn {
   closed: boolean;
 }
 
-/** The config's cniVersion, or "1.1.0", for errors the server itself reports. */
+/** The config's cniVersion, or the current one, for errors the server itself reports. */
 function versionOf(stdin: Uint8Array | string): string {
   try {
     const v = (JSON.parse(typeof stdin === "string" ? stdin : dec.decode(stdin)) as { cniVersion?: unknown }).cniVersion;
-    return typeof v === "string" && v ? v : "1.1.0";
+    return typeof v === "string" && v ? v : CURRENT_VERSION;
   } catch {
-    return "1.1.0";
+    return CURRENT_VERSION;
   }
 }
 
 /** A reply carrying a spec error, as a plugin prints it. */
-export function errorReply(e: unknown, cniVersion = "1.1.0"): CniReply {
+export function errorReply(e: unknown, cniVersion = CURRENT_VERSION): CniReply {
   const err = toCniError(e);
   err.cniVersion = cniVersion;
   return { exitCode: 1, stdout: enc.encode(`${JSON.stringify(err.toJSON(), null, 4)}\n`) };
