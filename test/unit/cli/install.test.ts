@@ -177,7 +177,7 @@ describe("the compiled binary", () => {
     expect(readdirSync(bin)).toEqual([]);
     expect(existsSync(netConf)).toBe(false);
     expect(run([CNIKIT, "install", "--help"]).stdout).toContain("ipvlan ");
-  });
+  }, 60_000); // several runs of the binary and copies of it (115 MB): slow on a loaded machine
 
   test("a foreign config of cnikit's name: install keeps it and exits non-zero; --force replaces it", () => {
     const d = fresh("foreign");

@@ -129,5 +129,5 @@ describe("multicall binary", () => {
     require("node:fs").writeFileSync(join(conf, "05-other.conf"), "{}");
     const c3 = run([CNIKIT, "install", "--bin-dir", dir, "--conf-dir", conf]);
     expect(c3.stdout).toContain("left as it is");
-  });
+  }, 60_000); // several runs of the binary and copies of it (115 MB): slow on a loaded machine
 });
