@@ -114,6 +114,11 @@ export function replyCode(reply: CniReply): string {
   return "exit";
 }
 
+/** The key calls are serialized by (and `busy` asks about): container id and ifname. */
+function serialKey(containerId: string, ifName: string): string {
+  return `${containerId}\u0000${ifName}`;
+}
+
 /** A mutual exclusion in promise form. */
 class Mutex {
   private tail: Promise<void> = Promise.resolve();
@@ -255,7 +260,9 @@ export class CniServer {
     const rc = this.opts.reconcile;
     if (rc) {
       // crash leaks (and, after a reboot, every older attachment) are released before the first call
-      this.reconciler = new Reconciler({ ...rc, graceMs: this.timeoutMs, release: (req) => this.serve(req), log: this.log });
+      // records this daemon wrote are released at once when no call for them is queued or running
+      const busy = (id: { containerId: string; ifName: string }) => this.keys.has(serialKey(id.containerId, id.ifName));
+      this.reconciler = new Reconciler({ ...rc, graceMs: this.timeoutMs, busy, release: (req) => this.serve(req), log: this.log });
       await this.reconciler.start();
     }
     const old = process.umask(0o177); // the socket is born 0600: no window where others may connect
@@ -467,7 +474,7 @@ export class CniServer {
   private async withKey<T>(req: CniRequest, fn: () => Promise<T>): Promise<T> {
     const cid = req.env.CNI_CONTAINERID;
     if (!cid) return fn();
-    const key = `${cid}\u0000${req.env.CNI_IFNAME ?? ""}`;
+    const key = serialKey(cid, req.env.CNI_IFNAME ?? "");
     const prev = this.keys.get(key);
     let release!: () => void;
     const mine = new Promise<void>((r) => (release = r));

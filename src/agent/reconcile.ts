@@ -5,7 +5,11 @@
  * - the kernel's boot id differs from the one recorded at ADD (the node rebooted: the pod is gone
  *   whatever its netns path now holds, and DEL is sent without a netns), or
  * - no runtime knows of it (no entry in the runtime's result cache), its netns no longer exists,
- *   and it is older than the longest ADD deadline (so an ADD still running is never raced),
+ *   and no ADD of it can still be running: every record's writer is provably finished (another
+ *   process of this pid namespace that is gone, its pid free or taken by a process with another
+ *   start time; or this daemon with no request for that container id and ifname in flight), or
+ *   else, for records that cannot tell (older ones, written elsewhere), it is older than the
+ *   longest ADD deadline,
  * whatever the list's spec version. An attachment whose netns still exists is never touched, nor
  * one recorded in another mount or pid namespace (its netns path cannot be checked from here).
  * Every release is logged and counted (`metricsText`).
@@ -21,10 +25,13 @@ import {
   listRecords,
   netnsAlive,
   pathView,
+  processStart,
   readBootId,
   releaseEnv,
   releaseStdin,
   removeRecord,
+  selfWriter,
+  type AttachmentId,
   type AttachmentRecord,
 } from "../invoke/records.ts";
 import type { CniReply, CniRequest } from "./protocol.ts";
@@ -35,8 +42,17 @@ export interface ReconcileOptions {
   stateDir: string;
   /** The runtime's result cache (`<cacheDir>/results`). */
   cacheDir: string;
-  /** An attachment younger than this is never released unless the node rebooted (the longest ADD deadline). */
+  /**
+   * An attachment younger than this is never released unless the node rebooted or its records'
+   * writers are provably finished (the longest ADD deadline).
+   */
   graceMs: number;
+  /**
+   * Whether this process has a request for that attachment in flight (the daemon's, keyed as it
+   * serializes calls: container id and ifname). Without it, records this process wrote wait out
+   * `graceMs`.
+   */
+  busy?: (id: AttachmentId) => boolean;
   /** Time between runs (ms); 0: only at start. */
   intervalMs: number;
   /** The boot id file (default the kernel's; tests inject one). */
@@ -63,6 +79,8 @@ export class Reconciler {
   private running: Promise<void> | undefined;
   private stopped = false;
   private readonly view = pathView();
+  /** This process as records name their writer (undefined: /proc is another pid namespace's). */
+  private readonly self = selfWriter();
 
   constructor(private readonly opts: ReconcileOptions) {}
 
@@ -102,9 +120,22 @@ export class Reconciler {
     if (group.some((r) => netnsAlive(r))) return undefined;
     const r0 = group[0]!;
     if (existsSync(cacheFile(this.opts.cacheDir, { network: r0.network, containerId: r0.containerId, ifName: r0.ifName }))) return undefined;
+    if (group.every((r) => this.writerFinished(r))) return "netns-gone"; // no ADD to race: no grace
     const newest = Math.max(...group.map((r) => r.createdMs));
     if (now - newest < this.opts.graceMs) return undefined;
     return "netns-gone";
+  }
+
+  /**
+   * Whether the ADD that wrote `rec` provably ended: its writer is this process with no request
+   * for the attachment in flight, or another process of this view that is gone (no such pid, or
+   * one started at another time). False when the record does not say (older records) or its pids
+   * mean nothing here.
+   */
+  private writerFinished(rec: AttachmentRecord): boolean {
+    if (rec.writerPid === undefined || rec.writerStart === undefined || rec.view !== this.view || this.view.includes("?") || !this.self) return false;
+    if (rec.writerPid === this.self.pid && rec.writerStart === this.self.start) return this.opts.busy !== undefined && !this.opts.busy(rec);
+    return processStart(rec.writerPid) !== rec.writerStart;
   }
 
   private async pass(): Promise<void> {

@@ -3,7 +3,8 @@
  * that whatever dies mid-ADD (the runtime, the plugin, the daemon) what a pod left behind can be
  * found again and released. One record per (network, container id, ifname, plugin type), written
  * at the start of ADD (temp + rename) with the ADD's config, CNI_ARGS, CNI_PATH, the netns path and
- * its identity (nsfs device:inode), the kernel's boot id and the time; the plugin's result is added
+ * its identity (nsfs device:inode), the kernel's boot id, the writing process (pid and start time)
+and the time; the plugin's result is added
  * once ADD returns. A successful DEL removes it.
  *
  * Records are kept only where a state directory is given (`CNIKIT_STATE_DIR`; the node daemon sets
@@ -47,6 +48,14 @@ export interface AttachmentRecord {
    * with the same view can tell from the netns path that the netns is gone.
    */
   view?: string;
+  /**
+   * The process that wrote it (its pid in the pid namespace of `view`), with that process's start
+   * time (`writerStart`): together they name it unambiguously within one boot, so a reader with
+   * the same view can tell that the ADD is over (the process is gone). Absent in older records.
+   */
+  writerPid?: number;
+  /** The writer's start time: clock ticks after boot, field 22 of /proc/<pid>/stat. */
+  writerStart?: number;
   /** When ADD started (ms since the epoch). */
   createdMs: number;
   cniArgs?: string;
@@ -96,6 +105,45 @@ export function netnsIdentity(path: string): string | undefined {
 /** This process's view of paths: its mount and pid namespaces. */
 export function pathView(): string {
   return `${netnsIdentity("/proc/self/ns/mnt") ?? "?"}|${netnsIdentity("/proc/self/ns/pid") ?? "?"}`;
+}
+
+/**
+ * A process's start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`), or undefined
+ * when there is no such process (or its stat cannot be read).
+ */
+export function processStart(pid: number | "self"): number | undefined {
+  const fields = procStat(pid);
+  return fields ? Number(fields[22]) : undefined;
+}
+
+/** The fields of /proc/<pid>/stat, numbered as proc(5) does (index 1 is the pid). */
+function procStat(pid: number | "self"): string[] | undefined {
+  let text: string;
+  try {
+    text = readText(`/proc/${pid}/stat`);
+  } catch {
+    return undefined;
+  }
+  // the command name (field 2) is in parentheses and may hold spaces and parentheses itself
+  const close = text.lastIndexOf(")");
+  const open = text.indexOf("(");
+  if (open < 0 || close < open) return undefined;
+  const fields = ["", text.slice(0, open).trim(), text.slice(open + 1, close), ...text.slice(close + 1).trim().split(" ")];
+  return fields.length > 22 && /^\d+$/.test(fields[22]!) ? fields : undefined;
+}
+
+let self: { pid: number; start: number } | null | undefined;
+
+/**
+ * This process as a record names its writer (`writerPid`, `writerStart`), or undefined when
+ * /proc is not this process's pid namespace's (a pid from it would mean another process there).
+ */
+export function selfWriter(): { pid: number; start: number } | undefined {
+  if (self === undefined) {
+    const fields = procStat("self");
+    self = fields && Number(fields[1]) === process.pid ? { pid: process.pid, start: Number(fields[22]) } : null;
+  }
+  return self ?? undefined;
 }
 
 /** Whether the recorded netns still exists (the same namespace, not only the same path). */
@@ -237,6 +285,11 @@ export function releaseEnv(rec: AttachmentRecord, base: Readonly<Record<string, 
   return env;
 }
 
+function writerFields(): Pick<AttachmentRecord, "writerPid" | "writerStart"> {
+  const w = selfWriter();
+  return w ? { writerPid: w.pid, writerStart: w.start } : {};
+}
+
 const RECORDED = Symbol("cnikit.records");
 
 /** The prevResult a DEL from this plugin's record would carry (current form), if any. */
@@ -280,6 +333,7 @@ export function withRecords(type: string, plugin: Plugin): Plugin {
         ...(netnsId ? { netnsId } : {}),
         bootId: readBootId(args.env[BOOT_ID_ENV]),
         view: pathView(),
+        ...writerFields(),
         createdMs: Date.now(),
         ...(args.args ? { cniArgs: args.args } : {}),
         ...(args.path ? { cniPath: args.path } : {}),

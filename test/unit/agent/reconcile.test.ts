@@ -3,15 +3,16 @@
  * which attachments go (netns gone + no cache entry + older than the deadline; recorded before a
  * reboot, without a netns), which stay (live netns, a cache entry, too young, recorded in another
  * mount or pid namespace), newest plugin
- * first, a failed release retried, the counters.
+ * first, a failed release retried, the counters; and when no grace is needed (the records' writer
+ * process provably finished: gone, its pid reused, or this daemon with no request in flight).
  */
 
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CniRequest } from "../../../src/agent/protocol.ts";
 import { Reconciler } from "../../../src/agent/reconcile.ts";
-import { listRecords, netnsIdentity, writeRecord, type AttachmentRecord } from "../../../src/invoke/records.ts";
+import { listRecords, netnsIdentity, pathView, processStart, selfWriter, writeRecord, type AttachmentId, type AttachmentRecord } from "../../../src/invoke/records.ts";
 import { tempDir } from "../../support/netns.ts";
 
 const tmp = tempDir("ckr-reconcile");
@@ -77,4 +78,86 @@ test("reconcile releases exactly the attachments whose pod is gone", async () =>
   expect(r.metricsText()).toContain('cnikit_reconcile_released_total{reason="reboot"} 1');
   expect(r.metricsText()).toContain("cnikit_reconcile_failures_total 1");
   await r.stop();
+});
+
+describe("without a DEL, the grace is waited out only while an ADD may still be running", () => {
+  const cache = join(tmp.path, "cache-w");
+  mkdirSync(join(cache, "results"), { recursive: true });
+  const GRACE = 60_000;
+  const now = Date.now();
+  const view = pathView();
+  const me = selfWriter()!;
+  /** A record of a gone netns, unknown to the cache, made just now (well within the grace). */
+  const rec = (over: Partial<AttachmentRecord> = {}): AttachmentRecord => ({
+    network: "n1", containerId: "w", ifName: "eth0", type: "bridge", netns: "/nonexistent/w", bootId: "", view, createdMs: now, stdin: "{}", ...over,
+  });
+  const reconciler = (busy?: (id: AttachmentId) => boolean) =>
+    new Reconciler({ stateDir: join(tmp.path, "state-w"), cacheDir: cache, graceMs: GRACE, intervalMs: 0, ...(busy ? { busy } : {}), release: async () => ({ exitCode: 0, stdout: new Uint8Array() }), log: () => {} });
+  let alive: ReturnType<typeof Bun.spawn>;
+  let dead: { pid: number; start: number };
+
+  beforeAll(async () => {
+    alive = Bun.spawn(["sleep", "60"]); // our own child, killed by PID below
+    const gone = Bun.spawn(["sleep", "60"]);
+    const start = processStart(gone.pid)!;
+    gone.kill("SIGKILL");
+    await gone.exited; // reaped: its /proc entry is gone
+    dead = { pid: gone.pid, start };
+  });
+  afterAll(async () => {
+    alive.kill("SIGKILL");
+    await alive.exited;
+  });
+
+  test("this process knows itself as a writer", () => {
+    expect(me.pid).toBe(process.pid);
+    expect(me.start).toBe(processStart("self")!);
+    expect(processStart(alive.pid)).toBeGreaterThan(0);
+    expect(processStart(dead.pid)).toBeUndefined();
+  });
+
+  test("writer alive: not released before the grace, released after it", () => {
+    const r = rec({ writerPid: alive.pid, writerStart: processStart(alive.pid)! });
+    expect(reconciler().verdict([r], "", now)).toBeUndefined();
+    expect(reconciler().verdict([r], "", now + GRACE)).toBe("netns-gone");
+  });
+
+  test("writer dead: released at once", () => {
+    expect(reconciler().verdict([rec({ writerPid: dead.pid, writerStart: dead.start })], "", now)).toBe("netns-gone");
+  });
+
+  test("writer's pid reused (a process with another start time): released at once", () => {
+    expect(reconciler().verdict([rec({ writerPid: alive.pid, writerStart: processStart(alive.pid)! - 1 })], "", now)).toBe("netns-gone");
+  });
+
+  test("one writer of the attachment alive (a later plugin's ADD running): the grace holds for all", () => {
+    const group = [rec({ writerPid: dead.pid, writerStart: dead.start }), rec({ type: "portmap", writerPid: alive.pid, writerStart: processStart(alive.pid)! })];
+    expect(reconciler().verdict(group, "", now)).toBeUndefined();
+  });
+
+  test("written by this daemon: at once unless a request for that container and ifname is in flight", () => {
+    const r = rec({ writerPid: me.pid, writerStart: me.start });
+    const asked: AttachmentId[] = [];
+    expect(reconciler((id) => (asked.push(id), true)).verdict([r], "", now)).toBeUndefined();
+    expect(asked[0]).toMatchObject({ network: "n1", containerId: "w", ifName: "eth0" });
+    expect(reconciler(() => false).verdict([r], "", now)).toBe("netns-gone");
+    // no busy callback: whether a request is in flight cannot be told
+    expect(reconciler().verdict([r], "", now)).toBeUndefined();
+    expect(reconciler(() => true).verdict([r], "", now + GRACE)).toBe("netns-gone");
+  });
+
+  test("records that do not name their writer, or name it in another view: the grace rule", () => {
+    expect(reconciler(() => false).verdict([rec()], "", now)).toBeUndefined();
+    expect(reconciler(() => false).verdict([rec()], "", now + GRACE)).toBe("netns-gone");
+    expect(reconciler().verdict([rec({ writerPid: dead.pid })], "", now)).toBeUndefined(); // no start time
+    expect(reconciler().verdict([rec({ view: undefined, writerPid: dead.pid, writerStart: dead.start })], "", now)).toBeUndefined();
+    expect(reconciler().verdict([rec({ writerPid: dead.pid, writerStart: dead.start }), rec({ type: "portmap" })], "", now)).toBeUndefined();
+  });
+
+  test("a dead writer's attachment still waits for a live netns or a cache entry", () => {
+    const w = { writerPid: dead.pid, writerStart: dead.start };
+    expect(reconciler().verdict([rec({ ...w, netns: SELF_NS, netnsId: netnsIdentity(SELF_NS)! })], "", now)).toBeUndefined();
+    writeFileSync(join(cache, "results", "n1-cached-eth0"), "{}");
+    expect(reconciler().verdict([rec({ ...w, containerId: "cached" })], "", now)).toBeUndefined();
+  });
 });

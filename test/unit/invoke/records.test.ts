@@ -61,7 +61,7 @@ const conf = { cniVersion: "1.0.0", name: "n1", type: "fake", secret: "x" };
 const envOf = (verb: string, cid: string, extra: Record<string, string> = {}) => ({ CNI_COMMAND: verb, CNI_CONTAINERID: cid, CNI_IFNAME: "eth0", CNI_NETNS: SELF_NS, CNI_PATH: "/opt/cni/bin", ...extra });
 
 describe("records", () => {
-  test("ADD records first (netns identity, boot id, config, args), then the result; DEL removes it", async () => {
+  test("ADD records first (netns identity, boot id, writer, config, args), then the result; DEL removes it", async () => {
     const state = join(tmp.path, "s1");
     const boot = join(tmp.path, "boot1");
     writeFileSync(boot, "boot-one\n");
@@ -73,6 +73,9 @@ describe("records", () => {
     const [rec] = listRecords(state, "n1");
     expect(rec).toMatchObject({ network: "n1", containerId: "c1", ifName: "eth0", type: "fake", netns: SELF_NS, bootId: "boot-one", cniArgs: "K=V", cniPath: "/opt/cni/bin" });
     expect(rec!.netnsId).toBe(netnsIdentity(SELF_NS)!);
+    // the writer: this process, by pid and start time (field 22 of /proc/self/stat)
+    expect(rec!.writerPid).toBe(process.pid);
+    expect(rec!.writerStart).toBe(Number(readFileSync("/proc/self/stat", "utf8").replace(/^.*\) /s, "").split(" ")[19]));
     expect(JSON.parse(rec!.stdin)).toEqual(conf);
     expect(rec!.result?.ips?.[0]?.address).toBe("10.7.0.5/24");
     const dirMode = (await Bun.file(join(state, "attachments", "n1")).stat()).mode & 0o777;
