@@ -8,10 +8,10 @@
  *   - the daemon's RSS with 100 pods attached (target: at most 80 MiB).
  */
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { assertPrivate, median, pluginDirs, REFERENCE_DIR, report, ROOT, runPlugin } from "./lib.ts";
+import { assertPrivate, median, pluginDirs, REFERENCE_DIR, report, runPlugin, startDaemon } from "./lib.ts";
 
 assertPrivate();
 const ITER = Number(process.env.BENCH_ITER ?? 20);
@@ -20,13 +20,9 @@ const PODS = Number(process.env.BENCH_PODS ?? 100);
 const standalone = pluginDirs(); // links to the binary: today's standalone runs
 const shimmed = pluginDirs({ shim: true }); // links to cnikit-shim
 const data = mkdtempSync(join(tmpdir(), "cnikit-bench-daemon-"));
-const socket = join(data, "run", "cni.sock");
 const noDaemon = join(data, "none", "cni.sock");
 const tag = `ckb${process.pid % 1000}`;
 const bridges = new Set<string>();
-
-const daemon = Bun.spawn([join(ROOT, "dist/cnikit"), "agent", "--cni-socket", socket], { stdout: "ignore", stderr: Bun.file(join(data, "daemon.log")) });
-const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
 function conf(name: string, subnet: string): string {
   const bridge = `${tag}${name}`;
@@ -43,19 +39,6 @@ interface Side {
   dir: string;
   sock: string;
   conf: string;
-}
-
-async function waitForDaemon(): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    try {
-      await runPlugin(join(shimmed.cnikit, "bridge"), { CNIKIT_SOCKET: socket, CNI_COMMAND: "VERSION" }, "{}");
-      if (readFileSync(join(data, "daemon.log"), "utf8").includes("serving CNI")) return;
-    } catch {
-      // not yet
-    }
-    await Bun.sleep(20);
-  }
-  throw new Error("the daemon did not start");
 }
 
 /** VERSION of `bridge` on each side, interleaved. */
@@ -120,8 +103,14 @@ async function many(side: string, s: Side, gateway: string, after?: () => void):
 }
 
 let ok = true;
+const daemon = await startDaemon(data, shimmed.cnikit).catch((e) => {
+  rmSync(data, { recursive: true, force: true });
+  standalone.remove();
+  shimmed.remove();
+  throw e;
+});
+const socket = daemon.socket;
 try {
-  await waitForDaemon();
   const ref: Side = { dir: standalone.reference, sock: noDaemon, conf: conf("r", "10.124.0.0/16") };
   const viaDaemon: Side = { dir: shimmed.cnikit, sock: socket, conf: conf("d", "10.123.0.0/16") };
 
@@ -145,7 +134,7 @@ try {
   }
 
   let rss = 0;
-  const md = await many("daemon", { ...viaDaemon, conf: conf("D", "10.127.0.0/16") }, "10.127.0.1", () => (rss = rssMiB()));
+  const md = await many("daemon", { ...viaDaemon, conf: conf("D", "10.127.0.0/16") }, "10.127.0.1", () => (rss = daemon.rssMiB()));
   const mr = await many("reference", { ...ref, conf: conf("R", "10.128.0.0/16") }, "10.128.0.1");
   console.log(`\n${PODS} pods at once (each plugin a process; wall time, all reaching their gateway)`);
   const addPass = md.add <= 1000;
@@ -156,8 +145,7 @@ try {
   ok &&= rssPass;
   console.log(`daemon RSS with ${PODS} pods attached: ${rss.toFixed(1)} MiB (target: at most 80 MiB)${rssPass ? "" : "  MISSED"}`);
 } finally {
-  daemon.kill("SIGTERM");
-  await daemon.exited;
+  await daemon.stop();
   for (const br of bridges) Bun.spawnSync(["ip", "link", "del", br]);
   rmSync(data, { recursive: true, force: true });
   standalone.remove();

@@ -4,7 +4,7 @@
  * noise; ratios of interleaved runs are not).
  */
 
-import { mkdtempSync, mkdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -43,6 +43,50 @@ export function pluginDirs(opts: { shim?: boolean } = {}): { cnikit: string; ref
     }
   }
   return { cnikit, reference, remove: () => rmSync(base, { recursive: true, force: true }) };
+}
+
+/** A `cnikit agent` started by a bench, serving CNI on `socket` (shims reach it with CNIKIT_SOCKET). */
+export interface BenchDaemon {
+  socket: string;
+  pid: number;
+  /** Its log (JSON lines on stderr). */
+  log: string;
+  /** Its resident set size now, in MiB. */
+  rssMiB(): number;
+  /** SIGTERM, then wait for it to exit (it deletes the veths DELs left to its batches). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start `dist/cnikit agent --cni-socket DIR/run/cni.sock ARGS...` (log in DIR/daemon.log) and wait
+ * until it serves: a VERSION through the shim `shimDir/bridge` answers and the log says so.
+ */
+export async function startDaemon(dir: string, shimDir: string, args: string[] = []): Promise<BenchDaemon> {
+  const socket = join(dir, "run", "cni.sock");
+  const log = join(dir, "daemon.log");
+  const p = Bun.spawn([join(ROOT, "dist/cnikit"), "agent", "--cni-socket", socket, ...args], { stdout: "ignore", stderr: Bun.file(log) });
+  const d: BenchDaemon = {
+    socket,
+    pid: p.pid,
+    log,
+    rssMiB: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, "utf8"))?.[1] ?? 0) / 1024,
+    stop: async () => {
+      p.kill("SIGTERM");
+      await p.exited;
+    },
+  };
+  for (let i = 0; i < 500; i++) {
+    if (p.exitCode !== null) break;
+    try {
+      await runPlugin(join(shimDir, "bridge"), { CNIKIT_SOCKET: socket, CNI_COMMAND: "VERSION" }, "{}");
+      if (readFileSync(log, "utf8").includes("serving CNI")) return d;
+    } catch {
+      // not yet
+    }
+    await Bun.sleep(20);
+  }
+  await d.stop();
+  throw new Error(`the daemon did not start: ${readFileSync(log, "utf8").slice(-2000)}`);
 }
 
 /** Run one plugin as its own process; returns elapsed milliseconds, throws with its output on failure. */
