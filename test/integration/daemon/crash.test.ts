@@ -257,7 +257,9 @@ async function killRun(variant: Variant, withDel: boolean, spanMs: number): Prom
       const r = await runtime("del", "daemon", pod);
       expect(`${r.code} ${r.stdout}`).toBe("0 ");
     }
-    // counted while the pods' netns still exist (reconcile never touches those)
+    // counted while the pods' netns still exist (reconcile never touches those), once the DELs'
+    // veths had their second to go in the daemon's batch
+    await settle(1000, base);
     const left = leftovers(base);
     for (const pod of pods) delNetns(pod.netns);
     console.log(`crash: ${variant} + runtime DEL: ${says()}; left after DEL: ${JSON.stringify(left)}${detail(left)}`);

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir, vethsSettled } from "../../support/netns.ts";
 
 assertPrivateNetns();
 
@@ -152,9 +152,7 @@ describe("tuning", () => {
     expect(inNs(p, ["cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter"]).trim()).toBe("2");
     expect(cnikit(["del", "allow", p]).code).toBe(0);
     // the rolled-back failed ADDs left no veth, and the namespace kept its default somaxconn
-    // through the daemon the veths go in a batch, within a second of the DEL's reply
-    for (const end = Date.now() + 1000; JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"])).length > 0 && Date.now() < end; ) Bun.sleepSync(10);
-    expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]))).toEqual([]);
+    expect(vethsSettled()).toEqual([]); // through the daemon a DEL's veths go in a batch after its reply
     expect(inNs(p, ["cat", "/proc/sys/net/core/somaxconn"]).trim()).toBe("4096");
   }, 20_000);
 
