@@ -24,6 +24,8 @@ import { Counter } from "./counter.ts";
 import { Histogram } from "./histogram.ts";
 import { BatchRemover } from "./link-remover.ts";
 import { useLinkRemover } from "../net/removal.ts";
+import { useHostRtnetlink } from "../net/rtnetlink.ts";
+import { NetlinkConn } from "../netlink/conn.ts";
 import { Reconciler } from "./reconcile.ts";
 import {
   decodeRequestBody,
@@ -193,6 +195,8 @@ export class CniServer {
   private readonly baseEnv: Record<string, string> = {};
   /** The nftables connection the in-process plugins share (kept open: warm), and its release. */
   private nft: { conn: NftConn; release: () => void } | undefined;
+  /** The rtnetlink connection to the daemon's namespace the in-process plugins share, and its release. */
+  private rtnl: { conn: NetlinkConn; release: () => void } | undefined;
   /** Removes the veths that in-process DELs cut off, in batches (src/net/removal.ts), and its release. */
   private remover: { batch: BatchRemover; release: () => void } | undefined;
 
@@ -245,7 +249,7 @@ export class CniServer {
     }
     // the daemon serves built-in types in-process, also when a plugin delegates through a shim
     setShimInProcess(true);
-    this.keepNftOpen();
+    this.keepHandlesOpen();
     if (!this.remover) {
       const batch = new BatchRemover(this.log);
       batch.flush(); // what a daemon that died left waiting
@@ -322,16 +326,24 @@ export class CniServer {
     this.nft?.release();
     this.nft?.conn.close();
     this.nft = undefined;
+    this.rtnl?.release();
+    this.rtnl?.conn.close();
+    this.rtnl = undefined;
     this.remover?.release();
     this.remover?.batch.flush();
     this.remover = undefined;
   }
 
   /**
-   * One nftables connection for every in-process plugin (and the agent), opened here in the
-   * daemon's own network namespace and kept open; without one, each call opens its own.
+   * One nftables connection and one rtnetlink connection for every in-process plugin (and the
+   * agent), opened here in the daemon's own network namespace and kept open; without them, each
+   * call opens its own.
    */
-  private keepNftOpen(): void {
+  private keepHandlesOpen(): void {
+    if (!this.rtnl) {
+      const conn = NetlinkConn.open();
+      this.rtnl = { conn, release: useHostRtnetlink(conn) };
+    }
     if (this.nft) return;
     try {
       const conn = NftConn.open();

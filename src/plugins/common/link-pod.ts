@@ -6,6 +6,7 @@
  */
 
 import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { NLM_F_CREATE, NLM_F_EXCL } from "../../netlink/message.ts";
 import { RTM_NEWLINK } from "../../netlink/rtnl.ts";
 import { listAddresses } from "../../net/addr.ts";
@@ -177,7 +178,7 @@ const masterWhere = (dev: MasterDevice, args: CmdArgs) => (dev.linkInContainer ?
 export async function addOnMaster(args: CmdArgs, dev: MasterDevice, opts: { chained?: Result; notify: boolean }): Promise<Result> {
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
-  const host = dev.linkInContainer ? null : NetlinkConn.open();
+  const host = dev.linkInContainer ? null : hostRtnetlink();
   const undo = new UndoStack();
   try {
     const creator = host ?? pod;
@@ -202,7 +203,7 @@ export async function addOnMaster(args: CmdArgs, dev: MasterDevice, opts: { chai
     await undo.unwind(args.log);
     throw toCniError(e);
   } finally {
-    host?.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }
@@ -216,12 +217,12 @@ export async function checkOnMaster(args: CmdArgs, dev: MasterDevice, opts: { ch
   const prev = args.prevResult;
   if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, `${dev.kind}: required prevResult missing`);
   const pod = openPodConn(args.netns);
-  const host = dev.linkInContainer ? null : NetlinkConn.open();
+  const host = dev.linkInContainer ? null : hostRtnetlink();
   try {
     if (opts.checkMaster) dev.master(host ?? pod, masterWhere(dev, args));
     opts.verify(checkPodIface(pod, args, { prev, kind: dev.kind }));
   } finally {
-    host?.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }

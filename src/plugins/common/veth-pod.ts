@@ -6,6 +6,7 @@
 
 import { delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { deleteAddress, listAddresses } from "../../net/addr.ts";
 import { deleteLink, findLink, setLink, type Link } from "../../net/link.ts";
 import { linkRemover, REMOVAL_GROUP } from "../../net/removal.ts";
@@ -115,7 +116,7 @@ function cutOffVethPod(pod: NetlinkConn, ifName: string): boolean {
   const link = findLink(pod, ifName);
   if (!link) return true;
   if (link.kind !== "veth" || link.parent === undefined || link.linkNetnsId === undefined) return false;
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   try {
     const peer = findLink(host, link.parent);
     if (!peer || peer.kind !== "veth" || peer.parent !== link.index) return false;
@@ -132,7 +133,7 @@ function cutOffVethPod(pod: NetlinkConn, ifName: string): boolean {
     remover.queued();
     return true;
   } finally {
-    host.close();
+    releaseRtnetlink(host);
   }
 }
 

@@ -5,6 +5,7 @@
 
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { addAddress, deleteAddress, listAddresses } from "../../net/addr.ts";
 import { setBridgePort } from "../../net/bridge-port.ts";
 import { ensureBridge } from "../../net/bridge.ts";
@@ -213,7 +214,7 @@ function becomeGateway(host: NetlinkConn, conf: BridgeConf, br: Link, ips: reado
 async function add(args: CmdArgs): Promise<Result> {
   const conf = parseBridgeConf(args);
   validateIfName(args.ifName);
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   const pod = openPodConn(args.netns);
   const undo = new UndoStack();
   try {
@@ -259,7 +260,7 @@ async function add(args: CmdArgs): Promise<Result> {
     await undo.unwind(args.log);
     throw toCniError(e);
   } finally {
-    host.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }
@@ -281,7 +282,7 @@ async function del(args: CmdArgs): Promise<void> {
       const podEnd = ifs.find((i) => i.sandbox && i.name === args.ifName);
       if (hostEnd && podEnd?.mac) delMacSpoofCheck(hostEnd.name, podEnd.mac);
       // and any check whose port is gone (a DEL without a cached result)
-      const host = NetlinkConn.open();
+      const host = hostRtnetlink();
       try {
         // a port waiting for the daemon's batched removal (src/net/removal.ts) counts as gone
         sweepMacSpoofChecks((port) => {
@@ -289,7 +290,7 @@ async function del(args: CmdArgs): Promise<void> {
           return l !== null && l.raw.group !== REMOVAL_GROUP;
         });
       } finally {
-        host.close();
+        releaseRtnetlink(host);
       }
     },
   ]);
@@ -300,7 +301,7 @@ async function check(args: CmdArgs): Promise<void> {
   const prev = args.prevResult;
   if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "bridge: required prevResult missing");
   if (conf.ipamType) await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   const pod = openPodConn(args.netns);
   try {
     const ifaces = prev.interfaces ?? [];
@@ -342,7 +343,7 @@ async function check(args: CmdArgs): Promise<void> {
       }
     }
   } finally {
-    host.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }

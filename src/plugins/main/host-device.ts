@@ -14,6 +14,7 @@ import { listDir, realPath } from "../../sys/file.ts";
 import { baseName as basename, joinPath as join } from "../../sys/path.ts";
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { isExists } from "../../netlink/error.ts";
 import { listAddresses } from "../../net/addr.ts";
 import { configureIface } from "../../net/ipconfig.ts";
@@ -217,7 +218,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const conf = parseHostDeviceConf(args);
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   const hostNs = openNetns(THREAD_NETNS_PATH);
   let moved: { index: number; name: string; alias: string; up: boolean } | null = null;
   let ipamDone = false;
@@ -280,7 +281,7 @@ async function add(args: CmdArgs): Promise<Result> {
     throw toCniError(e);
   } finally {
     hostNs.close();
-    host.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }

@@ -15,7 +15,7 @@
  * the endpoint (the last pod's DEL what only pods used); GC removes endpoints of pods not valid.
  */
 
-import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { findLink } from "../../net/link.ts";
 import { setNeighbor } from "../../net/neigh.ts";
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
@@ -188,13 +188,13 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
     pod.close();
   }
   const { attachPodDatapath } = await bpf();
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   try {
     const link = findLink(host, hostIf.name);
     if (!link) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostIf.name} is gone`);
     attachPodDatapath(host, { pinDir, podIP: att.podIP, hostIfindex: link.index, podMac: podIf.mac, hostMac: hostIf.mac });
   } finally {
-    host.close();
+    releaseRtnetlink(host);
   }
   return att;
 }
@@ -202,12 +202,12 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
 /** ebpf DEL: the pod's endpoint and its host veth's program (when the veth is still there). */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
   const { detachPodDatapath } = await bpf();
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   try {
     const link = findLink(host, att.hostIfname);
     detachPodDatapath(host, { pinDir: att.pinDir, podIP: att.podIP, ...(link ? { hostIfindex: link.index } : {}) });
   } finally {
-    host.close();
+    releaseRtnetlink(host);
   }
 }
 

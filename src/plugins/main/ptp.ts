@@ -8,6 +8,7 @@
 import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { RT_SCOPE_HOST, RT_SCOPE_LINK } from "../../netlink/addr.ts";
 import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { addAddress, listAddresses } from "../../net/addr.ts";
 import { configureIface } from "../../net/ipconfig.ts";
 import { findLink, getLink, setLink } from "../../net/link.ts";
@@ -125,7 +126,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const conf = parsePtpConf(args);
   validateIfName(args.ifName);
   const pod = openPodConn(args.netns);
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   const undo = new UndoStack();
   try {
     if (findLink(pod, args.ifName)) {
@@ -167,7 +168,7 @@ async function add(args: CmdArgs): Promise<Result> {
     await undo.unwind(args.log);
     throw toCniError(e);
   } finally {
-    host.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }
@@ -182,7 +183,7 @@ async function del(args: CmdArgs): Promise<void> {
 async function check(args: CmdArgs): Promise<void> {
   const conf = parsePtpConf(args);
   const pod = openPodConn(args.netns);
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   try {
     await delegateCommand(conf.ipamType, args, "CHECK", args.stdinData);
     const prev = args.prevResult;
@@ -225,7 +226,7 @@ async function check(args: CmdArgs): Promise<void> {
       }
     }
   } finally {
-    host.close();
+    releaseRtnetlink(host);
     pod.close();
   }
 }

@@ -8,6 +8,7 @@
  */
 
 import { NetlinkConn } from "../../netlink/conn.ts";
+import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { IFF_UP } from "../../netlink/link.ts";
 import { TC_H_INGRESS, TC_H_ROOT, time2tick, TCA_EGRESS_REDIR, type TbfOptions, type TcObject } from "../../netlink/tc.ts";
 import { createLink, deleteLink, findLink, type Link } from "../../net/link.ts";
@@ -159,7 +160,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const bw = parseBandwidth(args.config);
   const prev = requirePrev(args);
   if (isUnlimited(bw)) return prev;
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   const undo: Array<() => void> = [];
   try {
     const veth = hostVeth(host, args, prev);
@@ -190,7 +191,7 @@ async function add(args: CmdArgs): Promise<Result> {
     }
     throw toCniError(e);
   } finally {
-    host.close();
+    releaseRtnetlink(host);
   }
 }
 
@@ -233,7 +234,7 @@ function hostVethForDel(host: NetlinkConn, args: CmdArgs): Link | undefined {
  */
 async function del(args: CmdArgs): Promise<void> {
   pluginConf(args, bandwidthCodec, "bandwidth"); // lenient on DEL: only logs what it drops
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   try {
     const ifb = findLink(host, ifbName(String(args.config.name ?? ""), args.containerId));
     const veth = hostVethForDel(host, args);
@@ -243,7 +244,7 @@ async function del(args: CmdArgs): Promise<void> {
     }
     if (ifb) deleteLink(host, ifb.index);
   } finally {
-    host.close();
+    releaseRtnetlink(host);
   }
 }
 
@@ -263,7 +264,7 @@ async function check(args: CmdArgs): Promise<void> {
   const bw = parseBandwidth(args.config);
   const prev = requirePrev(args);
   if (isUnlimited(bw)) return; // nothing was set up (the reference crashes here)
-  const host = NetlinkConn.open();
+  const host = hostRtnetlink();
   try {
     const veth = hostVeth(host, args, prev);
     const onVeth = listQdiscs(host, veth.index);
@@ -281,7 +282,7 @@ async function check(args: CmdArgs): Promise<void> {
   } catch (e) {
     throw toCniError(e);
   } finally {
-    host.close();
+    releaseRtnetlink(host);
   }
 }
 
