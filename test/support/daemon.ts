@@ -63,10 +63,14 @@ export interface TestDaemon {
   rssKiB(): number;
 }
 
-/** Start `cnikit agent` serving CNI on `socket` (extra flags after); resolves once it accepts calls. */
-export async function startDaemon(socket: string, flags: string[] = [], env: Record<string, string | undefined> = process.env): Promise<TestDaemon> {
+/**
+ * Start `cnikit agent` serving CNI on `socket` (extra flags after); resolves once it accepts calls.
+ * `wrap` goes before the command, e.g. `nsenter --mount=...` to run it in another mount namespace
+ * (a wrapper that execs, so the PID is the daemon's).
+ */
+export async function startDaemon(socket: string, flags: string[] = [], env: Record<string, string | undefined> = process.env, wrap: string[] = []): Promise<TestDaemon> {
   const logFile = `${dirname(socket)}-daemon-${Date.now()}.log`; // beside the socket's dir (the daemon makes that one)
-  const proc = Bun.spawn([CNIKIT, "agent", "--cni-socket", socket, ...flags], { env: env as Record<string, string>, stdout: "ignore", stderr: Bun.file(logFile) });
+  const proc = Bun.spawn([...wrap, CNIKIT, "agent", "--cni-socket", socket, ...flags], { env: env as Record<string, string>, stdout: "ignore", stderr: Bun.file(logFile) });
   const log = () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
   const end = Date.now() + 10_000;
   for (;;) {

@@ -10,6 +10,11 @@
  * (`/var/lib/cni/results`, not configurable in podman 4) never reach the machine's own. Podman's
  * own state lives under a temporary directory through `--root`/`--runroot` and private
  * `CONTAINERS_CONF`, `CONTAINERS_STORAGE_CONF` and `CONTAINERS_REGISTRIES_CONF` files.
+ *
+ * In the suite's second run (CNIKIT_TEST_VIA=daemon) a daemon of its own runs in podman's mount
+ * namespace (the file's daemon declines shims of another mount namespace: their paths are not its
+ * own), podman's environment names its socket, and the test checks from the daemon's metrics that
+ * podman's calls of cnikit's plugins went through cnikit-shim into it.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -17,6 +22,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSy
 import { join } from "node:path";
 import { assertPrivateNetns, must, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
 import type { Ran } from "../../support/netns.ts";
+import { startDaemon, type TestDaemon } from "../../support/daemon.ts";
 
 assertPrivateNetns();
 
@@ -76,6 +82,10 @@ const CNI_CACHE = join(dirs.varLib, "cni", "results");
 const MARKER = join(T, "marker");
 
 let holder: Bun.Subprocess<"pipe", "pipe", "pipe"> | undefined;
+/** The daemon in podman's mount namespace (second run only). */
+let podDaemon: TestDaemon | undefined;
+const VIA_DAEMON = process.env.CNIKIT_TEST_VIA === "daemon";
+const METRICS_PORT = 19371; // on this file's private namespace's loopback
 let env: Record<string, string> = {};
 let hostBefore = new Map<string, boolean>();
 
@@ -294,6 +304,12 @@ describe("podman (CNI backend) drives the plugins in our plugin directory", () =
       CONTAINERS_REGISTRIES_CONF: join(T, "registries.conf"),
     };
     await startHolder();
+    if (VIA_DAEMON) {
+      must(["ip", "link", "set", "lo", "up"]); // this file's namespace: the metrics are read over its loopback
+      const socket = join(T, "daemon", "cni.sock");
+      podDaemon = await startDaemon(socket, ["--healthz", `127.0.0.1:${METRICS_PORT}`], env, ["nsenter", `--mount=/proc/${holder!.pid}/ns/mnt`, "--"]);
+      env.CNIKIT_SOCKET = socket; // libcni passes its environment on to the plugins (the shims)
+    }
   });
 
   afterAll(async () => {
@@ -303,6 +319,7 @@ describe("podman (CNI backend) drives the plugins in our plugin directory", () =
         run(["ip", "link", "del", BRIDGE]);
       }
     } finally {
+      await podDaemon?.stop();
       await stopHolder();
       removeCgroups();
       tmp.remove();
@@ -393,6 +410,18 @@ describe("podman (CNI backend) drives the plugins in our plugin directory", () =
     expect(existsSync(join(dirs.run, "runc", containerId))).toBe(false);
     // the bridge stays (shared host object), without ports
     expect(run(["ip", "link", "show", "dev", BRIDGE]).code).toBe(0);
+  });
+
+  // only in the second run (defined there, not skipped here)
+  if (VIA_DAEMON) test("second run: podman's calls of cnikit's plugins went through cnikit-shim into the daemon", async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+    const served = (plugin: string, verb: string) =>
+      Number(new RegExp(`cnikit_cni_requests_total\\{plugin="${plugin}",verb="${verb}",code="0"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    for (const plugin of ["bridge", "portmap", "tuning"]) {
+      expect(`${plugin} ADD ${served(plugin, "ADD")}`).toBe(`${plugin} ADD 1`);
+      expect(served(plugin, "DEL")).toBeGreaterThanOrEqual(1);
+    }
+    expect(/cnikit_cni_requests_declined_total (\d+)/.exec(metrics)?.[1]).toBe("0");
   });
 
   test("nothing of the machine's podman or CNI state was touched", () => {
