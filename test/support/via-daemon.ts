@@ -5,7 +5,8 @@
  * file that test.sh exports, so every shim the tests run inherits it), and stops it by PID when
  * the file is done. `cnikit install` links every plugin type to cnikit-shim, so the tests' plugin
  * calls go through shim and daemon; calls made from another network or mount namespace (a test's
- * other "host", podman's private /run) are declined by the daemon and run standalone.
+ * other "host", podman's private /run) are declined by the daemon and run standalone (the podman
+ * test starts a daemon of its own in podman's mount namespace for that).
  */
 
 import { afterAll } from "bun:test";
