@@ -51,6 +51,8 @@ function conflist(side: SideName, subnet: string): string {
   return file;
 }
 
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
 /** Build the Go runtime (its build cache in the temp dir). */
 function buildGo(): string {
   const out = join(data, "golibcni");
@@ -127,10 +129,13 @@ try {
   ];
   runGo(bin, sides, ["-n", String(WARMUP), "-warmup", "0", "-burst", "0"]); // warm-up, not counted
   const m0 = await daemonTimes();
+  const c0 = daemon.cpuSeconds();
   const seq = runGo(bin, sides, ["-n", String(ITER), "-warmup", "0", "-burst", "0"]);
   const m1 = await daemonTimes();
+  const c1 = daemon.cpuSeconds();
   const burst = runGo(bin, sides.slice(0, 2), ["-n", "0", "-burst", String(BURST), "-rounds", String(ROUNDS)]);
   const m2 = await daemonTimes();
+  const c2 = daemon.cpuSeconds();
 
   const s = seq.seq!;
   const b = burst.burst!;
@@ -145,7 +150,9 @@ try {
     { what: "chain DEL", cnikit: s.standalone!.del, reference: s.reference!.del },
   ]);
   where("one pod at a time", seq.calls.seq!, m0, m1);
+  console.log(`  the daemon's CPU time: ${(((c1 - c0) / ITER) * 1000).toFixed(1)} ms per pod (ADD + DEL)`);
   where(`${BURST} pods at once`, burst.calls.burst!, m1, m2);
+  console.log(`  the daemon's CPU time: ${(((c2 - c1) / (BURST * ROUNDS)) * 1000).toFixed(1)} ms per pod (ADD + DEL); bursts' wall time ${sum(b.daemon!.add) + sum(b.daemon!.del) > 0 ? (((c2 - c1) / ((sum(b.daemon!.add) + sum(b.daemon!.del)) / 1000)) * 100).toFixed(0) : "-"}% busy`);
 } finally {
   await daemon.stop();
   // what a failed run may have left: the pods' namespaces (the Go runtime deletes them) and the bridges

@@ -53,6 +53,8 @@ export interface BenchDaemon {
   log: string;
   /** Its resident set size now, in MiB. */
   rssMiB(): number;
+  /** CPU time it has used so far (user + system), in seconds. */
+  cpuSeconds(): number;
   /** SIGTERM, then wait for it to exit (it deletes the veths DELs left to its batches). */
   stop(): Promise<void>;
 }
@@ -70,6 +72,11 @@ export async function startDaemon(dir: string, shimDir: string, args: string[] =
     pid: p.pid,
     log,
     rssMiB: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, "utf8"))?.[1] ?? 0) / 1024,
+    cpuSeconds: () => {
+      // fields 14 and 15 of /proc/PID/stat (after the command name in parentheses), in clock ticks (100 Hz)
+      const f = readFileSync(`/proc/${p.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return (Number(f[11]) + Number(f[12])) / 100;
+    },
     stop: async () => {
       p.kill("SIGTERM");
       await p.exited;
