@@ -1,7 +1,7 @@
 /**
- * Deferred veth removal (the daemon's DEL): a plugin that runs in the daemon cuts its pod off at
+ * Deferred link removal (the daemon's DEL): a plugin that runs in the daemon cuts its pod off at
  * once and leaves the kernel's unregister wait to a remover that deletes many links in one
- * request. Links to be removed are marked with `REMOVAL_GROUP` (IFLA_GROUP) in the namespace the
+ * request (bridge's and ptp's veths, bandwidth's ifb devices). Links to be removed are marked with `REMOVAL_GROUP` (IFLA_GROUP) in the namespace the
  * remover serves; one RTM_DELLINK of that group deletes them all and pays the wait once. As
  * src/nft/handle.ts's `useNft`, the daemon installs its remover with `useLinkRemover`; a standalone
  * run has none, and its DEL deletes the link within the call.

@@ -109,14 +109,20 @@ export class Namespaces {
 const REMOVAL_GROUP = String(0x636e6b64);
 
 /**
- * The veths of this namespace once none waits for the daemon's batched removal (at most `ms`):
- * through the daemon a DEL answers first and its veths go within a second of the reply.
+ * The links of `type` in this namespace once none waits for the daemon's batched removal (at most
+ * `ms`): through the daemon a DEL answers first and its veths (bridge, ptp) and ifb devices
+ * (bandwidth) go within a second of the reply.
  */
-export function vethsSettled(ms = 1500): { ifname: string; group?: string }[] {
-  const list = () => JSON.parse(must(["ip", "-j", "link", "show", "type", "veth"]).trim() || "[]") as { ifname: string; group?: string }[];
+export function linksSettled(type: string, ms = 1500): { ifname: string; group?: string }[] {
+  const list = () => JSON.parse(must(["ip", "-j", "link", "show", "type", type]).trim() || "[]") as { ifname: string; group?: string }[];
   let v = list();
   for (const end = Date.now() + ms; v.some((l) => l.group === REMOVAL_GROUP) && Date.now() < end; v = list()) Bun.sleepSync(10);
   return v;
+}
+
+/** The veths of this namespace once none waits for the daemon's batched removal (`linksSettled`). */
+export function vethsSettled(ms = 1500): { ifname: string; group?: string }[] {
+  return linksSettled("veth", ms);
 }
 
 /** A temporary directory and its removal. */

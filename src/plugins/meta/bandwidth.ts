@@ -11,7 +11,8 @@ import { NetlinkConn } from "../../netlink/conn.ts";
 import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { IFF_UP } from "../../netlink/link.ts";
 import { TC_H_INGRESS, TC_H_ROOT, time2tick, TCA_EGRESS_REDIR, type TbfOptions, type TcObject } from "../../netlink/tc.ts";
-import { createLink, deleteLink, findLink, type Link } from "../../net/link.ts";
+import { createLink, deleteLink, findLink, setLink, type Link } from "../../net/link.ts";
+import { linkRemover, REMOVAL_GROUP } from "../../net/removal.ts";
 import { addIngressQdisc, addRedirectFilter, addTbf, deleteQdisc, INGRESS_HANDLE, listFilters, listQdiscs, pschedClock } from "../../net/qdisc.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
@@ -227,6 +228,28 @@ function hostVethForDel(host: NetlinkConn, args: CmdArgs): Link | undefined {
 }
 
 /**
+ * Delete the ifb. In the daemon (a `LinkRemover` installed) its tbf is deleted, and it is set down,
+ * renamed out of the way (an ADD of the same pod may follow at once) and put in `REMOVAL_GROUP`,
+ * for the remover's next batch: deleting it here would hold the daemon's only thread for its
+ * unregister wait (~20 ms). A step that fails deletes it within the call instead.
+ */
+function removeIfb(host: NetlinkConn, ifb: Link): void {
+  const remover = linkRemover();
+  if (remover) {
+    try {
+      if (listQdiscs(host, ifb.index).some((q) => q.parent === TC_H_ROOT && q.kind === "tbf")) deleteQdisc(host, ifb.index, TC_H_ROOT);
+      setLink(host, ifb.index, { up: false });
+      setLink(host, ifb.index, { name: `cnkdel${ifb.index}`, group: REMOVAL_GROUP });
+      remover.queued();
+      return;
+    } catch {
+      // e.g. the name taken: delete it now
+    }
+  }
+  deleteLink(host, ifb.index);
+}
+
+/**
  * Remove the ifb, and the tbf and ingress qdiscs this plugin put on the host veth when it is still
  * there (bandwidth's DEL runs before the main plugin deletes the veth). Needs only the network
  * name and the container id: the rest of the config is not checked, so a rate that does not
@@ -242,7 +265,7 @@ async function del(args: CmdArgs): Promise<void> {
       if (listQdiscs(host, veth.index).some((q) => q.parent === TC_H_ROOT && q.kind === "tbf")) deleteQdisc(host, veth.index, TC_H_ROOT);
       if (ifb && redirects(host, veth.index, ifb.index)) deleteQdisc(host, veth.index, TC_H_INGRESS);
     }
-    if (ifb) deleteLink(host, ifb.index);
+    if (ifb) removeIfb(host, ifb);
   } finally {
     releaseRtnetlink(host);
   }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { measureThroughput } from "../../support/tcp.ts";
-import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { assertPrivateNetns, linksSettled, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
 
 assertPrivateNetns();
 
@@ -47,6 +47,8 @@ function addPod(net: string, netns: string, extra: Record<string, string> = {}) 
 type Json = Record<string, any>;
 const qdiscs = (dev?: string) => JSON.parse(must(["tc", "-j", "qdisc", "show", ...(dev ? ["dev", dev] : [])])) as Json[];
 const ifbs = () => JSON.parse(must(["ip", "-j", "link", "show", "type", "ifb"])) as Json[];
+/** The ifb devices left once DELs have had their second: through the daemon they go in a batch after the reply. */
+const ifbsAfterDel = () => linksSettled("ifb");
 const shaping = () => qdiscs().filter((q) => q.kind === "tbf" || q.kind === "ingress");
 
 const ipOf = (r: Json) => String(r.ips[0].address).split("/")[0]!;
@@ -106,7 +108,7 @@ describe("bandwidth after bridge + host-local", () => {
     expect(cnikit(["del", "shaped", p]).code).toBe(0);
     expect(cnikit(["del", "shaped", p]).code).toBe(0);
     expect(cnikit(["del", "plain", u]).code).toBe(0);
-    expect(ifbs()).toEqual([]);
+    expect(ifbsAfterDel()).toEqual([]);
     expect(shaping()).toEqual([]);
   }, 60_000);
 
@@ -116,7 +118,7 @@ describe("bandwidth after bridge + host-local", () => {
     const r = addPod("nolimit", p);
     expect(r.interfaces.length).toBe(3);
     expect(shaping()).toEqual([]);
-    expect(ifbs()).toEqual([]);
+    expect(ifbsAfterDel()).toEqual([]);
     expect(cnikit(["check", "nolimit", p]).code).toBe(0);
     expect(cnikit(["del", "nolimit", p]).code).toBe(0);
   });
@@ -134,7 +136,7 @@ describe("bandwidth after bridge + host-local", () => {
     expect(qdiscs(ifb).find((q) => q.kind === "tbf")?.options).toEqual({ rate: 2_000_000, burst: 20_000, lat: 25_000 });
     expect(cnikit(["check", "cap", p], { CAP_ARGS: caps }).code).toBe(0);
     expect(cnikit(["del", "cap", p], { CAP_ARGS: caps }).code).toBe(0);
-    expect(ifbs()).toEqual([]);
+    expect(ifbsAfterDel()).toEqual([]);
   });
 
   test("go-cni's Go field names shape as the canonical keys; DEL with keys that do not decode removes the ifb and the qdiscs", () => {
@@ -158,7 +160,7 @@ describe("bandwidth after bridge + host-local", () => {
     });
     expect(del.stdout).toBe("");
     expect(del.code).toBe(0);
-    expect(ifbs()).toEqual([]);
+    expect(ifbsAfterDel()).toEqual([]);
     expect(qdiscs(veth).filter((q) => q.kind === "tbf" || q.kind === "ingress")).toEqual([]);
     expect(cnikit(["del", "gocni", p], { CAP_ARGS: caps, CNI_CONTAINERID: cid }).code).toBe(0);
     expect(shaping()).toEqual([]);
@@ -170,7 +172,7 @@ describe("bandwidth after bridge + host-local", () => {
     const r = cnikit(["add", "half", p]);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).code).toBe(7);
-    expect(ifbs()).toEqual([]);
+    expect(ifbsAfterDel()).toEqual([]);
     expect(shaping()).toEqual([]);
     cnikit(["del", "half", p]);
   });
@@ -209,7 +211,7 @@ describe("the same config through the reference bandwidth and through cnikit's",
       expect(c.stdout + c.stderr).toBe("");
       expect(c.code).toBe(0);
       expect(cnikit(["del", "same", p], { CNI_PATH: pluginPath }).code).toBe(0);
-      expect(ifbs()).toEqual([]);
+      expect(ifbsAfterDel()).toEqual([]);
       return out;
     };
     const ref = state(refBin, "R");

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir, vethsSettled } from "../../support/netns.ts";
+import { assertPrivateNetns, linksSettled, must, Namespaces, ping, run, runPrefix, tempDir, vethsSettled } from "../../support/netns.ts";
 
 assertPrivateNetns();
 
@@ -91,7 +91,7 @@ test("the reference's full chain runs unchanged on cnikit's plugins", async () =
   expect(cnikit(["del", "fullchain", a]).code).toBe(0);
   expect(cnikit(["del", "fullchain", b]).code).toBe(0);
   expect(vethsSettled()).toEqual([]); // through the daemon a DEL's veths go in a batch after its reply
-  expect(JSON.parse(must(["ip", "-j", "link", "show", "type", "ifb"]))).toEqual([]);
+  expect(linksSettled("ifb")).toEqual([]); // bandwidth's ifb devices too
   expect(readdirSync(join(tmp.path, "ipam", "fullchain")).filter((f) => f.startsWith("10."))).toEqual([]);
   const ruleset = must(["nft", "list", "ruleset"]);
   expect(ruleset).not.toContain(ipA);
