@@ -1,6 +1,7 @@
 /**
- * The daemon's reconcile of crash leaks: at start and then periodically it reads the attachment
- * records cnikit's plugins write at the start of ADD (src/invoke/records.ts) and releases an
+ * The daemon's reconcile of crash leaks: at start, then periodically and soon after a netns file
+ * of a recorded attachment goes (src/agent/netns-watch.ts), it reads the attachment records
+ * cnikit's plugins write at the start of ADD (src/invoke/records.ts) and releases an
  * attachment completely (each recorded plugin's DEL with the recorded config, newest first) when
  * - the kernel's boot id differs from the one recorded at ADD (the node rebooted: the pod is gone
  *   whatever its netns path now holds, and DEL is sent without a netns), or
@@ -34,6 +35,7 @@ import {
   type AttachmentId,
   type AttachmentRecord,
 } from "../invoke/records.ts";
+import { NetnsWatch } from "./netns-watch.ts";
 import type { CniReply, CniRequest } from "./protocol.ts";
 
 /** How the reconciler is set up. */
@@ -53,7 +55,10 @@ export interface ReconcileOptions {
    * `graceMs`.
    */
   busy?: (id: AttachmentId) => boolean;
-  /** Time between runs (ms); 0: only at start. */
+  /**
+   * Time between runs (ms); 0: only at start. When periodic, a pass also runs ~250 ms after a
+   * netns file goes from a directory that recorded netns paths are in (`NetnsWatch`).
+   */
   intervalMs: number;
   /** The boot id file (default the kernel's; tests inject one). */
   bootIdFile?: string;
@@ -76,6 +81,7 @@ export class Reconciler {
   /** Completed runs. */
   runs = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private watch: NetnsWatch | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private readonly view = pathView();
@@ -84,12 +90,18 @@ export class Reconciler {
 
   constructor(private readonly opts: ReconcileOptions) {}
 
-  /** Run once now (resolves when done), then every `intervalMs`. */
+  /** Run once now (resolves when done), then every `intervalMs` and soon after a netns file goes. */
   async start(): Promise<void> {
+    if (this.opts.intervalMs > 0) this.watch = new NetnsWatch(() => void this.runAfter());
     await this.runOnce();
     if (this.opts.intervalMs > 0 && !this.stopped) {
       this.timer = setInterval(() => void this.runOnce(), this.opts.intervalMs);
     }
+  }
+
+  /** The directories watched for netns files going (empty when not periodic). */
+  get watching(): string[] {
+    return this.watch?.directories ?? [];
   }
 
   /** Stop the periodic runs (a run in progress finishes). */
@@ -97,7 +109,14 @@ export class Reconciler {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.watch?.close();
     await this.running;
+  }
+
+  /** A pass that starts after the one running, if any (that one may have read the records already). */
+  private async runAfter(): Promise<void> {
+    await this.running;
+    if (!this.stopped) await this.runOnce();
   }
 
   /** One pass over every record (one at a time: a run still going is joined, not doubled). */
@@ -141,12 +160,15 @@ export class Reconciler {
   private async pass(): Promise<void> {
     const bootId = readBootId(this.opts.bootIdFile);
     const todo: { group: AttachmentRecord[]; reason: ReleaseReason }[] = [];
+    const netnsPaths = new Set<string>();
     for (const network of listNetworks(this.opts.stateDir)) {
       for (const group of groupByAttachment(listRecords(this.opts.stateDir, network))) {
         const reason = this.verdict(group, bootId, Date.now());
         if (reason) todo.push({ group, reason });
+        else for (const r of group) if (r.view === undefined || r.view === this.view) netnsPaths.add(r.netns);
       }
     }
+    this.watch?.add(netnsPaths);
     // several attachments at once (the plugins of one attachment in order)
     let next = 0;
     const width = Math.max(1, this.opts.concurrency ?? 8);

@@ -27,8 +27,9 @@ host-gw, as the network config in etcd says). Runs until SIGTERM/SIGINT.
   --reconcile-interval SECS  release attachments whose pod is gone (netns gone, unknown to
                           the runtime's cache, and no ADD of it still running: its writer
                           process is gone, or else older than --request-timeout; after a
-                          reboot: every older one) at start and then every SECS (default 5;
-                          a pass over 600 records costs ~10-20 ms)
+                          reboot: every older one) at start, then every SECS (default 5;
+                          a pass over 600 records costs ~15-25 ms) and soon after a netns
+                          file goes (0: only at start)
   --accept-mount-ns FILE  also serve shims of this mount namespace (e.g. /proc/1/ns/mnt with the
                           host's PIDs): the node's, when the agent runs in a container that mounts
                           every path the CNI configs use where the host has it (the DaemonSet)
