@@ -89,6 +89,18 @@ describe("link requests", () => {
       ),
     );
   });
+  test("vxlan external (collect metadata, the eBPF datapath's tunnel device): IFLA_VXLAN_COLLECT_METADATA u8 1", () => {
+    const b = encodeLink({ info: { kind: "vxlan", vxlan: { external: true, port: 8472 } } });
+    expect(toHex(b).slice(-2 * 16)).toBe(
+      hex(
+        "0600", "0f00", "2118", "0000", // IFLA_VXLAN_PORT 8472 (big-endian)
+        "0500", "1900", "01", "000000", // IFLA_VXLAN_COLLECT_METADATA (25) = 1
+      ),
+    );
+    expect(decodeLink(b).info!.vxlan!.external).toBe(true);
+    const plain = encodeLink({ info: { kind: "vxlan", vxlan: { port: 8472 } } });
+    expect(toHex(plain)).not.toContain("05001900");
+  });
   test("vxlan IPv6 group and local pick the *6 attributes", () => {
     const v6 = new Uint8Array(16);
     v6[0] = 0xfd;
