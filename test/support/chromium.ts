@@ -2,9 +2,12 @@
  * Headless Chromium (Debian's `chromium`) driven over the DevTools protocol, for tests of the
  * agent's status page: a fresh profile in a temp dir, DevTools on a loopback port of the caller's
  * network namespace, one page; evaluate JS in it and take screenshots; stopped by its PID.
+ * Chromium's own temp files (its singleton socket directory) go inside the profile (TMPDIR), and it
+ * is asked to quit over DevTools before it is killed, so that no process of it is still writing
+ * into the profile when it is removed (a SIGKILL of the browser alone left both behind).
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -24,12 +27,21 @@ export async function openPage(url: string): Promise<Browser> {
   const proc = Bun.spawn(
     ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
       "--disable-sync", "--disable-dev-shm-usage", `--user-data-dir=${profile}`, "--window-size=1280,900", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
-    { stdout: "ignore", stderr: "pipe" },
+    { stdout: "ignore", stderr: "pipe", env: { ...process.env, TMPDIR: profile } },
   );
-  const close = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  const running = () => proc.exitCode === null && proc.signalCode === null;
+  /** Quit (`quit` asks over DevTools first), then remove the profile, again if a child wrote late. */
+  const close = async (quit?: () => Promise<unknown>) => {
+    if (running() && quit) {
+      await Promise.race([quit().catch(() => {}), Bun.sleep(3_000)]);
+      await Promise.race([proc.exited, Bun.sleep(5_000)]);
+    }
+    if (running()) proc.kill("SIGKILL");
     await proc.exited;
-    rmSync(profile, { recursive: true, force: true });
+    for (let i = 0; i < 10 && existsSync(profile); i++) {
+      rmSync(profile, { recursive: true, force: true });
+      await Bun.sleep(200);
+    }
   };
   try {
     // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID" on stderr
@@ -85,8 +97,8 @@ export async function openPage(url: string): Promise<Browser> {
         return Buffer.from(r.data, "base64");
       },
       async close() {
+        await close(() => send("Browser.close"));
         sock.close();
-        await close();
       },
     };
   } catch (e) {
