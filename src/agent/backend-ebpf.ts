@@ -6,7 +6,11 @@
  * underlay address, VNI) that the pod programs read to set the tunnel key, and one `encap ip`
  * route into the device with the same key, for what the node itself sends to other nodes' pods
  * (its source is our subnet's network address, which other nodes' pods answer through the
- * tunnel). No neighbour or FDB entry. The maps are pinned (`pinDir`), so a restarted agent finds what it programmed
+ * tunnel). No neighbour or FDB entry. With DirectRouting (flannel's key), a peer whose address is
+ * on our underlay subnet gets no tunnel: its map entry is marked direct (the pod programs
+ * `bpf_redirect_neigh` out of the underlay device to its address, as Cilium's native routing), the
+ * node's own traffic takes a plain route through its address, and the underlay program on our
+ * underlay device's ingress delivers what such peers route to our pods. The maps are pinned (`pinDir`), so a restarted agent finds what it programmed
  * and pods keep talking meanwhile; the overlay plugin's `"datapath": "ebpf"` attaches pods to the
  * same maps (subnet.env tells it where they are).
  */
@@ -16,7 +20,7 @@ import { addAddress, deleteAddress, listAddresses } from "../net/addr.ts";
 import type { Link } from "../net/link.ts";
 import { createLink, deleteLink, findLink, getLink, setLink } from "../net/link.ts";
 import { CniError, ErrorCode } from "../spec/error.ts";
-import { formatIP, networkOf, parseCIDR, parseIP } from "../spec/ip.ts";
+import { containsIP, formatIP, type IPNet, networkOf, parseCIDR, parseIP } from "../spec/ip.ts";
 import type { Backend, BackendOptions, BackendSetup, Peer } from "./backend-types.ts";
 import { agentRoutes, deleteAgentRoute, setAgentRoute } from "./peer-routes.ts";
 
@@ -31,6 +35,8 @@ export class EbpfVxlanBackend implements Backend {
   readonly pinDir: string;
   private dp: Datapath | undefined;
   private dev!: Link;
+  private underlayIndex = 0;
+  private underlayNets: IPNet[] = [];
 
   constructor(private readonly o: BackendOptions) {
     this.vni = o.vni ?? 1;
@@ -50,6 +56,8 @@ export class EbpfVxlanBackend implements Backend {
   setup(): BackendSetup {
     const { conn } = this.o;
     const underlay = getLink(conn, this.o.underlay);
+    this.underlayIndex = underlay.index;
+    this.underlayNets = listAddresses(conn, { link: underlay.index, family: 4 }).filter((a) => a.scope === 0).map((a) => parseCIDR(a.cidr)!).filter(Boolean);
     const mtu = this.o.mtu ?? underlay.mtu - 50;
     if (!parseIP(this.o.publicIP) || parseIP(this.o.publicIP)!.length !== 4) {
       throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: public IP ${this.o.publicIP} is not an IPv4 address`);
@@ -81,17 +89,33 @@ export class EbpfVxlanBackend implements Backend {
     this.dev = getLink(conn, dev.index);
     this.dp ??= Datapath.open({ pinDir: this.pinDir });
     this.dp.attachVxlan(conn, this.dev.index);
+    const had = this.dp.underlayIfindex();
+    if (had && (had !== underlay.index || !this.o.directRouting)) this.dp.detachUnderlay(conn, had);
+    if (this.o.directRouting) this.dp.attachUnderlay(conn, underlay.index);
     // routes of an earlier run whose subnet left the map meanwhile
     const mapped = new Set(this.programmedSubnets());
-    for (const [dst, r] of agentRoutes(conn, 4)) if (r.oif === this.dev.index && !mapped.has(dst)) deleteAgentRoute(conn, dst);
+    for (const [dst, r] of agentRoutes(conn, 4)) {
+      const ours = r.oif === this.dev.index || (r.oif === underlay.index && !!r.gateway);
+      if (ours && !mapped.has(dst)) deleteAgentRoute(conn, dst);
+    }
     return { backendData: { VNI: this.vni, VtepMAC: this.dev.mac }, mtu };
   }
 
   addPeer(p: Peer): void {
     const ip = parseIP(p.publicIP);
     if (!ip || ip.length !== 4) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: the lease of ${p.subnet} has no IPv4 public address`);
+    if (this.direct(ip)) {
+      this.datapath().setRemoteSubnet(p.subnet, p.publicIP, this.vni, { direct: true });
+      setAgentRoute(this.o.conn, { dst: p.subnet, gateway: p.publicIP, link: this.underlayIndex });
+      return;
+    }
     this.datapath().setRemoteSubnet(p.subnet, p.publicIP, this.vni);
     setAgentRoute(this.o.conn, { dst: p.subnet, link: this.dev.index, encap: { id: this.vni, dst: p.publicIP, ttl: 64 } });
+  }
+
+  /** DirectRouting and the peer's address on our underlay subnet: no tunnel to it. */
+  private direct(ip: Uint8Array): boolean {
+    return !!this.o.directRouting && this.underlayNets.some((n) => containsIP(n, ip));
   }
 
   removePeer(p: Pick<Peer, "subnet">): void {

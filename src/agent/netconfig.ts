@@ -103,7 +103,6 @@ function parseBackend(raw: unknown): BackendConfig {
   const dp = b.Datapath ?? "kernel";
   if (dp !== "kernel" && dp !== "ebpf") throw bad(`Backend.Datapath ${JSON.stringify(dp)} is not supported ("kernel" or "ebpf")`);
   if (dp === "ebpf" && type !== "vxlan") throw bad(`Backend.Datapath "ebpf" goes with Type vxlan, not ${type}`);
-  if (dp === "ebpf" && b.DirectRouting === true) throw bad(`Backend.Datapath "ebpf" does not do DirectRouting`);
   const out: BackendConfig = { type, vni: int("VNI", 1, 0xffffff), port: int("Port", 8472, 65535), directRouting: b.DirectRouting === true, datapath: dp };
   if (b.MTU !== undefined) out.mtu = int("MTU", 0, 65535);
   if (type === "bgp") out.bgp = parseBgpBackend(b);

@@ -10,6 +10,8 @@
  *     dp.detachPod(conn, { ip: "10.244.1.5", ifindex: hostVeth });                     // DEL
  *     dp.attachVxlan(conn, vxlanIfindex);                                              // agent
  *     dp.setRemoteSubnet("10.244.3.0/24", "192.168.1.13", 1);                          // per lease
+ *     dp.attachUnderlay(conn, underlayIfindex);                                        // DirectRouting
+ *     dp.setRemoteSubnet("10.244.4.0/24", "192.168.1.14", 1, { direct: true });        // a peer on our L2
  *     dp.close();
  */
 
@@ -38,8 +40,9 @@ import {
   STAT_NAMES,
 } from "./programs/layout.ts";
 import { podProgram } from "./programs/pod.ts";
+import { underlayProgram } from "./programs/underlay.ts";
 import { vxlanProgram } from "./programs/vxlan.ts";
-import { attachTc, detachTc } from "./tc.ts";
+import { attachTc, detachTc, listTc } from "./tc.ts";
 
 /** Options of `Datapath.open`. */
 export interface DatapathOptions {
@@ -57,11 +60,18 @@ export interface DatapathOptions {
 }
 
 /** The programs of the datapath. */
-export type ProgramKind = "pod" | "vxlan";
+export type ProgramKind = "pod" | "vxlan" | "underlay";
 const PROGRAMS: Record<ProgramKind, { build: () => Asm; name: string }> = {
   pod: { build: podProgram, name: "cnikit_pod" },
   vxlan: { build: vxlanProgram, name: "cnikit_vxlan" },
+  underlay: { build: underlayProgram, name: "cnikit_underlay" },
 };
+
+/**
+ * Where the underlay program sits on the node's own device: a priority of its own, so that it
+ * never takes the place of another tool's filter at tc's usual first priority (1).
+ */
+export const UNDERLAY_FILTER = { prio: 0xc1, handle: 0xc1 } as const;
 
 type Maps = Record<keyof typeof MapName, BpfMap>;
 
@@ -195,9 +205,12 @@ export class Datapath {
     return gone;
   }
 
-  /** Route another node's pod subnet through the vxlan device to `remote` with `vni`. */
-  setRemoteSubnet(subnet: string, remote: string, vni: number): void {
-    this.maps.remotes.update(remoteKey(subnet), encodeRemote({ remote, vni }));
+  /**
+   * Route another node's pod subnet through the vxlan device to `remote` with `vni`, or with
+   * `direct` natively to `remote` on the underlay device (see `attachUnderlay`).
+   */
+  setRemoteSubnet(subnet: string, remote: string, vni: number, opts: { direct?: boolean } = {}): void {
+    this.maps.remotes.update(remoteKey(subnet), encodeRemote({ remote, vni, direct: opts.direct === true }));
   }
 
   /** Stop routing a subnet through the tunnel; false when it was not there. */
@@ -231,7 +244,39 @@ export class Datapath {
 
   /** The vxlan device's ifindex recorded for the pod program (0: none). */
   vxlanIfindex(): number {
-    return new DataView(this.maps.config.lookup(u32(Config.vxlanIfindex))!.buffer).getUint32(0, true);
+    return this.configWord(Config.vxlanIfindex);
+  }
+
+  /**
+   * Route direct subnets natively out of the underlay device `ifindex` (DirectRouting): record it
+   * for the pod program and attach the underlay program to its ingress (frames other nodes route
+   * to local pods go straight into them). Refuses to take the place of another tool's filter.
+   */
+  attachUnderlay(conn: NetlinkConn, ifindex: number): void {
+    const taken = listTc(conn, { ifindex, all: true }).find((f) => f.direction === "ingress" && f.prio === UNDERLAY_FILTER.prio && !f.name.startsWith("cnikit-"));
+    if (taken) throw new SysError(Errno.EEXIST, "tc", `ifindex ${ifindex} has another tool's filter (${taken.name || "unnamed"}) at priority ${UNDERLAY_FILTER.prio}`);
+    attachTc(conn, { ifindex, direction: "ingress", prog: this.program("underlay"), name: "underlay", ...UNDERLAY_FILTER });
+    this.maps.config.update(u32(Config.underlayIfindex), u32(ifindex));
+  }
+
+  /** Stop routing natively: forget the underlay device and remove cnikit's program from it (when it exists). */
+  detachUnderlay(conn: NetlinkConn, ifindex: number): void {
+    this.maps.config.update(u32(Config.underlayIfindex), u32(0));
+    try {
+      detachTc(conn, ifindex, { direction: "ingress" });
+    } catch (err) {
+      if (!isMissing(err) && (err as SysError).errno !== Errno.ENODEV) throw err;
+    }
+  }
+
+  /** The underlay device's ifindex recorded for direct routes (0: none). */
+  underlayIfindex(): number {
+    return this.configWord(Config.underlayIfindex);
+  }
+
+  private configWord(i: number): number {
+    const v = this.maps.config.lookup(u32(i));
+    return v ? new DataView(v.buffer, v.byteOffset).getUint32(0, true) : 0;
   }
 
   /** The decision counters by name (podToLocal, podToRemote, podToHost, tunnelToLocal, ...). */
@@ -344,7 +389,7 @@ export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: st
   if (p.hostIfindex !== undefined) detach.ifindex = p.hostIfindex;
   dp.detachPod(conn, detach);
   const last = dp.endpoints().length === 0;
-  if (last && dp.vxlanIfindex() === 0 && dp.remoteSubnets().length === 0) {
+  if (last && dp.vxlanIfindex() === 0 && dp.underlayIfindex() === 0 && dp.remoteSubnets().length === 0) {
     dp.destroy();
   } else {
     dp.close();

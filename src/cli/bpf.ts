@@ -32,8 +32,10 @@ export interface NetworkReport {
   network: string;
   pinDir: string;
   endpoints: Array<{ ip: string; ifindex: number; ifname?: string; podMac: string; hostMac: string }>;
-  remotes: Array<{ subnet: string; remote: string; vni: number }>;
+  remotes: Array<{ subnet: string; remote: string; vni: number; direct?: boolean }>;
   vxlanIfindex: number;
+  /** The underlay device of direct routes (0: none). */
+  underlayIfindex: number;
   stats: Record<string, { packets: string; bytes: string }>;
 }
 
@@ -50,6 +52,7 @@ export function describeDatapath(network: string, pinDir: string, dp: Datapath, 
       .sort((a, b) => a.ip.localeCompare(b.ip, "en", { numeric: true })),
     remotes: dp.remoteSubnets().sort((a, b) => a.subnet.localeCompare(b.subnet, "en", { numeric: true })),
     vxlanIfindex: dp.vxlanIfindex(),
+    underlayIfindex: dp.underlayIfindex(),
     stats,
   };
 }
@@ -61,8 +64,9 @@ export function formatNetwork(r: NetworkReport, names: ReadonlyMap<number, strin
   out.push(`  local pods: ${r.endpoints.length}`);
   for (const e of r.endpoints) out.push(`    ${e.ip} -> ${dev(e.ifindex)}, pod mac ${e.podMac}, gateway mac ${e.hostMac}`);
   out.push(`  other nodes' subnets: ${r.remotes.length}`);
-  for (const s of r.remotes) out.push(`    ${s.subnet} -> node ${s.remote}, vni ${s.vni}`);
+  for (const s of r.remotes) out.push(`    ${s.subnet} -> node ${s.remote}, ${s.direct ? "direct (no tunnel)" : `vni ${s.vni}`}`);
   out.push(`  vxlan device: ${r.vxlanIfindex ? dev(r.vxlanIfindex) : "none"}`);
+  if (r.underlayIfindex) out.push(`  direct routes out of: ${dev(r.underlayIfindex)}`);
   const counters = Object.entries(r.stats).filter(([, c]) => c.packets !== "0");
   out.push(`  counters: ${counters.length === 0 ? "none yet" : counters.map(([k, c]) => `${k} ${c.packets} packets / ${c.bytes} bytes`).join(", ")}`);
   return out;

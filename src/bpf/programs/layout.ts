@@ -5,8 +5,11 @@
  * - `endpoints` (hash): pod IPv4 (network order) -> { u32 host-veth ifindex, u8 pod MAC[6],
  *   u8 host-veth MAC[6] }: local pods, for delivery straight into them.
  * - `remotes` (LPM trie): { u32 prefix length, IPv4 network (network order) } -> { u32 remote node
- *   IPv4 (host order, as struct bpf_tunnel_key wants it), u32 VNI }: other nodes' pod subnets.
- * - `config` (array of u32): index 0 = ifindex of the collect-metadata vxlan device (0: none).
+ *   IPv4 (host order, as struct bpf_tunnel_key wants it), u32 VNI | flags }: other nodes' pod
+ *   subnets. VNIs have 24 bits; bit 31 (`REMOTE_DIRECT`) says "no tunnel: route natively to the
+ *   node's address on the underlay device" (flannel's DirectRouting).
+ * - `config` (array of u32): index 0 = ifindex of the collect-metadata vxlan device (0: none),
+ *   index 1 = ifindex of the underlay device for direct routes (0: none).
  * - `stats` (array of { u64 packets, u64 bytes }): one counter per decision, see `Stat`.
  */
 
@@ -20,8 +23,12 @@ export const MapName = { endpoints: "endpoints", remotes: "remotes", config: "co
 export const EP = { size: 16, ifindex: 0, podMac: 4, hostMac: 10 } as const;
 /** Remote subnet value: remote node IPv4 (host order) and VNI. */
 export const REMOTE = { size: 8, ip: 0, vni: 4 } as const;
+/** Flag in the VNI word of a remote subnet: routed natively (no tunnel) to the node's address. */
+export const REMOTE_DIRECT = 0x8000_0000;
+/** The VNI's bits in that word. */
+export const VNI_MASK = 0x00ff_ffff;
 /** Config array indices. */
-export const Config = { vxlanIfindex: 0 } as const;
+export const Config = { vxlanIfindex: 0, underlayIfindex: 1 } as const;
 /** Counters of the stats map: what the programs decided. */
 export const Stat = {
   /** pod program: redirected into a local pod. */
@@ -36,6 +43,10 @@ export const Stat = {
   tunnelToHost: 4,
   /** dropped: the tunnel key could not be set. */
   errors: 5,
+  /** pod program: sent to another node on the underlay, no tunnel (`bpf_redirect_neigh`). */
+  podToRemoteDirect: 6,
+  /** underlay program: a frame another node routed to a local pod, delivered into it. */
+  directToLocal: 7,
 } as const;
 /** Counter names by index, for listings. */
 export const STAT_NAMES: readonly string[] = Object.keys(Stat);
@@ -67,9 +78,11 @@ export interface Endpoint {
 export interface RemoteSubnet {
   /** The subnet, "10.244.3.0/24". */
   subnet: string;
-  /** The node's underlay IPv4 (the vxlan remote). */
+  /** The node's underlay IPv4 (the vxlan remote, or the next hop of a direct route). */
   remote: string;
   vni: number;
+  /** Routed natively to `remote` on the underlay device, without the tunnel (present only when true). */
+  direct?: boolean;
 }
 
 function ipv4(s: string, what: string): Uint8Array {
@@ -129,7 +142,8 @@ export function encodeRemote(r: Omit<RemoteSubnet, "subnet">): Uint8Array {
   const b = new Uint8Array(REMOTE.size);
   const v = new DataView(b.buffer);
   v.setUint32(REMOTE.ip, new DataView(ipv4(r.remote, "remote").buffer).getUint32(0, false), true);
-  v.setUint32(REMOTE.vni, r.vni, true);
+  if (!Number.isInteger(r.vni) || r.vni < 0 || r.vni > VNI_MASK) throw new TypeError(`not a VNI: ${r.vni}`);
+  v.setUint32(REMOTE.vni, (r.vni | (r.direct ? REMOTE_DIRECT : 0)) >>> 0, true);
   return b;
 }
 
@@ -139,10 +153,12 @@ export function decodeRemote(key: Uint8Array, value: Uint8Array): RemoteSubnet {
   const vv = new DataView(value.buffer, value.byteOffset);
   const remote = new Uint8Array(4);
   new DataView(remote.buffer).setUint32(0, vv.getUint32(REMOTE.ip, true), false);
+  const word = vv.getUint32(REMOTE.vni, true);
   return {
     subnet: formatCIDR({ ip: key.slice(4, 8), prefix: kv.getUint32(0, true) }),
     remote: formatIP(remote),
-    vni: vv.getUint32(REMOTE.vni, true),
+    vni: word & VNI_MASK,
+    ...(word & REMOTE_DIRECT ? { direct: true } : {}),
   };
 }
 

@@ -15,73 +15,44 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { containerIdFor } from "../../../src/cli/network.ts";
-import { Cluster, CNIKIT, type Node } from "../../support/cluster.ts";
-import { assertPrivateNetns, must, Namespaces, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import type { Cluster, Node } from "../../support/cluster.ts";
+import { EbpfCluster } from "../../support/ebpf-cluster.ts";
+import { assertPrivateNetns, must, ping, run, runPrefix } from "../../support/netns.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
 
 assertPrivateNetns();
 
 type Pod = { ns: string; ip: string; node: Node };
-interface Report {
-  programs: { ifname: string; name: string; progName: string }[];
-  networks: { network: string; endpoints: { ip: string }[]; remotes: { subnet: string; remote: string; vni: number }[]; vxlanIfindex: number; stats: Record<string, { packets: string }> }[];
-}
 
 const VNI = 9;
 const prefix = runPrefix("eb");
 const key = `/${prefix}/network`;
-let tmp!: ReturnType<typeof tempDir>;
+let ec!: EbpfCluster;
 let c!: Cluster;
 let etcd!: Etcd3;
-let holder: ReturnType<typeof Bun.spawn> | undefined;
 let bpffs = "";
-const first = new Namespaces(`${prefix}m`);
 const pods: Pod[] = [];
 
-const pinRoot = (n: Node) => join(bpffs, n.name);
-const pinDir = (n: Node) => join(pinRoot(n), "overlay");
-const report = (n: Node): Report => JSON.parse(c.inNode(n, [CNIKIT, "bpf", "--pin-root", pinRoot(n), "--json"]).stdout);
-const net = (n: Node) => report(n).networks.find((x) => x.network === "overlay");
+const pinDir = (n: Node) => ec.pinDir(n);
+const report = (n: Node) => ec.report(n);
+const net = (n: Node) => ec.net(n);
 const pins = (n: Node) => c.inNode(n, ["ls", pinDir(n)]).stdout.split("\n").filter(Boolean).sort();
-const subnetOf = (n: Node): string => {
-  const m = /FLANNEL_SUBNET=(\S+)/.exec(readFileSync(n.subnetFile, "utf8"));
-  return m![1]!.replace(/\.1\//, ".0/");
-};
-const counter = (n: Node, k: string) => BigInt(net(n)?.stats[k]?.packets ?? "0");
+const subnetOf = (n: Node) => ec.subnetOf(n);
+const counter = (n: Node, k: string) => ec.counter(n, k);
 
 beforeAll(async () => {
-  tmp = tempDir("ebpf-cluster");
-  bpffs = join(tmp.path, "bpffs");
-  mkdirSync(bpffs);
-  // a namespace first, so /run/netns is a shared mount that the slave below keeps receiving from
-  first.add("0");
-  holder = Bun.spawn(["unshare", "-m", "--propagation", "slave", "sh", "-c", `mount -t bpf bpf '${bpffs}' && exec sleep 100000`], { stdout: "ignore", stderr: "inherit" });
-  c = new Cluster({ prefix, dir: tmp.path, underlayNet: 78, etcdPort: 23796, mountNs: `/proc/${holder.pid}/ns/mnt`, overlay: { datapath: "ebpf" } });
-  await c.until("the private bpffs", () => run(["nsenter", `--mount=/proc/${holder!.pid}/ns/mnt`, "stat", "-f", "-c", "%T", bpffs]).stdout.trim() === "bpf_fs", 5000);
-  await c.startEtcd();
-  etcd = await c.client();
-  await etcd.put(`${key}/config`).value(JSON.stringify({ Network: "10.98.0.0/16", Backend: { Type: "vxlan", VNI, Datapath: "ebpf" } }));
-  for (let i = 1; i <= 3; i++) {
-    const n = c.addNode(i);
-    c.startAgent(n, key, ["--bpf-pin-dir", pinDir(n)]);
-  }
-  for (const n of c.nodes) await c.until(`${n.name}'s subnet.env`, () => existsSync(n.subnetFile));
+  ec = await EbpfCluster.start({ prefix, tag: "ebpf-cluster", underlayNet: 78, etcdPort: 23796, key, nodes: 3, config: { Network: "10.98.0.0/16", Backend: { Type: "vxlan", VNI, Datapath: "ebpf" } } });
+  ({ c, etcd, bpffs } = ec);
   for (const n of c.nodes) await c.until(`${n.name}'s map of 2 other nodes`, () => net(n)?.remotes.length === 2);
   for (const n of c.nodes) for (const t of ["a", "b"]) pods.push({ ...c.addPod(n, t), node: n });
 }, 90_000);
 
 afterAll(async () => {
-  await c?.destroy();
-  if (holder) {
-    holder.kill();
-    await holder.exited;
-  }
-  first.cleanup();
-  tmp?.remove();
+  await ec?.destroy();
 });
 
 describe("three nodes, eBPF datapath", () => {
@@ -170,7 +141,7 @@ describe("three nodes, eBPF datapath", () => {
     await Bun.sleep(500);
     await c.stopAgent(n1);
     await Bun.sleep(1000); // no agent at all: the pinned datapath carries on
-    c.startAgent(n1, key, ["--bpf-pin-dir", pinDir(n1)]);
+    ec.startAgent(n1);
     await c.until("the restarted agent to be ready", () => readFileSync(n1.agent!.log, "utf8").includes("agent ready"));
     await pinger.exited;
     const out = await new Response(pinger.stdout).text();
@@ -187,7 +158,7 @@ describe("three nodes, eBPF datapath", () => {
     // a pod that vanished without DEL: its namespace (and so its veth) gone, the runtime forgot it
     run(["ip", "netns", "del", gone.ns.split("/").pop()!]);
     const cid = containerIdFor(gone.ns);
-    const cache = join(tmp.path, n2.name, "cache");
+    const cache = join(ec.tmp.path, n2.name, "cache");
     for (const f of readdirSync(cache, { recursive: true }) as string[]) if (f.includes(cid)) rmSync(join(cache, f), { force: true, recursive: true });
     expect(net(n2)!.endpoints.map((e) => e.ip)).toContain(gone.ip);
     const gc = c.cnikit(n2, ["gc", "cluster", "--valid", `${containerIdFor(kept.ns)}/eth0`]);
@@ -207,7 +178,7 @@ describe("three nodes, eBPF datapath", () => {
       expect(net(n)!.endpoints).toEqual([]);
       expect(report(n).programs.map((p) => p.progName)).toEqual(["cnikit_vxlan"]);
       expect(pins(n).filter((p) => !p.startsWith("prog_vxlan_"))).toEqual(["config", "endpoints", "remotes", "stats"]);
-      expect(readdirSync(join(tmp.path, n.name, "overlay"))).toEqual([]);
+      expect(readdirSync(join(ec.tmp.path, n.name, "overlay"))).toEqual([]);
     }
     // DEL again is fine
     expect(c.cnikit(pods[0]!.node, ["del", "cluster", pods[0]!.ns]).code).toBe(0);

@@ -17,6 +17,7 @@ import {
   Stat,
 } from "../../../src/bpf/programs/layout.ts";
 import { podProgram } from "../../../src/bpf/programs/pod.ts";
+import { underlayProgram } from "../../../src/bpf/programs/underlay.ts";
 import { vxlanProgram } from "../../../src/bpf/programs/vxlan.ts";
 import { type BpfProgram, loadProgram } from "../../../src/bpf/prog.ts";
 import { frame, macBytes, u32 } from "./packets.ts";
@@ -31,22 +32,26 @@ describe.skipIf(!root)("datapath programs under BPF_PROG_TEST_RUN", () => {
   let maps: Record<string, BpfMap>;
   let pod: BpfProgram;
   let vxlan: BpfProgram;
+  let underlay: BpfProgram;
 
   beforeAll(() => {
     maps = Object.fromEntries(Object.entries(mapSpecs({ maxEndpoints: 16, maxRemotes: 16 })).map(([k, s]) => [k, BpfMap.create(s)]));
     const fds = Object.fromEntries(Object.entries(maps).map(([k, m]) => [k, m.fd]));
     pod = loadProgram({ insns: podProgram(), link: { maps: fds }, name: "cnikit_pod" });
     vxlan = loadProgram({ insns: vxlanProgram(), link: { maps: fds }, name: "cnikit_vxlan" });
+    underlay = loadProgram({ insns: underlayProgram(), link: { maps: fds }, name: "cnikit_underlay" });
   });
   afterAll(() => {
     pod?.close();
     vxlan?.close();
+    underlay?.close();
     for (const m of Object.values(maps ?? {})) m.close();
   });
   beforeEach(() => {
     for (const k of [...maps.endpoints!.keys()]) maps.endpoints!.delete(k);
     for (const k of [...maps.remotes!.keys()]) maps.remotes!.delete(k);
     maps.config!.update(u32(Config.vxlanIfindex), u32(0));
+    maps.config!.update(u32(Config.underlayIfindex), u32(0));
     for (let i = 0; i < 8; i++) maps.stats!.update(u32(i), new Uint8Array(16));
   });
   const counter = (i: number) => decodeCounter(maps.stats!.lookup(u32(i))!);
@@ -55,6 +60,8 @@ describe.skipIf(!root)("datapath programs under BPF_PROG_TEST_RUN", () => {
     expect(pod.name).toBe("cnikit_pod");
     expect(new Set(pod.mapIds)).toEqual(new Set(Object.values(maps).map((m) => m.id)));
     expect(new Set(vxlan.mapIds)).toEqual(new Set([maps.endpoints!.id, maps.stats!.id]));
+    expect(underlay.name).toBe("cnikit_underlay");
+    expect(new Set(underlay.mapIds)).toEqual(new Set([maps.endpoints!.id, maps.remotes!.id, maps.stats!.id]));
   });
 
   test("pod program: a local pod's frame is redirected with the pod's and the gateway's MACs", () => {
@@ -87,6 +94,28 @@ describe.skipIf(!root)("datapath programs under BPF_PROG_TEST_RUN", () => {
     expect(counter(Stat.podToHost).packets).toBe(1n);
   });
 
+  test("pod program: a directly routed subnet goes out of the underlay device (redirect_neigh), not the tunnel", () => {
+    maps.remotes!.update(remoteKey("10.77.4.0/24"), encodeRemote({ remote: "192.168.50.4", vni: 7, direct: true }));
+    maps.config!.update(u32(Config.vxlanIfindex), u32(99));
+    maps.config!.update(u32(Config.underlayIfindex), u32(98));
+    const f = frame({ dst: GW_MAC, src: POD_A_MAC, saddr: "10.77.0.2", daddr: "10.77.4.9", payload: 20 });
+    const r = pod.testRun(f);
+    expect(r.retval).toBe(TC_ACT.REDIRECT);
+    expect([...r.data]).toEqual([...f]);
+    expect(counter(Stat.podToRemoteDirect)).toEqual({ packets: 1n, bytes: BigInt(f.length) });
+    expect(counter(Stat.podToRemote).packets).toBe(0n);
+    expect(counter(Stat.errors).packets).toBe(0n);
+  });
+
+  test("pod program: a directly routed subnet without an underlay device goes to the host (its route)", () => {
+    maps.remotes!.update(remoteKey("10.77.4.0/24"), encodeRemote({ remote: "192.168.50.4", vni: 7, direct: true }));
+    maps.config!.update(u32(Config.vxlanIfindex), u32(99));
+    const r = pod.testRun(frame({ dst: GW_MAC, src: POD_A_MAC, saddr: "10.77.0.2", daddr: "10.77.4.9" }));
+    expect(r.retval).toBe(TC_ACT.OK);
+    expect(counter(Stat.podToHost).packets).toBe(1n);
+    expect(counter(Stat.podToRemoteDirect).packets).toBe(0n);
+  });
+
   // (a runt IPv4 frame cannot be test-run: the kernel refuses one shorter than an IPv4 header)
   test("pod program: the node, the outside, ARP and IPv6 go to the host unchanged", () => {
     maps.endpoints!.update(endpointKey(POD_B.ip), encodeEndpoint(POD_B));
@@ -115,5 +144,33 @@ describe.skipIf(!root)("datapath programs under BPF_PROG_TEST_RUN", () => {
     const other = vxlan.testRun(frame({ dst: "02:00:00:00:00:99", src: "02:00:00:00:00:98", saddr: "10.77.3.9", daddr: "10.77.0.99" }));
     expect(other.retval).toBe(TC_ACT.OK);
     expect(counter(Stat.tunnelToHost).packets).toBe(1n);
+  });
+
+  // A test run takes the frame in through loopback, whose MAC is all zeros: a frame to that MAC is
+  // PACKET_HOST (addressed to this node), one to any other unicast MAC PACKET_OTHERHOST.
+  test("underlay program: a frame from another node's pod to a local pod is delivered into it; everything else passes uncounted", () => {
+    maps.endpoints!.update(endpointKey(POD_B.ip), encodeEndpoint(POD_B));
+    maps.remotes!.update(remoteKey("10.77.4.0/24"), encodeRemote({ remote: "192.168.50.4", vni: 7, direct: true }));
+    const f = frame({ dst: "00:00:00:00:00:00", src: "02:00:00:00:00:98", saddr: "10.77.4.9", daddr: POD_B.ip, payload: 30 });
+    const r = underlay.testRun(f);
+    expect(r.retval).toBe(TC_ACT.REDIRECT);
+    expect([...r.data.subarray(0, 12)]).toEqual([...macBytes(POD_B.podMac), ...macBytes(POD_B.hostMac)]);
+    expect([...r.data.subarray(12)]).toEqual([...f.subarray(12)]);
+    expect(counter(Stat.directToLocal)).toEqual({ packets: 1n, bytes: BigInt(f.length) });
+    const passes = [
+      frame({ dst: "00:00:00:00:00:00", src: "02:00:00:00:00:98", saddr: "192.168.50.4", daddr: "192.168.50.1" }),
+      frame({ dst: "02:00:00:00:00:77", src: "02:00:00:00:00:98", saddr: "10.77.4.9", daddr: POD_B.ip }),
+      frame({ dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:00:98", saddr: "10.77.4.9", daddr: POD_B.ip }),
+      frame({ dst: "00:00:00:00:00:00", src: "02:00:00:00:00:98", ethertype: 0x86dd, saddr: "10.77.4.9", daddr: POD_B.ip, payload: 40 }),
+      // another node itself to our pod: through our stack, whose conntrack must see it
+      frame({ dst: "00:00:00:00:00:00", src: "02:00:00:00:00:98", saddr: "192.168.50.4", daddr: POD_B.ip }),
+    ];
+    for (const p of passes) {
+      const x = underlay.testRun(p);
+      expect(x.retval).toBe(TC_ACT.OK);
+      expect([...x.data]).toEqual([...p]);
+    }
+    expect(counter(Stat.directToLocal).packets).toBe(1n);
+    for (const s of [Stat.podToHost, Stat.tunnelToHost, Stat.errors]) expect(counter(s).packets).toBe(0n);
   });
 });
