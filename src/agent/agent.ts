@@ -234,10 +234,13 @@ export class Agent {
       Object.assign(common, { bgp: { config: b.bgp, network: formatCIDR(this.config.v4.network), log: this.log, ...(this.opts.birdDir ? { dir: this.opts.birdDir } : {}) } });
     }
     let podMtu = Infinity;
-    const ebpf = b.datapath === "ebpf" ? { datapath: "ebpf" as const, bpfPinDir: this.opts.bpfPinDir ?? DEFAULT_AGENT_PIN_DIR } : undefined;
+    let bigTcp: number | undefined;
+    const ebpf = b.datapath === "ebpf" ? { datapath: "ebpf" as const, bpfPinDir: this.opts.bpfPinDir ?? DEFAULT_AGENT_PIN_DIR, bigTcp: b.bigTcp } : undefined;
     if (this.subnet) {
       this.backend = createBackend(b.type, { ...common, ...ebpf, localSubnet: formatCIDR(this.subnet), publicIP, deviceName: `${prefix}.${b.vni}` });
       const set = this.backend.setup();
+      for (const w of set.warnings ?? []) this.log({ level: "warn", msg: w });
+      bigTcp = set.bigTcp;
       this.attrs.backendData = { ...(this.attrs.backendData ?? {}), ...set.backendData };
       podMtu = Math.min(podMtu, set.mtu || mtu);
     }
@@ -265,6 +268,7 @@ export class Agent {
       ipMasq: this.opts.ipMasq,
       // the overlay plugin's "datapath": "ebpf" attaches pods to the maps pinned here
       ...(ebpf && this.subnet ? { bpfPinDir: ebpf.bpfPinDir } : {}),
+      ...(bigTcp ? { bigTcp } : {}),
     });
     if (this.opts.ipMasq) installMasquerade([network, network6].filter((n): n is IPNet => n !== undefined));
     // a periodic full read catches whatever a watch could miss; failures keep what is programmed

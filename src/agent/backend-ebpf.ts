@@ -16,6 +16,7 @@
  */
 
 import { Datapath } from "../bpf/datapath.ts";
+import { BIG_TCP_SIZE, bigTcpRefusal, setIPv4GsoSize } from "../net/big-tcp.ts";
 import { addAddress, deleteAddress, listAddresses } from "../net/addr.ts";
 import type { Link } from "../net/link.ts";
 import { createLink, deleteLink, findLink, getLink, setLink } from "../net/link.ts";
@@ -98,7 +99,24 @@ export class EbpfVxlanBackend implements Backend {
       const ours = r.oif === this.dev.index || (r.oif === underlay.index && !!r.gateway);
       if (ours && !mapped.has(dst)) deleteAgentRoute(conn, dst);
     }
-    return { backendData: { VNI: this.vni, VtepMAC: this.dev.mac }, mtu };
+    return { backendData: { VNI: this.vni, VtepMAC: this.dev.mac }, mtu, ...this.bigTcp(underlay.index) };
+  }
+
+  /**
+   * BigTCP: IPv4 BIG TCP on the underlay device, which is where pods' packets to direct peers and
+   * to the outside leave (see net/big-tcp.ts); offered to pods only when it took. Turned off, the
+   * underlay keeps what it has (harmless) and new pods get 64 KiB packets.
+   */
+  private bigTcp(underlay: number): Pick<BackendSetup, "bigTcp" | "warnings"> {
+    if (!this.o.bigTcp) return {};
+    const why = bigTcpRefusal(this.o.conn, underlay);
+    if (why) return { warnings: [`BigTCP left off: ${why}`] };
+    try {
+      setIPv4GsoSize(this.o.conn, underlay, BIG_TCP_SIZE);
+    } catch (e) {
+      return { warnings: [`BigTCP left off: ${(e as Error).message}`] };
+    }
+    return { bigTcp: BIG_TCP_SIZE };
   }
 
   addPeer(p: Peer): void {

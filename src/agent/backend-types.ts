@@ -21,6 +21,10 @@ export interface Peer {
 export interface BackendSetup {
   backendData: Record<string, unknown>;
   mtu: number;
+  /** ebpf with BigTCP: the IPv4 GSO/GRO size pods may use (every egress device took it). */
+  bigTcp?: number;
+  /** What did not work out but does not stop the agent (logged as warnings). */
+  warnings?: string[];
 }
 
 /** A backend. */
@@ -71,6 +75,8 @@ export interface BackendOptions {
   datapath?: "kernel" | "ebpf";
   /** vxlan, ebpf: where the datapath's maps and programs are pinned (default /sys/fs/bpf/cnikit/overlay). */
   bpfPinDir?: string;
+  /** vxlan, ebpf with directRouting: IPv4 BIG TCP on the underlay, then offered to pods. */
+  bigTcp?: boolean;
   /** bgp: its settings, the cluster network and BIRD's directory. */
   bgp?: BgpBackendOptions;
 }

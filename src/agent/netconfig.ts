@@ -21,6 +21,8 @@ export interface BackendConfig {
   directRouting: boolean;
   /** vxlan: `"Datapath": "ebpf"` (cnikit's) for the eBPF datapath; default the kernel's. */
   datapath: "kernel" | "ebpf";
+  /** vxlan, ebpf with DirectRouting: `"BigTCP": true` (cnikit's), IPv4 BIG TCP on the underlay and pods. */
+  bigTcp: boolean;
 }
 
 /** One family's address plan. */
@@ -103,7 +105,11 @@ function parseBackend(raw: unknown): BackendConfig {
   const dp = b.Datapath ?? "kernel";
   if (dp !== "kernel" && dp !== "ebpf") throw bad(`Backend.Datapath ${JSON.stringify(dp)} is not supported ("kernel" or "ebpf")`);
   if (dp === "ebpf" && type !== "vxlan") throw bad(`Backend.Datapath "ebpf" goes with Type vxlan, not ${type}`);
-  const out: BackendConfig = { type, vni: int("VNI", 1, 0xffffff), port: int("Port", 8472, 65535), directRouting: b.DirectRouting === true, datapath: dp };
+  if (b.BigTCP !== undefined && typeof b.BigTCP !== "boolean") throw bad(`Backend.BigTCP must be true or false`);
+  if (b.BigTCP === true && !(dp === "ebpf" && b.DirectRouting === true)) {
+    throw bad(`Backend.BigTCP goes with "Datapath": "ebpf" and "DirectRouting": true (a vxlan device takes no packet over 64 KiB)`);
+  }
+  const out: BackendConfig = { type, vni: int("VNI", 1, 0xffffff), port: int("Port", 8472, 65535), directRouting: b.DirectRouting === true, datapath: dp, bigTcp: b.BigTCP === true };
   if (b.MTU !== undefined) out.mtu = int("MTU", 0, 65535);
   if (type === "bgp") out.bgp = parseBgpBackend(b);
   return out;

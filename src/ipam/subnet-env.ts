@@ -26,6 +26,11 @@ export interface SubnetEnv {
    * `"datapath": "ebpf"` attaches pods to those maps.
    */
   bpfPinDir?: string;
+  /**
+   * CNIKIT_BIG_TCP (cnikit's): the agent enabled IPv4 BIG TCP with this GSO/GRO size on the
+   * devices pods' traffic leaves through; the eBPF datapath's pods get it too.
+   */
+  bigTcp?: number;
 }
 
 /** Parse subnet.env text ("KEY=value" lines); a clear error when nothing usable is in it. */
@@ -60,6 +65,12 @@ export function parseSubnetEnv(text: string, source = "subnet.env"): SubnetEnv {
   }
   const pins = kv.get("CNIKIT_BPF_PIN_DIR");
   if (pins) out.bpfPinDir = pins;
+  const big = kv.get("CNIKIT_BIG_TCP");
+  if (big) {
+    const n = Number(big);
+    if (!Number.isInteger(n) || n < 65536 || n > 524280) throw new CniError(ErrorCode.InvalidNetworkConfig, `${source}: CNIKIT_BIG_TCP=${big} is not a GSO size (65536-524280)`);
+    out.bigTcp = n;
+  }
   if (!out.subnet && !out.ipv6Subnet) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `${source}: neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET is set`);
   }
@@ -76,6 +87,7 @@ export function formatSubnetEnv(env: SubnetEnv): string {
   if (env.mtu) lines.push(`FLANNEL_MTU=${env.mtu}`);
   lines.push(`FLANNEL_IPMASQ=${env.ipMasq}`);
   if (env.bpfPinDir) lines.push(`CNIKIT_BPF_PIN_DIR=${env.bpfPinDir}`);
+  if (env.bigTcp) lines.push(`CNIKIT_BIG_TCP=${env.bigTcp}`);
   return `${lines.join("\n")}\n`;
 }
 

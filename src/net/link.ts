@@ -122,6 +122,9 @@ export interface LinkChanges {
   txQueueLen?: number;
   /** Link group (IFLA_GROUP). */
   group?: number;
+  /** Largest IPv4 GSO and GRO packets (IFLA_GSO_IPV4_MAX_SIZE, IFLA_GRO_IPV4_MAX_SIZE): above 65536 is IPv4 BIG TCP. */
+  gsoIPv4MaxSize?: number;
+  groIPv4MaxSize?: number;
 }
 
 /** Change a link in one request: state, promisc/allmulti, MTU, queue length, master, MAC address and/or name. */
@@ -146,6 +149,8 @@ export function setLink(conn: NetlinkConn, ref: LinkRef, changes: LinkChanges): 
   }
   if (changes.txQueueLen !== undefined) m.txQueueLen = changes.txQueueLen;
   if (changes.group !== undefined) m.group = changes.group;
+  if (changes.gsoIPv4MaxSize !== undefined) m.gsoIPv4MaxSize = changes.gsoIPv4MaxSize;
+  if (changes.groIPv4MaxSize !== undefined) m.groIPv4MaxSize = changes.groIPv4MaxSize;
   if (changes.mtu !== undefined) m.mtu = changes.mtu;
   if (changes.mac !== undefined) m.address = parseMAC(changes.mac);
   if (changes.name !== undefined) m.name = changes.name;

@@ -66,6 +66,11 @@ export const IFLA_LINK_NETNSID = 37;
 export const IFLA_MIN_MTU = 50;
 /** Largest MTU the device accepts, u32. */
 export const IFLA_MAX_MTU = 51;
+/** Largest TSO frame the device can take (Linux 5.19+, read only). */
+export const IFLA_TSO_MAX_SIZE = 59;
+/** Largest IPv4 GSO / GRO packet the stack builds for the device (Linux 6.3+: IPv4 BIG TCP). */
+export const IFLA_GSO_IPV4_MAX_SIZE = 63;
+export const IFLA_GRO_IPV4_MAX_SIZE = 64;
 
 /** Inside IFLA_LINKINFO: the kind ("veth", "bridge", ...), string. */
 export const IFLA_INFO_KIND = 1;
@@ -165,6 +170,11 @@ export interface LinkMessage {
   carrier?: boolean;
   minMtu?: number;
   maxMtu?: number;
+  /** IFLA_TSO_MAX_SIZE (decode; absent before Linux 5.19). */
+  tsoMaxSize?: number;
+  /** IFLA_GSO_IPV4_MAX_SIZE / IFLA_GRO_IPV4_MAX_SIZE (absent before Linux 6.3). */
+  gsoIPv4MaxSize?: number;
+  groIPv4MaxSize?: number;
   /** RTEXT_FILTER_* for GETLINK requests. */
   extMask?: number;
   info?: LinkInfo;
@@ -206,6 +216,8 @@ export function linkAttrs(m: LinkMessage): AttrLike[] {
     m.txQueueLen !== undefined && nla.u32(IFLA_TXQLEN, m.txQueueLen),
     m.alias !== undefined && nla.str(IFLA_IFALIAS, m.alias),
     m.group !== undefined && nla.u32(IFLA_GROUP, m.group),
+    m.gsoIPv4MaxSize !== undefined && nla.u32(IFLA_GSO_IPV4_MAX_SIZE, m.gsoIPv4MaxSize),
+    m.groIPv4MaxSize !== undefined && nla.u32(IFLA_GRO_IPV4_MAX_SIZE, m.groIPv4MaxSize),
     m.netnsFd !== undefined && nla.u32(IFLA_NET_NS_FD, m.netnsFd),
     m.netnsPid !== undefined && nla.u32(IFLA_NET_NS_PID, m.netnsPid),
     m.extMask !== undefined && nla.u32(IFLA_EXT_MASK, m.extMask),
@@ -290,6 +302,9 @@ export function decodeLink(body: Uint8Array): LinkMessage {
     carrier: carrier === undefined ? undefined : carrier !== 0,
     minMtu: a.u32(IFLA_MIN_MTU),
     maxMtu: a.u32(IFLA_MAX_MTU),
+    tsoMaxSize: a.u32(IFLA_TSO_MAX_SIZE),
+    gsoIPv4MaxSize: a.u32(IFLA_GSO_IPV4_MAX_SIZE),
+    groIPv4MaxSize: a.u32(IFLA_GRO_IPV4_MAX_SIZE),
     info: li ? decodeInfo(li) : undefined,
   });
 }

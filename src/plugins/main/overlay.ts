@@ -16,7 +16,8 @@
  */
 
 import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
-import { findLink } from "../../net/link.ts";
+import { BIG_TCP_SIZE } from "../../net/big-tcp.ts";
+import { findLink, setLink } from "../../net/link.ts";
 import { setNeighbor } from "../../net/neigh.ts";
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
@@ -24,7 +25,7 @@ import { delegateAdd, delegateCommand } from "../../invoke/delegate.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../ipam/subnet-env.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { pluginConf } from "../../skel/conf.ts";
-import { any, i64, object, record, refine, str } from "../../spec/decode.ts";
+import { any, bool, i64, object, record, refine, str } from "../../spec/decode.ts";
 import { openPodConn } from "../common/veth-pod.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import { hasField } from "../common/conf.ts";
@@ -50,6 +51,8 @@ export interface OverlayConf {
   datapath: "kernel" | "ebpf";
   /** ebpf: the pin directory the config names ("" : subnet.env's, else the default). */
   bpfPinDir: string;
+  /** ebpf: IPv4 BIG TCP for pods: true / false, or undefined to follow subnet.env's CNIKIT_BIG_TCP. */
+  bigTCP: boolean | undefined;
 }
 
 /**
@@ -65,6 +68,7 @@ export const overlayCodec = object({
   runtimeConfig: record(any),
   datapath: refine(str, (d) => (d === "" || d === "kernel" || d === "ebpf" ? undefined : `must be "kernel" or "ebpf", not ${JSON.stringify(d)}`)),
   bpfPinDir: refine(str, (d) => (d === "" || d.startsWith("/") ? undefined : `must be an absolute path, not ${JSON.stringify(d)}`)),
+  bigTCP: bool,
 });
 
 const invalid = (msg: string) => new CniError(ErrorCode.InvalidNetworkConfig, `overlay: ${msg}`);
@@ -83,6 +87,7 @@ export function parseOverlayConf(args: CmdArgs): OverlayConf {
     delegate: d.delegate ?? {},
     datapath: d.datapath === "ebpf" ? "ebpf" : "kernel",
     bpfPinDir: d.bpfPinDir ?? "",
+    bigTCP: d.bigTCP,
   };
 }
 
@@ -163,15 +168,16 @@ export function bpfPinDirOf(conf: OverlayConf, env: SubnetEnv | undefined, netwo
   return `${DEFAULT_BPF_PIN_ROOT}/${network}`;
 }
 
-/**
- * ebpf ADD, after ptp's: the gateway as a permanent neighbour in the pod (no ARP ever needed), the
- * pod program on the host veth and the pod's endpoint in the maps. Returns what DEL needs (undefined
- * for a pod without IPv4: the kernel routes it).
- */
 /** The eBPF datapath's modules, loaded only by an ebpf network's calls (the bridge path never pays for them). */
 const bpf = () => import("../../bpf/datapath.ts");
 
-async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string): Promise<EbpfAttachment | undefined> {
+/**
+ * ebpf ADD, after ptp's: the gateway as a permanent neighbour in the pod (no ARP ever needed), the
+ * pod program on the host veth and the pod's endpoint in the maps; with BIG TCP (`bigTcp`, the GSO
+ * size) both ends of the veth take packets that big. Returns what DEL needs (undefined for a pod
+ * without IPv4: the kernel routes it).
+ */
+async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: string, bigTcp: number | undefined): Promise<EbpfAttachment | undefined> {
   const ifaces = result.interfaces ?? [];
   const v4 = (result.ips ?? []).find((i) => !i.address.includes(":"));
   const hostIf = ifaces.find((i) => !i.sandbox);
@@ -184,6 +190,7 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
   const pod = openPodConn(args.netns);
   try {
     setNeighbor(pod, { link: args.ifName, ip: v4.gateway, mac: hostIf.mac });
+    if (bigTcp) setLink(pod, args.ifName, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
   } finally {
     pod.close();
   }
@@ -192,6 +199,7 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
   try {
     const link = findLink(host, hostIf.name);
     if (!link) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostIf.name} is gone`);
+    if (bigTcp) setLink(host, link.index, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
     attachPodDatapath(host, { pinDir, podIP: att.podIP, hostIfindex: link.index, podMac: podIf.mac, hostMac: hostIf.mac });
   } finally {
     releaseRtnetlink(host);
@@ -211,6 +219,12 @@ async function detachEbpf(att: EbpfAttachment): Promise<void> {
   }
 }
 
+/** The pods' IPv4 GSO size: the config's choice, else what the agent enabled (subnet.env). */
+function bigTcpOf(conf: OverlayConf, env: SubnetEnv): number | undefined {
+  if (conf.bigTCP === false) return undefined;
+  return conf.bigTCP === true ? (env.bigTcp ?? BIG_TCP_SIZE) : env.bigTcp;
+}
+
 async function add(args: CmdArgs): Promise<Result> {
   const conf = parseOverlayConf(args);
   const env = await waitForSubnetEnv(conf);
@@ -228,7 +242,7 @@ async function add(args: CmdArgs): Promise<Result> {
   const side = ebpfFile(conf.dataDir, args.containerId, args.ifName);
   try {
     const result = await delegateAdd(type, args, text);
-    if (pinDir) await attachEbpf(args, pinDir, result, side);
+    if (pinDir) await attachEbpf(args, pinDir, result, side, bigTcpOf(conf, env));
     return result;
   } catch (e) {
     const att = readSaved(side) as EbpfAttachment | undefined;

@@ -15,10 +15,14 @@
  */
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { BIG_TCP_SIZE, bigTcpRefusal } from "../../../src/net/big-tcp.ts";
+import { getLink } from "../../../src/net/link.ts";
+import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import type { Cluster, Node } from "../../support/cluster.ts";
 import { EbpfCluster } from "../../support/ebpf-cluster.ts";
 import { assertPrivateNetns, ping, runPrefix } from "../../support/netns.ts";
-import { ask, whoamiServer } from "../../support/tcp.ts";
+import { ask, iperf3Throughput, whoamiServer } from "../../support/tcp.ts";
 
 assertPrivateNetns();
 
@@ -27,7 +31,7 @@ type Pod = { ns: string; ip: string; node: Node };
 const VNI = 4;
 const prefix = runPrefix("dr");
 const key = `/${prefix}/network`;
-const config = (direct: boolean) => ({ Network: "10.97.0.0/16", Backend: { Type: "vxlan", VNI, Datapath: "ebpf", DirectRouting: direct } });
+const config = (direct: boolean, big = false) => ({ Network: "10.97.0.0/16", Backend: { Type: "vxlan", VNI, Datapath: "ebpf", DirectRouting: direct, ...(big ? { BigTCP: true } : {}) } });
 let ec!: EbpfCluster;
 let c!: Cluster;
 const pods: Pod[] = [];
@@ -38,6 +42,16 @@ const counter = (n: Node, k: string) => ec.counter(n, k);
 const counters = (n: Node) => Object.fromEntries(["podToRemote", "podToRemoteDirect", "tunnelToLocal", "directToLocal"].map((k) => [k, counter(n, k)]));
 const subnetOf = (n: Node) => ec.subnetOf(n);
 const ifindex = (n: Node, dev: string): number => JSON.parse(c.inNode(n, ["ip", "-j", "link", "show", dev]).stdout)[0].ifindex;
+/** A device's IPv4 GSO/GRO maximum sizes and its TSO maximum, as the kernel reports them. */
+function gso(ns: string, dev: string): { gso?: number; gro?: number; tso?: number } {
+  const conn = NetlinkConn.open({ netns: ns });
+  try {
+    const l = getLink(conn, dev);
+    return { gso: l.raw.gsoIPv4MaxSize, gro: l.raw.groIPv4MaxSize, tso: l.raw.tsoMaxSize };
+  } finally {
+    conn.close();
+  }
+}
 const agentRoutes = (n: Node) => c.inNode(n, ["ip", "route", "show", "proto", "210"]).stdout.trim().split("\n").filter(Boolean);
 
 beforeAll(async () => {
@@ -124,6 +138,38 @@ describe("eBPF datapath with DirectRouting", () => {
     expect(JSON.stringify(net(n1).remotes)).toBe(was.remotes);
     expect(agentRoutes(n1)).toEqual(was.routes);
     expect(JSON.stringify(report(n1).programs)).toBe(was.progs);
+  });
+
+  test("BigTCP: the agent raises the underlay's IPv4 GSO size and offers it in subnet.env; new pods' veths take it; old and new pods talk", async () => {
+    await ec.etcd.put(`${key}/config`).value(JSON.stringify(config(true, true)));
+    for (const n of c.nodes) await ec.restartAgent(n);
+    for (const n of c.nodes) {
+      expect(readFileSync(n.subnetFile, "utf8")).toContain(`CNIKIT_BIG_TCP=${BIG_TCP_SIZE}\n`);
+      expect(gso(n.ns, n.dev)).toMatchObject({ gso: BIG_TCP_SIZE, gro: BIG_TCP_SIZE });
+      // the vxlan device cannot: why BigTCP goes only with DirectRouting
+      const conn = NetlinkConn.open({ netns: n.ns });
+      try {
+        expect(bigTcpRefusal(conn, `${prefix}.${VNI}`)).toMatch(/takes TSO frames of at most 65536 bytes/);
+      } finally {
+        conn.close();
+      }
+    }
+    const big = c.nodes.map((n) => ({ ...c.addPod(n, "c"), node: n }));
+    for (const p of big) {
+      expect(gso(p.ns, "eth0")).toMatchObject({ gso: BIG_TCP_SIZE, gro: BIG_TCP_SIZE });
+      const host = net(p.node).endpoints.find((e) => e.ip === p.ip) as { ifname?: string } | undefined;
+      expect(host?.ifname).toBeTruthy();
+      expect(gso(p.node.ns, host!.ifname!)).toMatchObject({ gso: BIG_TCP_SIZE, gro: BIG_TCP_SIZE });
+    }
+    // an older pod keeps 64 KiB packets
+    expect(gso(pods[0]!.ns, "eth0").gso).toBe(65536);
+    const [x, y] = big as [Pod, Pod];
+    expect(await iperf3Throughput(x.ns, y.ns, y.ip, 7310, 1000)).toBeGreaterThan(0);
+    expect(await iperf3Throughput(pods[1]!.ns, x.ns, x.ip, 7311, 1000)).toBeGreaterThan(0);
+    const bad: string[] = [];
+    for (const a of [...pods, ...big]) for (const b of [...pods, ...big]) if (a !== b && !ping(a.ns, b.ip)) bad.push(`${a.ip}->${b.ip}`);
+    expect(bad).toEqual([]);
+    pods.push(...big);
   });
 
   test("restarted without DirectRouting: the underlay program goes, the peer is tunnelled, pods still reach each other", async () => {

@@ -10,7 +10,7 @@ describe("network config (flannel's format and defaults)", () => {
   test("defaults: /24 subnets from the second to the last, vxlan VNI 1 port 8472", () => {
     const c = parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16" }));
     expect(fmt(c.v4!)).toEqual(["10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"]);
-    expect(c.backend).toEqual({ type: "vxlan", vni: 1, port: 8472, directRouting: false, datapath: "kernel" });
+    expect(c.backend).toEqual({ type: "vxlan", vni: 1, port: 8472, directRouting: false, datapath: "kernel", bigTcp: false });
     expect(c.v6).toBeUndefined();
   });
   test("a network smaller than /22 gets subnets two bits longer", () => {
@@ -29,6 +29,13 @@ describe("network config (flannel's format and defaults)", () => {
     expect(parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", Datapath: "ebpf" } })).backend.datapath).toBe("ebpf");
     expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Datapath: "xdp" } }))).toThrow(/Backend.Datapath "xdp"/);
     expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "host-gw", Datapath: "ebpf" } }))).toThrow(/Type vxlan/);
+    const direct = { Type: "vxlan", Datapath: "ebpf", DirectRouting: true };
+    expect(parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: direct })).backend).toMatchObject({ datapath: "ebpf", directRouting: true, bigTcp: false });
+    expect(parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { ...direct, BigTCP: true } })).backend.bigTcp).toBe(true);
+    // BIG TCP only where no vxlan device carries pods' packets (it takes none over 64 KiB)
+    expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", Datapath: "ebpf", BigTCP: true } }))).toThrow(/BigTCP goes with "Datapath": "ebpf" and "DirectRouting": true/);
+    expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", DirectRouting: true, BigTCP: true } }))).toThrow(/BigTCP goes with/);
+    expect(() => parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { ...direct, BigTCP: "yes" } }))).toThrow(/BigTCP must be true or false/);
   });
   test("errors name the key", () => {
     for (const [conf, re] of [

@@ -59,6 +59,19 @@ describe("link requests", () => {
       ),
     );
   });
+  test("IPv4 BIG TCP: IFLA_GSO_IPV4_MAX_SIZE (63) and IFLA_GRO_IPV4_MAX_SIZE (64), u32 each; TSO maximum decoded", () => {
+    const b = encodeLink({ index: 4, gsoIPv4MaxSize: 196608, groIPv4MaxSize: 196608 });
+    expect(toHex(b)).toBe(
+      hex(
+        "00", "00", "0000", "04000000", "00000000", "00000000",
+        "0800", "3f00", "00000300", // IFLA_GSO_IPV4_MAX_SIZE 196608
+        "0800", "4000", "00000300", // IFLA_GRO_IPV4_MAX_SIZE 196608
+      ),
+    );
+    // as a dump carries them, with IFLA_TSO_MAX_SIZE (59) 524280
+    const dumped = new Uint8Array([...b, ...[0x08, 0x00, 0x3b, 0x00, 0xf8, 0xff, 0x07, 0x00]]);
+    expect(decodeLink(dumped)).toMatchObject({ index: 4, gsoIPv4MaxSize: 196608, groIPv4MaxSize: 196608, tsoMaxSize: 524280 });
+  });
   test("bridge data", () => {
     const b = encodeLink({ name: "b", info: { kind: "bridge", bridge: { stpState: 0, vlanFiltering: true } } });
     expect(toHex(b)).toBe(

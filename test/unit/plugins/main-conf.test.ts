@@ -302,8 +302,15 @@ describe("host-device", () => {
 describe("overlay", () => {
   const parse = (conf: Record<string, unknown>, command = "ADD") => parseOverlayConf(cmdArgs({ type: "overlay", ...conf }, { command }));
   test("defaults; \"\" is the default; flannel's names in any case", () => {
-    expect(parse({})).toEqual({ subnetFile: "/run/flannel/subnet.env", dataDir: "/var/lib/cni/overlay", waitMs: 3000, delegate: {}, datapath: "kernel", bpfPinDir: "" });
+    expect(parse({})).toEqual({ subnetFile: "/run/flannel/subnet.env", dataDir: "/var/lib/cni/overlay", waitMs: 3000, delegate: {}, datapath: "kernel", bpfPinDir: "", bigTCP: undefined });
     expect(parse({ SubnetFile: "/x.env", DataDir: "", Delegate: { Bridge: "b" } })).toMatchObject({ subnetFile: "/x.env", dataDir: "/var/lib/cni/overlay", delegate: { Bridge: "b" } });
+  });
+  test("bigTCP: true or false, else code 2 naming the key", () => {
+    expect(parse({ datapath: "ebpf", bigTCP: true }).bigTCP).toBe(true);
+    expect(parse({ datapath: "ebpf", BigTCP: false }).bigTCP).toBe(false);
+    const e = errorOf(() => parse({ datapath: "ebpf", bigTCP: "yes" }));
+    expect(e.code).toBe(2);
+    expect(e.message).toContain("bigTCP");
   });
   test("a negative wait is code 7; a dataDir that does not decode is never the default one on DEL", () => {
     expect(errorOf(() => parse({ subnetFileWaitMs: -1 })).code).toBe(7);
