@@ -41,6 +41,7 @@ import {
 } from "./programs/layout.ts";
 import { podProgram } from "./programs/pod.ts";
 import { underlayProgram } from "./programs/underlay.ts";
+import { PROGRAM_VERSIONS } from "./programs/versions.ts";
 import { vxlanProgram } from "./programs/vxlan.ts";
 import { attachTc, detachTc, listTc } from "./tc.ts";
 
@@ -76,7 +77,7 @@ export const UNDERLAY_FILTER = { prio: 0xc1, handle: 0xc1 } as const;
 type Maps = Record<keyof typeof MapName, BpfMap>;
 
 /** FNV-1a of the program's bytes (maps unlinked): a program's pin names its version. */
-function version(a: Asm): string {
+export function programVersion(a: Asm): string {
   const bytes = a.assemble({ maps: Object.fromEntries(a.maps().map((m) => [m, 0])) });
   let h = 0x811c9dc5;
   for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
@@ -95,62 +96,97 @@ function isMissing(err: unknown): boolean {
 /** One network's eBPF datapath: open it, use it, close it (pins stay). */
 export class Datapath {
   private readonly programs = new Map<ProgramKind, BpfProgram>();
+  private readonly opened = new Map<keyof typeof MapName, BpfMap>();
+  /**
+   * The maps (see programs/layout.ts for their layout), each reopened from its pin (or created and
+   * pinned) on first use: a pod's ADD or DEL touches only the endpoint map, and each map costs two
+   * bpf() calls to open.
+   */
+  readonly maps: Maps;
+  /** The pin directory is known to exist on a bpffs (made, or found holding our pins). */
+  private dirReady = false;
 
   private constructor(
-    /** The maps (see programs/layout.ts for their layout). */
-    readonly maps: Maps,
+    private readonly specs: Record<keyof typeof MapName, MapSpec>,
     /** Where the pins are (undefined: not pinned). */
     readonly pinDir: string | undefined,
-  ) {}
+  ) {
+    const maps = {} as Maps;
+    for (const name of Object.keys(specs) as (keyof typeof MapName)[]) {
+      Object.defineProperty(maps, name, { enumerable: true, get: () => this.map(name) });
+    }
+    this.maps = maps;
+  }
 
-  /** Open the datapath: reopen the pinned maps, or create (and pin) them. */
+  private map(name: keyof typeof MapName): BpfMap {
+    let m = this.opened.get(name);
+    if (!m) {
+      m = openMap(this.specs[name], this.pinDir && `${this.pinDir}/${name}`, () => this.prepareDir());
+      this.opened.set(name, m);
+    }
+    return m;
+  }
+
+  /**
+   * Before the first pin is made: a bpffs on /sys/fs/bpf when the pin directory is under it and
+   * none is mounted, then the directory itself (EXDEV when it is not on a bpffs). Reopening what is
+   * pinned needs neither, which keeps a pod's ADD and DEL to the bpf() calls they need.
+   */
+  private prepareDir(): void {
+    if (!this.pinDir || this.dirReady) return;
+    if (this.pinDir === DEFAULT_BPFFS || this.pinDir.startsWith(`${DEFAULT_BPFFS}/`)) ensureBpffs(DEFAULT_BPFFS);
+    makePinDir(this.pinDir);
+    this.dirReady = true;
+  }
+
+  /**
+   * Open the datapath. Its maps open when first used: reopened from their pins, or created and
+   * pinned (`pinDir` and a bpffs for it are made then).
+   */
   static open(opts: DatapathOptions = {}): Datapath {
-    const pinDir = opts.pinDir?.replace(/\/+$/, "");
-    if (pinDir) {
-      if (pinDir === DEFAULT_BPFFS || pinDir.startsWith(`${DEFAULT_BPFFS}/`)) ensureBpffs(DEFAULT_BPFFS);
-      makePinDir(pinDir);
-    }
-    const specs = mapSpecs(opts);
-    const maps: Partial<Maps> = {};
-    try {
-      for (const [name, spec] of Object.entries(specs) as [keyof typeof MapName, MapSpec][]) {
-        maps[name] = openMap(spec, pinDir && `${pinDir}/${name}`);
-      }
-    } catch (err) {
-      for (const m of Object.values(maps)) m.close();
-      throw err;
-    }
-    return new Datapath(maps as Maps, pinDir);
+    return new Datapath(mapSpecs(opts), opts.pinDir?.replace(/\/+$/, ""));
   }
 
   /**
    * A datapath program, loaded on first use (or reopened from its pin when this very version of
-   * it is pinned; older versions' pins are removed: attached copies keep running until replaced).
+   * it is pinned, found by its written-out version without assembling it; older versions' pins
+   * are removed: attached copies keep running until replaced).
    */
   program(kind: ProgramKind): BpfProgram {
     const had = this.programs.get(kind);
     if (had) return had;
     const { build, name } = PROGRAMS[kind];
-    const asm = build();
-    const pin = this.pinDir && `${this.pinDir}/prog_${kind}_${version(asm)}`;
     let prog: BpfProgram | undefined;
-    if (pin) {
+    if (this.pinDir) {
       try {
-        prog = BpfProgram.fromPin(pin);
+        prog = BpfProgram.fromPin(`${this.pinDir}/prog_${kind}_${PROGRAM_VERSIONS[kind]}`);
       } catch (err) {
         if (!isMissing(err)) throw err;
       }
     }
     if (!prog) {
+      const asm = build();
+      const pin = this.pinDir && `${this.pinDir}/prog_${kind}_${programVersion(asm)}`;
       const fds = Object.fromEntries(Object.entries(this.maps).map(([k, m]) => [k, m.fd]));
       prog = loadProgram({ insns: asm, link: { maps: fds }, name });
       if (pin && this.pinDir) {
+        this.prepareDir();
         for (const old of listDir(this.pinDir)) if (old.startsWith(`prog_${kind}_`)) unpin(`${this.pinDir}/${old}`);
         prog.pin(pin);
       }
     }
     this.programs.set(kind, prog);
     return prog;
+  }
+
+  /** Whether the endpoint map is pinned (and then open): a datapath that exists. */
+  hasPinnedEndpoints(): boolean {
+    if (this.opened.has("endpoints")) return true;
+    const m = this.pinDir ? reopenMap(this.specs.endpoints, `${this.pinDir}/${MapName.endpoints}`) : undefined;
+    if (!m) return false;
+    this.opened.set("endpoints", m);
+    this.dirReady = true;
+    return true;
   }
 
   /** Add or replace a local pod in the endpoint map. */
@@ -293,7 +329,8 @@ export class Datapath {
   close(): void {
     for (const p of this.programs.values()) p.close();
     this.programs.clear();
-    for (const m of Object.values(this.maps)) m.close();
+    for (const m of this.opened.values()) m.close();
+    this.opened.clear();
   }
 
   /**
@@ -310,16 +347,26 @@ function u32(n: number): Uint8Array {
   return new Uint8Array(new Uint32Array([n]).buffer);
 }
 
-function openMap(spec: MapSpec, pin: string | undefined): BpfMap {
+/** The map pinned at `pin`, checked against `spec`'s layout; undefined when nothing is pinned there. */
+function reopenMap(spec: MapSpec, pin: string): BpfMap | undefined {
+  let m: BpfMap;
+  try {
+    m = BpfMap.fromPin(pin);
+  } catch (err) {
+    if (isMissing(err) || (err as SysError).errno === Errno.ENOTDIR) return undefined;
+    throw err;
+  }
+  if (sameLayout(spec, m.spec)) return m;
+  m.close();
+  throw new SysError(Errno.EEXIST, "pin", `${pin} holds a map of another layout (an older cnikit?): remove it`);
+}
+
+/** Reopen the map pinned at `pin`, else create it (and pin it there, `beforePin` first). */
+function openMap(spec: MapSpec, pin: string | undefined, beforePin: () => void): BpfMap {
   if (pin) {
-    try {
-      const m = BpfMap.fromPin(pin);
-      if (sameLayout(spec, m.spec)) return m;
-      m.close();
-      throw new SysError(Errno.EEXIST, "pin", `${pin} holds a map of another layout (an older cnikit?): remove it`);
-    } catch (err) {
-      if (!isMissing(err)) throw err;
-    }
+    const had = reopenMap(spec, pin);
+    if (had) return had;
+    beforePin();
   }
   const m = BpfMap.create(spec);
   if (pin) {
@@ -338,14 +385,10 @@ function openMap(spec: MapSpec, pin: string | undefined): BpfMap {
  * endpoint map: nothing is created then).
  */
 export function openPinnedDatapath(pinDir: string): Datapath | undefined {
-  let names: string[];
-  try {
-    names = listDir(pinDir);
-  } catch (err) {
-    if (isMissing(err) || (err as SysError).errno === Errno.ENOTDIR) return undefined;
-    throw err;
-  }
-  return names.includes(MapName.endpoints) ? Datapath.open({ pinDir }) : undefined;
+  const dp = Datapath.open({ pinDir });
+  if (dp.hasPinnedEndpoints()) return dp;
+  dp.close();
+  return undefined;
 }
 
 /** Run `fn` with the datapath at `opts.pinDir` open, closing it afterwards (pins stay). */
@@ -388,7 +431,7 @@ export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: st
   const detach: { ip: string; ifindex?: number } = { ip: p.podIP };
   if (p.hostIfindex !== undefined) detach.ifindex = p.hostIfindex;
   dp.detachPod(conn, detach);
-  const last = dp.endpoints().length === 0;
+  const last = dp.maps.endpoints.nextKey() === undefined;
   if (last && dp.vxlanIfindex() === 0 && dp.underlayIfindex() === 0 && dp.remoteSubnets().length === 0) {
     dp.destroy();
   } else {

@@ -105,9 +105,21 @@ function deviceNames(conn: NetlinkConn): Map<number, string> {
   return out;
 }
 
+function deviceName(conn: NetlinkConn, ifindex: number): Map<number, string> {
+  try {
+    const [m] = conn.request(RTM_GETLINK, encodeLink({ index: ifindex, extMask: RTEXT_FILTER_SKIP_STATS }));
+    const name = m ? decodeLink(m.body).name : undefined;
+    return new Map(name ? [[ifindex, name]] : []);
+  } catch (err) {
+    if (isNotFound(err)) return new Map();
+    throw err;
+  }
+}
+
 /** The cls_bpf filters on clsact hooks (cnikit's unless `all`). */
 export function listTc(conn: NetlinkConn, opts: ListTcOptions = {}): TcProgram[] {
-  const names = deviceNames(conn);
+  // one device: its name alone (a dump of every link costs O(links), and a node has many)
+  const names = opts.ifindex !== undefined ? deviceName(conn, opts.ifindex) : deviceNames(conn);
   const devices = opts.ifindex !== undefined ? [opts.ifindex] : [...names.keys()];
   const out: TcProgram[] = [];
   for (const ifindex of devices) {

@@ -18,6 +18,7 @@
 import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { BIG_TCP_SIZE } from "../../net/big-tcp.ts";
 import { findLink, setLink } from "../../net/link.ts";
+import { REMOVAL_GROUP } from "../../net/removal.ts";
 import { setNeighbor } from "../../net/neigh.ts";
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
@@ -207,13 +208,27 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
   return att;
 }
 
-/** ebpf DEL: the pod's endpoint and its host veth's program (when the veth is still there). */
+/**
+ * ebpf DEL, before the delegate's: the pod's endpoint, so that nothing is redirected into the pod
+ * any more (the last pod's DEL also removes what only pods used). The program on the host veth
+ * goes with the veth when the delegate deletes it; `detachEbpfProgram` covers a veth that stays.
+ */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
   const { detachPodDatapath } = await bpf();
+  detachPodDatapath(undefined, { pinDir: att.pinDir, podIP: att.podIP });
+}
+
+/**
+ * ebpf DEL, after the delegate's: cnikit's program off the host veth if the veth is still there and
+ * not about to go (the daemon's batched removal takes veths a moment after DEL answers).
+ */
+async function detachEbpfProgram(att: EbpfAttachment): Promise<void> {
   const host = hostRtnetlink();
   try {
     const link = findLink(host, att.hostIfname);
-    detachPodDatapath(host, { pinDir: att.pinDir, podIP: att.podIP, ...(link ? { hostIfindex: link.index } : {}) });
+    if (!link || link.raw.group === REMOVAL_GROUP) return;
+    const { detachTc } = await import("../../bpf/tc.ts");
+    detachTc(host, link.index);
   } finally {
     releaseRtnetlink(host);
   }
@@ -281,12 +296,13 @@ async function del(args: CmdArgs): Promise<void> {
   const att = readSaved(side) as EbpfAttachment | undefined;
   let failed: unknown;
   try {
-    // first, while the host veth still exists: its program goes with the endpoint
+    // first: from here on nothing is redirected into the pod
     if (att) await detachEbpf(att);
   } catch (e) {
     failed = e;
   }
   await delegateCommand(String(saved.type), args, "DEL", JSON.stringify({ ...saved, ...(args.config.prevResult ? { prevResult: args.config.prevResult } : {}) }));
+  if (att) await detachEbpfProgram(att);
   if (failed) throw toCniError(failed);
   removeFile(side);
   removeFile(file);

@@ -4,6 +4,7 @@
 // the redirect target and the tunnel key are checked end to end by test/integration/bpf instead.
 // Needs root: reported as skipped otherwise.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { programVersion } from "../../../src/bpf/datapath.ts";
 import { BpfMap } from "../../../src/bpf/map.ts";
 import { TC_ACT } from "../../../src/bpf/programs/common.ts";
 import {
@@ -18,6 +19,7 @@ import {
 } from "../../../src/bpf/programs/layout.ts";
 import { podProgram } from "../../../src/bpf/programs/pod.ts";
 import { underlayProgram } from "../../../src/bpf/programs/underlay.ts";
+import { PROGRAM_VERSIONS } from "../../../src/bpf/programs/versions.ts";
 import { vxlanProgram } from "../../../src/bpf/programs/vxlan.ts";
 import { type BpfProgram, loadProgram } from "../../../src/bpf/prog.ts";
 import { frame, macBytes, u32 } from "./packets.ts";
@@ -173,4 +175,10 @@ describe.skipIf(!root)("datapath programs under BPF_PROG_TEST_RUN", () => {
     expect(counter(Stat.directToLocal).packets).toBe(1n);
     for (const s of [Stat.podToHost, Stat.tunnelToHost, Stat.errors]) expect(counter(s).packets).toBe(0n);
   });
+});
+
+// ADD finds a pinned program by the version written out in programs/versions.ts, without
+// assembling it: this fails when a program changed and that file was not updated.
+test("the written-out program versions match the programs", () => {
+  expect({ pod: programVersion(podProgram()), vxlan: programVersion(vxlanProgram()), underlay: programVersion(underlayProgram()) }).toEqual({ ...PROGRAM_VERSIONS });
 });
