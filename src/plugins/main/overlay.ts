@@ -18,7 +18,6 @@
 import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { BIG_TCP_SIZE } from "../../net/big-tcp.ts";
 import { findLink, setLink } from "../../net/link.ts";
-import { REMOVAL_GROUP } from "../../net/removal.ts";
 import { setNeighbor } from "../../net/neigh.ts";
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
@@ -210,25 +209,18 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
 
 /**
  * ebpf DEL, before the delegate's: the pod's endpoint, so that nothing is redirected into the pod
- * any more (the last pod's DEL also removes what only pods used). The program on the host veth
- * goes with the veth when the delegate deletes it; `detachEbpfProgram` covers a veth that stays.
+ * any more (the last pod's DEL also removes what only pods used), and the host veth's clsact qdisc
+ * with the pod program. The delegate deletes that veth next, with everything on it; the qdisc goes
+ * first in one request because a veth that still has one takes ~3 ms longer to unregister
+ * (measured: 20.9 ms bare, 24.0 with the filter, 21.3 with the qdisc removed just before).
  */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
-  const { detachPodDatapath } = await bpf();
+  const [{ detachPodDatapath }, { removeClsact }] = await Promise.all([bpf(), import("../../bpf/tc.ts")]);
   detachPodDatapath(undefined, { pinDir: att.pinDir, podIP: att.podIP });
-}
-
-/**
- * ebpf DEL, after the delegate's: cnikit's program off the host veth if the veth is still there and
- * not about to go (the daemon's batched removal takes veths a moment after DEL answers).
- */
-async function detachEbpfProgram(att: EbpfAttachment): Promise<void> {
   const host = hostRtnetlink();
   try {
     const link = findLink(host, att.hostIfname);
-    if (!link || link.raw.group === REMOVAL_GROUP) return;
-    const { detachTc } = await import("../../bpf/tc.ts");
-    detachTc(host, link.index);
+    if (link) removeClsact(host, link.index);
   } finally {
     releaseRtnetlink(host);
   }
@@ -302,7 +294,6 @@ async function del(args: CmdArgs): Promise<void> {
     failed = e;
   }
   await delegateCommand(String(saved.type), args, "DEL", JSON.stringify({ ...saved, ...(args.config.prevResult ? { prevResult: args.config.prevResult } : {}) }));
-  if (att) await detachEbpfProgram(att);
   if (failed) throw toCniError(failed);
   removeFile(side);
   removeFile(file);
