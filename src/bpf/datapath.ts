@@ -20,6 +20,7 @@ import { Errno } from "../sys/errno.ts";
 import { SysError } from "../sys/error.ts";
 import { listDir } from "../sys/file.ts";
 import { type Asm } from "./asm.ts";
+import { removePinnedEndpoint } from "./endpoints.ts";
 import { BpfMap, type MapSpec } from "./map.ts";
 import { DEFAULT_BPFFS, ensureBpffs, makePinDir, removePinDir, unpin } from "./pin.ts";
 import { BpfProgram, loadProgram } from "./prog.ts";
@@ -82,11 +83,6 @@ export function programVersion(a: Asm): string {
   let h = 0x811c9dc5;
   for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
   return h.toString(16).padStart(8, "0");
-}
-
-/** Same layout (the number of entries may differ: it was chosen when the map was made). */
-function sameLayout(a: MapSpec, b: Required<MapSpec>): boolean {
-  return a.type === b.type && a.keySize === b.keySize && a.valueSize === b.valueSize;
 }
 
 function isMissing(err: unknown): boolean {
@@ -182,7 +178,7 @@ export class Datapath {
   /** Whether the endpoint map is pinned (and then open): a datapath that exists. */
   hasPinnedEndpoints(): boolean {
     if (this.opened.has("endpoints")) return true;
-    const m = this.pinDir ? reopenMap(this.specs.endpoints, `${this.pinDir}/${MapName.endpoints}`) : undefined;
+    const m = this.pinDir ? BpfMap.reopen(`${this.pinDir}/${MapName.endpoints}`, this.specs.endpoints) : undefined;
     if (!m) return false;
     this.opened.set("endpoints", m);
     this.dirReady = true;
@@ -347,24 +343,10 @@ function u32(n: number): Uint8Array {
   return new Uint8Array(new Uint32Array([n]).buffer);
 }
 
-/** The map pinned at `pin`, checked against `spec`'s layout; undefined when nothing is pinned there. */
-function reopenMap(spec: MapSpec, pin: string): BpfMap | undefined {
-  let m: BpfMap;
-  try {
-    m = BpfMap.fromPin(pin);
-  } catch (err) {
-    if (isMissing(err) || (err as SysError).errno === Errno.ENOTDIR) return undefined;
-    throw err;
-  }
-  if (sameLayout(spec, m.spec)) return m;
-  m.close();
-  throw new SysError(Errno.EEXIST, "pin", `${pin} holds a map of another layout (an older cnikit?): remove it`);
-}
-
 /** Reopen the map pinned at `pin`, else create it (and pin it there, `beforePin` first). */
 function openMap(spec: MapSpec, pin: string | undefined, beforePin: () => void): BpfMap {
   if (pin) {
-    const had = reopenMap(spec, pin);
+    const had = BpfMap.reopen(pin, spec);
     if (had) return had;
     beforePin();
   }
@@ -422,22 +404,38 @@ export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): void {
 /**
  * DEL in one call: remove the pod's endpoint and (when its host veth still exists) cnikit's
  * program from it. Returns true when the network has no local pod left, in which case the last
- * pod's DEL removes what only pods used: every pin without a vxlan device or remote subnets
- * recorded, else (the agent's datapath) the pod program's pin.
+ * pod's DEL removes what only pods used (`afterLastPod`).
  */
 export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: string; podIP: string; hostIfindex?: number }): boolean {
-  const dp = openPinnedDatapath(p.pinDir);
-  if (!dp) return true;
-  const detach: { ip: string; ifindex?: number } = { ip: p.podIP };
-  if (p.hostIfindex !== undefined) detach.ifindex = p.hostIfindex;
-  dp.detachPod(conn, detach);
-  const last = dp.maps.endpoints.nextKey() === undefined;
-  if (last && dp.vxlanIfindex() === 0 && dp.underlayIfindex() === 0 && dp.remoteSubnets().length === 0) {
-    dp.destroy();
-  } else {
-    dp.close();
-    // the agent's maps stay (tunnel, other nodes' subnets); the pod program was the pods' alone
-    if (last) for (const n of listDir(dp.pinDir!)) if (n.startsWith("prog_pod_")) unpin(`${dp.pinDir}/${n}`);
+  const found = removePinnedEndpoint(p.pinDir, p.podIP);
+  if (found === "no-datapath") return true;
+  if (conn && p.hostIfindex) {
+    try {
+      detachTc(conn, p.hostIfindex);
+    } catch (err) {
+      if (!isMissing(err) && (err as SysError).errno !== Errno.ENODEV) throw err;
+    }
   }
-  return last;
+  if (found === "last") afterLastPod(p.pinDir);
+  return found === "last";
+}
+
+/**
+ * After the last local pod's endpoint went: every pin when no agent uses the datapath (no vxlan
+ * or underlay device, no remote subnet recorded), else only the pod program's pin (the agent's
+ * maps stay). Nothing when a pod came back meanwhile.
+ */
+export function afterLastPod(pinDir: string): void {
+  const dp = openPinnedDatapath(pinDir);
+  if (!dp) return;
+  if (dp.maps.endpoints.nextKey() !== undefined) {
+    dp.close();
+    return;
+  }
+  if (dp.vxlanIfindex() === 0 && dp.underlayIfindex() === 0 && dp.remoteSubnets().length === 0) {
+    dp.destroy();
+    return;
+  }
+  dp.close();
+  for (const n of listDir(pinDir)) if (n.startsWith("prog_pod_")) unpin(`${pinDir}/${n}`);
 }

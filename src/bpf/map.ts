@@ -7,6 +7,8 @@
 import { adopt, Attr, Cmd, fdById, objInfo, readName } from "./attr.ts";
 import { BpfObject } from "./object.ts";
 import { openPinned } from "./pin.ts";
+import { Errno } from "../sys/errno.ts";
+import { SysError } from "../sys/error.ts";
 
 /** Map types cnikit uses (enum bpf_map_type). */
 export const MapType = {
@@ -82,6 +84,24 @@ export class BpfMap extends BpfObject {
   /** Open the map pinned at `path` (BPF_OBJ_GET). */
   static fromPin(path: string): BpfMap {
     return BpfMap.fromFd(openPinned(path), path);
+  }
+
+  /**
+   * The map pinned at `path` if there is one (undefined when nothing is pinned there, or the
+   * directory is missing), checked against `spec`'s layout: type, key and value sizes (the number
+   * of entries may differ: it was chosen when the map was made). EEXIST when the layout differs.
+   */
+  static reopen(path: string, spec: MapSpec): BpfMap | undefined {
+    let m: BpfMap;
+    try {
+      m = BpfMap.fromPin(path);
+    } catch (err) {
+      if (isMissing(err) || (err as { code?: string }).code === "ENOTDIR") return undefined;
+      throw err;
+    }
+    if (m.spec.type === spec.type && m.spec.keySize === spec.keySize && m.spec.valueSize === spec.valueSize) return m;
+    m.close();
+    throw new SysError(Errno.EEXIST, "pin", `${path} holds a map of another layout (an older cnikit?): remove it`);
   }
 
   /** Open the map with kernel id `id`. */

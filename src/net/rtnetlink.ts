@@ -58,6 +58,23 @@ export function hostRtnetlink(): NetlinkConn {
   return kept ?? NetlinkConn.open();
 }
 
+/**
+ * Run `fn` with one host connection for everything it runs in-process (a plugin and the delegates
+ * it runs in the same process): the daemon's kept one, else one opened for the call and closed
+ * after, instead of one per plugin.
+ */
+export async function withHostRtnetlink<T>(fn: () => Promise<T>): Promise<T> {
+  if (kept) return fn();
+  const conn = NetlinkConn.open();
+  const restore = useHostRtnetlink(conn);
+  try {
+    return await fn();
+  } finally {
+    restore();
+    conn.close();
+  }
+}
+
 /** Give back a connection from `hostRtnetlink`: closed unless it is the kept one. */
 export function releaseRtnetlink(conn: NetlinkConn | null | undefined): void {
   if (conn && conn !== kept) conn.close();

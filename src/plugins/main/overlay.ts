@@ -15,7 +15,7 @@
  * the endpoint (the last pod's DEL what only pods used); GC removes endpoints of pods not valid.
  */
 
-import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
+import { hostRtnetlink, releaseRtnetlink, withHostRtnetlink } from "../../net/rtnetlink.ts";
 import { BIG_TCP_SIZE } from "../../net/big-tcp.ts";
 import { findLink, setLink } from "../../net/link.ts";
 import { setNeighbor } from "../../net/neigh.ts";
@@ -215,8 +215,8 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
  * (measured: 20.9 ms bare, 24.0 with the filter, 21.3 with the qdisc removed just before).
  */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
-  const [{ detachPodDatapath }, { removeClsact }] = await Promise.all([bpf(), import("../../bpf/tc.ts")]);
-  detachPodDatapath(undefined, { pinDir: att.pinDir, podIP: att.podIP });
+  const [{ removePinnedEndpoint }, { removeClsact }] = await Promise.all([import("../../bpf/endpoints.ts"), import("../../bpf/tc.ts")]);
+  if (removePinnedEndpoint(att.pinDir, att.podIP) === "last") (await bpf()).afterLastPod(att.pinDir);
   const host = hostRtnetlink();
   try {
     const link = findLink(host, att.hostIfname);
@@ -356,5 +356,11 @@ async function check(args: CmdArgs): Promise<void> {
 }
 
 /** The overlay plugin. */
-export const overlay: Plugin = { add, del, check, gc };
+export const overlay: Plugin = {
+  // one host connection for overlay and the delegate it runs in-process
+  add: (args) => withHostRtnetlink(() => add(args)),
+  del: (args) => withHostRtnetlink(() => del(args)),
+  check,
+  gc,
+};
 export default overlay;
