@@ -6,17 +6,31 @@
  */
 
 import { BpfMap } from "./map.ts";
-import { endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
+import { EP, endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
 
 /** What removing an endpoint found: no pinned datapath, pods left, or none left. */
 export type EndpointRemoval = "no-datapath" | "more" | "last";
 
-/** Remove `podIP` from the endpoint map pinned in `pinDir` (idempotent). */
-export function removePinnedEndpoint(pinDir: string, podIP: string): EndpointRemoval {
+/**
+ * Remove `podIP`'s entry from an endpoint map; with `hostIfindex` (the host veth the pod had) only
+ * when the entry still names that veth: a late DEL of a pod whose address has since gone to a new
+ * pod must not take the new pod's entry. Returns whether an entry went.
+ */
+export function removeEndpointOf(m: BpfMap, podIP: string, hostIfindex?: number): boolean {
+  const key = endpointKey(podIP);
+  if (hostIfindex !== undefined) {
+    const v = m.lookup(key);
+    if (!v || new DataView(v.buffer, v.byteOffset).getUint32(EP.ifindex, true) !== hostIfindex) return false;
+  }
+  return m.delete(key);
+}
+
+/** Remove `podIP` from the endpoint map pinned in `pinDir` (idempotent; `hostIfindex`: see `removeEndpointOf`). */
+export function removePinnedEndpoint(pinDir: string, podIP: string, hostIfindex?: number): EndpointRemoval {
   const m = BpfMap.reopen(`${pinDir}/${MapName.endpoints}`, mapSpecs().endpoints);
   if (!m) return "no-datapath";
   try {
-    m.delete(endpointKey(podIP));
+    removeEndpointOf(m, podIP, hostIfindex);
     return m.nextKey() === undefined ? "last" : "more";
   } finally {
     m.close();

@@ -154,6 +154,8 @@ interface EbpfAttachment {
   pinDir: string;
   podIP: string;
   hostIfname: string;
+  /** The host veth's ifindex (absent in what older versions kept): DEL removes only its entry. */
+  hostIfindex?: number;
 }
 
 function ebpfFile(dataDir: string, containerId: string, ifName: string): string {
@@ -184,27 +186,27 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
   const podIf = ifaces.find((i) => i.sandbox && i.name === args.ifName);
   if (!v4) return undefined;
   if (!hostIf?.mac || !podIf?.mac || !v4.gateway) throw new CniError(ErrorCode.Internal, "overlay: the ptp result lacks the host veth, the pod's MAC or the gateway");
-  const att: EbpfAttachment = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name };
-  // kept first, so that a DEL after a failure below still finds the endpoint to remove
-  writeText(file, JSON.stringify(att), { mode: 0o600 });
-  const pod = openPodConn(args.netns);
-  try {
-    setNeighbor(pod, { link: args.ifName, ip: v4.gateway, mac: hostIf.mac });
-    if (bigTcp) setLink(pod, args.ifName, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
-  } finally {
-    pod.close();
-  }
-  const { attachPodDatapath } = await bpf();
   const host = hostRtnetlink();
   try {
     const link = findLink(host, hostIf.name);
     if (!link) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostIf.name} is gone`);
+    const att: EbpfAttachment = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: link.index };
+    // kept first, so that a DEL after a failure below still finds the endpoint to remove
+    writeText(file, JSON.stringify(att), { mode: 0o600 });
+    const pod = openPodConn(args.netns);
+    try {
+      setNeighbor(pod, { link: args.ifName, ip: v4.gateway, mac: hostIf.mac });
+      if (bigTcp) setLink(pod, args.ifName, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
+    } finally {
+      pod.close();
+    }
     if (bigTcp) setLink(host, link.index, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
+    const { attachPodDatapath } = await bpf();
     attachPodDatapath(host, { pinDir, podIP: att.podIP, hostIfindex: link.index, podMac: podIf.mac, hostMac: hostIf.mac });
+    return att;
   } finally {
     releaseRtnetlink(host);
   }
-  return att;
 }
 
 /**
@@ -216,7 +218,7 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
  */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
   const [{ removePinnedEndpoint }, { removeClsact }] = await Promise.all([import("../../bpf/endpoints.ts"), import("../../bpf/tc.ts")]);
-  if (removePinnedEndpoint(att.pinDir, att.podIP) === "last") (await bpf()).afterLastPod(att.pinDir);
+  if (removePinnedEndpoint(att.pinDir, att.podIP, att.hostIfindex) === "last") (await bpf()).afterLastPod(att.pinDir);
   const host = hostRtnetlink();
   try {
     const link = findLink(host, att.hostIfname);
