@@ -313,7 +313,10 @@ printf '%s' "$out"
 
   test("memory stays flat over many ADD/DEL cycles (CNIKIT_TEST_RSS_CYCLES, default 3000: ~20 s here)", async () => {
     const cycles = Number(process.env.CNIKIT_TEST_RSS_CYCLES ?? 3000);
-    const warm = Math.max(1, Math.floor(cycles / 10));
+    // the baseline as issue 11 puts it, after the first 1,000 cycles: until then the JIT and the
+    // allocator are still warming up (a baseline after 300 put CI at +10.8% once, where 10,000
+    // cycles by hand grew 3.0% from cycle 1,000)
+    const warm = Math.max(1, Math.min(1000, Math.floor(cycles / 3)));
     const p = ns.add("rss");
     const c = JSON.stringify(conf("rss", "10.91.0.0/24"));
     const call = (command: string, i: number) => callDaemon(socket, { type: "bridge", env: { CNI_COMMAND: command, CNI_CONTAINERID: `rss-${i}`, CNI_NETNS: p, CNI_IFNAME: "eth0", CNI_PATH: bin }, stdin: c });

@@ -306,7 +306,11 @@ describe("podman (CNI backend) drives the plugins in our plugin directory", () =
     await startHolder();
     if (VIA_DAEMON) {
       must(["ip", "link", "set", "lo", "up"]); // this file's namespace: the metrics are read over its loopback
-      const socket = join(T, "daemon", "cni.sock");
+      // the default path as podman's mount namespace sees it (/run/cnikit/cni.sock there, this
+      // file's directory here): podman hands its environment to the plugins it runs itself, but
+      // the teardown that conmon's exit command (`podman container cleanup`) may do first gets
+      // conmon's short environment, without CNIKIT_SOCKET, and found no daemon in about 1 run of 3
+      const socket = join(dirs.run, "cnikit", "cni.sock");
       podDaemon = await startDaemon(socket, ["--healthz", `127.0.0.1:${METRICS_PORT}`], env, ["nsenter", `--mount=/proc/${holder!.pid}/ns/mnt`, "--"]);
       env.CNIKIT_SOCKET = socket; // libcni passes its environment on to the plugins (the shims)
     }
