@@ -24,6 +24,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { CNIKIT, startDaemon, type TestDaemon } from "../../support/daemon.ts";
 import { assertPrivateNetns, must, ping, run, runPrefix, tempDir } from "../../support/netns.ts";
+import { seeded } from "../../support/seeded.ts";
 
 assertPrivateNetns();
 
@@ -62,18 +63,7 @@ const conflist = {
   ],
 };
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = prng(SEED);
+const rand = seeded(SEED);
 
 let podSeq = 0;
 /** A new pod: its netns (ck prefix) and container id. */

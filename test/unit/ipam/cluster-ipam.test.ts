@@ -11,22 +11,12 @@ import { FakeClusterStore, poolRecord } from "../../../src/ipam/cluster/store.ts
 import { parseClusterIpam } from "../../../src/plugins/ipam/cluster-ipam.ts";
 import { CniError } from "../../../src/spec/error.ts";
 import { formatIP, parseIP } from "../../../src/spec/ip.ts";
+import { seeded } from "../../support/seeded.ts";
 
 const pool = (subnet = "10.100.0.0/24", block = 28, gw?: string) => parsePool(subnet, block, gw);
 const add = (s: FakeClusterStore, p: ReturnType<typeof pool>, c: NodeCache, id: string, extra: Record<string, unknown> = {}) =>
   allocate(s, p, c, { containerID: id, ifname: "eth0", node: c.node, rand: () => 0, ...extra }).then(formatIP);
 
-/** A seeded pseudo-random source in [0, 1) (mulberry32): random-looking, the same every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("pool", () => {
   test("blocks, keys and what is never handed out", () => {
