@@ -16,12 +16,15 @@ export const Cmd = {
   PROG_LOAD: 5,
   OBJ_PIN: 6,
   OBJ_GET: 7,
+  PROG_ATTACH: 8,
+  PROG_DETACH: 9,
   PROG_TEST_RUN: 10,
   PROG_GET_NEXT_ID: 11,
   MAP_GET_NEXT_ID: 12,
   PROG_GET_FD_BY_ID: 13,
   MAP_GET_FD_BY_ID: 14,
   OBJ_GET_INFO_BY_FD: 15,
+  PROG_QUERY: 16,
 } as const;
 
 /** Size of the attr buffers cnikit passes (the kernel ignores trailing zeros). */

@@ -1,7 +1,8 @@
 /**
  * Attaching programs to devices with tc: the clsact qdisc and a `cls_bpf` direct-action filter
  * per hook. cnikit's filters carry a name starting with `cnikit-` (TCA_BPF_NAME), which is how
- * they are listed and removed as cnikit's own while other tools' filters are left alone.
+ * they are listed and removed as cnikit's own while other tools' filters are left alone. Listing
+ * and removal also cover programs on the tcx hooks (tcx.ts), cnikit's known by their program names.
  */
 
 import { type NetlinkConn } from "../netlink/conn.ts";
@@ -20,6 +21,8 @@ import {
   type TcDirection,
 } from "../netlink/tc-bpf.ts";
 import { Errno } from "../sys/errno.ts";
+import { withNetns } from "../sys/netns.ts";
+import { attachTcx, CNIKIT_PROG_PREFIX, detachOwnTcx, isNoTcx, programNameTag, queryTcx } from "./tcx.ts";
 
 /** The TCA_BPF_NAME prefix of every filter cnikit attaches. */
 export const CNIKIT_FILTER_PREFIX = "cnikit-";
@@ -73,7 +76,36 @@ export function attachTc(conn: NetlinkConn, a: TcAttach): void {
   );
 }
 
-/** One attached cls_bpf filter. */
+/** Run `fn` (tcx's `bpf()` calls, which name devices of the caller's namespace) in `conn`'s namespace. */
+function inNetnsOf<T>(conn: NetlinkConn, fn: () => T): T {
+  return conn.netns === undefined ? fn() : withNetns(conn.netns, fn);
+}
+
+/** How a program is on a device's hook: a tcx attachment or a cls_bpf filter. */
+export type Hook = "tcx" | "tc";
+/** Set once the kernel refused tcx (before 6.6): cls_bpf from then on. */
+let noTcx = false;
+
+/**
+ * Attach a program as cnikit's on a device's hook: with tcx where the kernel has it (see tcx.ts),
+ * else as the cls_bpf filter `attachTc` makes. `hook` "tc" never tries tcx, "tcx" insists on it.
+ * Returns which it used.
+ */
+export function attachHook(conn: NetlinkConn, a: TcAttach & { prog: { fd: number; id: number } }, hook?: Hook): Hook {
+  if (hook !== "tc" && !noTcx) {
+    try {
+      inNetnsOf(conn, () => attachTcx(a.ifindex, a.direction, a.prog));
+      return "tcx";
+    } catch (err) {
+      if (hook === "tcx" || !isNoTcx(err)) throw err;
+      noTcx = true;
+    }
+  }
+  attachTc(conn, a);
+  return "tc";
+}
+
+/** One program on a device's tc hook: a cls_bpf filter, or a tcx attachment. */
 export interface TcProgram {
   ifindex: number;
   /** The device's name (when listed over every device). */
@@ -81,11 +113,13 @@ export interface TcProgram {
   direction: TcDirection;
   prio: number;
   handle: number;
-  /** TCA_BPF_NAME ("cnikit-pod"). */
+  /** TCA_BPF_NAME ("cnikit-pod"); for a tcx attachment the program's name ("cnikit_pod"). */
   name: string;
   progId?: number;
   tag?: string;
   directAction: boolean;
+  /** Attached with tcx (no filter: `prio` is its place in the hook's order, from 1; `handle` is 0). */
+  tcx?: true;
 }
 
 /** Options of `listTc`. */
@@ -116,7 +150,25 @@ function deviceName(conn: NetlinkConn, ifindex: number): Map<number, string> {
   }
 }
 
-/** The cls_bpf filters on clsact hooks (cnikit's unless `all`). */
+/** The programs on a device's tcx hook (cnikit's unless `all`); [] on a kernel without tcx. */
+function listTcx(ifindex: number, direction: TcDirection, all: boolean): TcProgram[] {
+  let ids: number[] | null;
+  try {
+    ids = queryTcx(ifindex, direction);
+  } catch (err) {
+    if ((err as { errno?: number }).errno === Errno.ENODEV) return []; // the device went away meanwhile
+    throw err;
+  }
+  const out: TcProgram[] = [];
+  for (const [i, progId] of (ids ?? []).entries()) {
+    const p = programNameTag(progId);
+    if (!p || (!all && !p.name.startsWith(CNIKIT_PROG_PREFIX))) continue;
+    out.push({ ifindex, direction, prio: i + 1, handle: 0, name: p.name, progId, tag: p.tag, directAction: true, tcx: true });
+  }
+  return out;
+}
+
+/** The programs on devices' tc hooks: tcx attachments, then cls_bpf filters on clsact (cnikit's unless `all`). */
 export function listTc(conn: NetlinkConn, opts: ListTcOptions = {}): TcProgram[] {
   // one device: its name alone (a dump of every link costs O(links), and a node has many)
   const names = opts.ifindex !== undefined ? deviceName(conn, opts.ifindex) : deviceNames(conn);
@@ -124,6 +176,10 @@ export function listTc(conn: NetlinkConn, opts: ListTcOptions = {}): TcProgram[]
   const out: TcProgram[] = [];
   for (const ifindex of devices) {
     for (const direction of ["ingress", "egress"] as const) {
+      for (const t of inNetnsOf(conn, () => listTcx(ifindex, direction, opts.all === true))) {
+        const ifname = names.get(ifindex);
+        out.push(ifname ? { ...t, ifname } : t);
+      }
       let filters;
       try {
         filters = conn.dump(RTM_GETTFILTER, encodeTc({ ifindex, parent: clsactParent(direction) }));
@@ -148,13 +204,16 @@ export function listTc(conn: NetlinkConn, opts: ListTcOptions = {}): TcProgram[]
 }
 
 /**
- * Remove cnikit's filters from a device (one hook, or both), and the clsact qdisc when no filter
- * of anyone is left on it. Returns how many filters were removed.
+ * Remove cnikit's programs from a device (one hook, or both): its tcx attachments and its filters,
+ * and the clsact qdisc when no filter of anyone is left on it. Returns how many were removed.
  */
 export function detachTc(conn: NetlinkConn, ifindex: number, opts: { direction?: TcDirection } = {}): number {
   let removed = 0;
+  for (const direction of ["ingress", "egress"] as const) {
+    if (!opts.direction || opts.direction === direction) removed += inNetnsOf(conn, () => detachOwnTcx(ifindex, direction));
+  }
   for (const f of listTc(conn, { ifindex })) {
-    if (opts.direction && f.direction !== opts.direction) continue;
+    if (f.tcx || (opts.direction && f.direction !== opts.direction)) continue;
     try {
       conn.request(RTM_DELTFILTER, encodeFilterRef({ ifindex, direction: f.direction, prio: f.prio, handle: f.handle }));
       removed++;

@@ -53,10 +53,16 @@ export class NetlinkConn {
   private seq: number;
   private readonly sock: NetlinkSocket;
   private readonly typeName: (type: number) => string;
+  /**
+   * The namespace the socket was opened in (`open`'s `netns`; undefined: the opener's). Calls that
+   * act on a namespace's devices by ifindex outside netlink (tcx's `bpf()`) run there.
+   */
+  readonly netns: string | NetnsHandle | undefined;
 
   /** Wrap an open socket (a fake one in unit tests). */
-  constructor(sock: NetlinkSocket, opts: Pick<NetlinkConnOptions, "typeName"> = {}) {
+  constructor(sock: NetlinkSocket, opts: Pick<NetlinkConnOptions, "typeName" | "netns"> = {}) {
     this.sock = sock;
+    this.netns = opts.netns;
     this.typeName = opts.typeName ?? rtmName;
     // Start from a time-derived number, as iproute2 does, so replies to an earlier socket's
     // requests are never taken for ours.
@@ -71,7 +77,7 @@ export class NetlinkConn {
       ? openNetlinkSocketIn(opts.netns, protocol, sopts)
       : openNetlinkSocket(protocol, sopts);
     const typeName = opts.typeName ?? (protocol === NetlinkProtocol.ROUTE ? rtmName : (t: number) => `message type ${t}`);
-    return new NetlinkConn(sock, { typeName });
+    return new NetlinkConn(sock, { typeName, ...(opts.netns === undefined ? {} : { netns: opts.netns }) });
   }
 
   private nextSeq(): number {

@@ -45,10 +45,13 @@ const CMD_NAMES: Record<number, string> = {
   5: "BPF_PROG_LOAD",
   6: "BPF_OBJ_PIN",
   7: "BPF_OBJ_GET",
+  8: "BPF_PROG_ATTACH",
+  9: "BPF_PROG_DETACH",
   10: "BPF_PROG_TEST_RUN",
   11: "BPF_PROG_GET_NEXT_ID",
   13: "BPF_PROG_GET_FD_BY_ID",
   15: "BPF_OBJ_GET_INFO_BY_FD",
+  16: "BPF_PROG_QUERY",
 };
 
 /**
