@@ -44,7 +44,7 @@ import { podProgram } from "./programs/pod.ts";
 import { underlayProgram } from "./programs/underlay.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
 import { vxlanProgram } from "./programs/vxlan.ts";
-import { attachTc, detachTc, listTc } from "./tc.ts";
+import { attachHook, attachTc, detachTc, type Hook, listTc } from "./tc.ts";
 
 /** Options of `Datapath.open`. */
 export interface DatapathOptions {
@@ -203,11 +203,13 @@ export class Datapath {
   /**
    * ADD: attach the pod program to the ingress of the pod's host-side veth (`e.ifindex`, in the
    * namespace of `conn`) and put the pod in the endpoint map. Other pods reach it from then on.
+   * The program goes on with tcx where the kernel has it, else as a cls_bpf filter (`hook` forces
+   * one); returns which, for DEL.
    */
-  attachPod(conn: NetlinkConn, e: Endpoint): void {
+  attachPod(conn: NetlinkConn, e: Endpoint, hook?: Hook): Hook {
     this.setEndpoint(e);
     try {
-      attachTc(conn, { ifindex: e.ifindex, direction: "ingress", prog: this.program("pod"), name: "pod" });
+      return attachHook(conn, { ifindex: e.ifindex, direction: "ingress", prog: this.program("pod"), name: "pod" }, hook);
     } catch (err) {
       this.removeEndpoint(e.ip);
       throw err;
@@ -285,7 +287,7 @@ export class Datapath {
    * to local pods go straight into them). Refuses to take the place of another tool's filter.
    */
   attachUnderlay(conn: NetlinkConn, ifindex: number): void {
-    const taken = listTc(conn, { ifindex, all: true }).find((f) => f.direction === "ingress" && f.prio === UNDERLAY_FILTER.prio && !f.name.startsWith("cnikit-"));
+    const taken = listTc(conn, { ifindex, all: true }).find((f) => !f.tcx && f.direction === "ingress" && f.prio === UNDERLAY_FILTER.prio && !f.name.startsWith("cnikit-"));
     if (taken) throw new SysError(Errno.EEXIST, "tc", `ifindex ${ifindex} has another tool's filter (${taken.name || "unnamed"}) at priority ${UNDERLAY_FILTER.prio}`);
     attachTc(conn, { ifindex, direction: "ingress", prog: this.program("underlay"), name: "underlay", ...UNDERLAY_FILTER });
     this.maps.config.update(u32(Config.underlayIfindex), u32(ifindex));
@@ -396,9 +398,9 @@ export interface PodAttachment {
   hostMac: string;
 }
 
-/** ADD in one call: open the network's pinned datapath, attach the pod, close. */
-export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): void {
-  withDatapath({ pinDir: p.pinDir }, (dp) => dp.attachPod(conn, { ip: p.podIP, ifindex: p.hostIfindex, podMac: p.podMac, hostMac: p.hostMac }));
+/** ADD in one call: open the network's pinned datapath, attach the pod, close. Returns how the program went on. */
+export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): Hook {
+  return withDatapath({ pinDir: p.pinDir }, (dp) => dp.attachPod(conn, { ip: p.podIP, ifindex: p.hostIfindex, podMac: p.podMac, hostMac: p.hostMac }));
 }
 
 /**
@@ -407,7 +409,7 @@ export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): void {
  * pod's DEL removes what only pods used (`afterLastPod`).
  */
 export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: string; podIP: string; hostIfindex?: number }): boolean {
-  const found = removePinnedEndpoint(p.pinDir, p.podIP);
+  const found = removePinnedEndpoint(p.pinDir, p.podIP).left;
   if (found === "no-datapath") return true;
   if (conn && p.hostIfindex) {
     try {

@@ -9,7 +9,14 @@ import { BpfMap } from "./map.ts";
 import { EP, endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
 
 /** What removing an endpoint found: no pinned datapath, pods left, or none left. */
-export type EndpointRemoval = "no-datapath" | "more" | "last";
+export type EndpointsLeft = "no-datapath" | "more" | "last";
+
+/** What `removePinnedEndpoint` did and found. */
+export interface EndpointRemoval {
+  /** Whether the pod's entry was there (naming `hostIfindex`, when given) and went. */
+  removed: boolean;
+  left: EndpointsLeft;
+}
 
 /**
  * Remove `podIP`'s entry from an endpoint map; with `hostIfindex` (the host veth the pod had) only
@@ -28,10 +35,10 @@ export function removeEndpointOf(m: BpfMap, podIP: string, hostIfindex?: number)
 /** Remove `podIP` from the endpoint map pinned in `pinDir` (idempotent; `hostIfindex`: see `removeEndpointOf`). */
 export function removePinnedEndpoint(pinDir: string, podIP: string, hostIfindex?: number): EndpointRemoval {
   const m = BpfMap.reopen(`${pinDir}/${MapName.endpoints}`, mapSpecs().endpoints);
-  if (!m) return "no-datapath";
+  if (!m) return { removed: false, left: "no-datapath" };
   try {
-    removeEndpointOf(m, podIP, hostIfindex);
-    return m.nextKey() === undefined ? "last" : "more";
+    const removed = removeEndpointOf(m, podIP, hostIfindex);
+    return { removed, left: m.nextKey() === undefined ? "last" : "more" };
   } finally {
     m.close();
   }

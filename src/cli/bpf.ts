@@ -16,14 +16,15 @@ export const DEFAULT_PIN_ROOT = "/sys/fs/bpf/cnikit";
 /** Usage text. */
 export const BPF_USAGE = `usage: cnikit bpf [--pin-root DIR] [--netns PATH] [--all] [--json]
 
-cnikit's eBPF datapath on this node: the programs it attached to devices (cls_bpf filters named
-cnikit-*: interface, hook, program id and name) and, for each network pinned under the pin root,
+cnikit's eBPF datapath on this node: the programs it attached to devices (tcx attachments of
+programs named cnikit_*, cls_bpf filters named cnikit-*: interface, hook, program id and name)
+and, for each network pinned under the pin root,
 the contents of its maps in words: local pods (IPv4 -> host veth, pod MAC, gateway MAC), other
 nodes' subnets (subnet -> node address, VNI), the vxlan device, and the programs' counters.
 
   --pin-root DIR   where networks' pins are (default ${DEFAULT_PIN_ROOT}; one directory per network)
   --netns PATH     list the devices of another network namespace (default: this one)
-  --all            every cls_bpf filter on clsact hooks, not only cnikit's
+  --all            every program on tc hooks (tcx and cls_bpf), not only cnikit's
   --json           one JSON document for scripts
 `;
 
@@ -140,7 +141,7 @@ export async function bpfCommand(argv: readonly string[]): Promise<number> {
       lines.push(
         table(
           ["INTERFACE", "HOOK", "FILTER", "PRIO", "PROG ID", "PROG NAME", "TAG"],
-          programs.map((p) => [p.ifname ?? `ifindex ${p.ifindex}`, p.direction, p.name, String(p.prio), String(p.progId ?? ""), p.progName, p.tag ?? ""]),
+          programs.map((p) => [p.ifname ?? `ifindex ${p.ifindex}`, p.direction, p.tcx ? "(tcx)" : p.name, String(p.prio), String(p.progId ?? ""), p.progName, p.tag ?? ""]),
         ),
       );
     }

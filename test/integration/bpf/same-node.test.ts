@@ -1,14 +1,18 @@
 // Same-node pods wired by eBPF redirects, with no bridge: two pods on veth pairs whose host ends
-// carry the pod program (tc ingress); each pod reaches the other through a gateway it knows by a
-// permanent neighbour entry (the host veth's MAC). Ping and TCP go through, the program's counters
-// show it, `listTc` shows cnikit's filters; after DEL nothing of cnikit is left on the devices.
+// carry the pod program (tc ingress: pod a's as a cls_bpf filter, as on kernels before 6.6, pod b's
+// with tcx); each pod reaches the other through a gateway it knows by a permanent neighbour entry
+// (the host veth's MAC). Ping and TCP go through, the program's counters show it, `listTc` shows
+// cnikit's programs; after DEL nothing of cnikit is left on the devices.
 // Runs in a private network namespace (npm test: `unshare -n`), names prefixed ckf.
 import { assertPrivateNetns, must, Namespaces, run, runPrefix } from "../../support/netns.ts";
 assertPrivateNetns();
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Datapath } from "../../../src/bpf/datapath.ts";
+import { Asm, R0 } from "../../../src/bpf/asm.ts";
+import { loadProgram } from "../../../src/bpf/prog.ts";
 import { listTc } from "../../../src/bpf/tc.ts";
+import { attachTcx, queryTcx } from "../../../src/bpf/tcx.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
 
@@ -76,19 +80,37 @@ describe("two pods, eBPF redirects, no bridge", () => {
     expect(ping(pods[0]!, pods[1]!)).toBe(false);
   });
 
-  test("ADD: endpoints in the map, cnikit's program on each host veth", () => {
-    for (const p of pods) dp.attachPod(conn, { ip: p.ip, ifindex: p.ifindex, podMac: p.podMac, hostMac: p.hostMac });
+  test("ADD: endpoints in the map, cnikit's program on each host veth (a cls_bpf filter, or with tcx)", () => {
+    const [a, b] = pods as [Pod, Pod];
+    // on b's hook before: an older version of cnikit's program (it goes) and another tool's (it stays)
+    const older = loadProgram({ insns: new Asm().mov64(R0, -1).exit(), name: "cnikit_pod" });
+    const other = loadProgram({ insns: new Asm().mov64(R0, -1).exit(), name: "other_tool" });
+    attachTcx(b.ifindex, "ingress", other);
+    attachTcx(b.ifindex, "ingress", older);
+    expect(queryTcx(b.ifindex, "ingress")).toEqual([other.id, older.id]);
+    const hooks = [dp.attachPod(conn, { ip: a.ip, ifindex: a.ifindex, podMac: a.podMac, hostMac: a.hostMac }, "tc"), dp.attachPod(conn, { ip: b.ip, ifindex: b.ifindex, podMac: b.podMac, hostMac: b.hostMac })];
+    expect(hooks).toEqual(["tc", "tcx"]);
     expect(dp.endpoints().sort((x, y) => x.ip.localeCompare(y.ip))).toEqual(
       pods.map((p) => ({ ip: p.ip, ifindex: p.ifindex, podMac: p.podMac, hostMac: p.hostMac })),
     );
-    const attached = listTc(conn);
-    expect(attached.map((t) => [t.ifname, t.direction, t.name, t.progId, t.directAction])).toEqual(
-      pods.map((p) => [p.host, "ingress", "cnikit-pod", dp.program("pod").id, true]),
-    );
-    // iproute2's view of the same filter
-    const shown = must(["tc", "filter", "show", "dev", pods[0]!.host, "ingress"]);
+    const id = dp.program("pod").id;
+    expect(queryTcx(b.ifindex, "ingress")).toEqual([other.id, id]);
+    expect(listTc(conn, { ifindex: b.ifindex, all: true }).map((t) => [t.name, t.prio])).toEqual([["other_tool", 1], ["cnikit_pod", 2]]);
+    older.close();
+    other.close();
+    const attached = listTc(conn).sort((x, y) => x.ifname!.localeCompare(y.ifname!));
+    expect(attached.map((t) => [t.ifname, t.direction, t.name, t.progId, t.directAction, t.tcx ?? false])).toEqual([
+      [a.host, "ingress", "cnikit-pod", id, true, false],
+      [b.host, "ingress", "cnikit_pod", id, true, true],
+    ]);
+    // iproute2's view: a's filter on its clsact qdisc; b has no qdisc at all
+    const shown = must(["tc", "filter", "show", "dev", a.host, "ingress"]);
     expect(shown).toContain("bpf chain 0 handle 0x1 cnikit-pod direct-action");
-    expect(shown).toContain(`id ${dp.program("pod").id} name cnikit_pod`);
+    expect(shown).toContain(`id ${id} name cnikit_pod`);
+    expect(must(["tc", "qdisc", "show", "dev", b.host])).not.toContain("clsact");
+    // attaching again is no error and attaches nothing more
+    dp.attachPod(conn, { ip: b.ip, ifindex: b.ifindex, podMac: b.podMac, hostMac: b.hostMac });
+    expect(listTc(conn, { ifindex: b.ifindex }).length).toBe(1);
   });
 
   test("ping both ways and TCP, through the program and no bridge", async () => {
@@ -112,10 +134,11 @@ describe("two pods, eBPF redirects, no bridge", () => {
     expect(dp.stats().podToHost!.packets).toBeGreaterThan(before);
   });
 
-  test("DEL: no endpoint, filter or clsact qdisc left; the pods are cut off again", () => {
+  test("DEL: no endpoint, filter, tcx attachment or clsact qdisc left; the pods are cut off again", () => {
     for (const p of pods) dp.detachPod(conn, { ip: p.ip, ifindex: p.ifindex });
     expect(dp.endpoints()).toEqual([]);
-    expect(listTc(conn, { all: true })).toEqual([]);
+    // another tool's program stays where it was
+    expect(listTc(conn, { all: true }).map((t) => [t.ifname, t.name])).toEqual([[pods[1]!.host, "other_tool"]]);
     for (const p of pods) expect(must(["tc", "qdisc", "show", "dev", p.host])).not.toContain("clsact");
     expect(ping(pods[0]!, pods[1]!)).toBe(false);
     // DEL is idempotent
