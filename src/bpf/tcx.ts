@@ -78,12 +78,31 @@ export function programNameTag(id: number): { name: string; tag: string } | null
  * without tcx.
  */
 export function attachTcx(ifindex: number, direction: TcDirection, prog: { fd: number; id: number }): void {
+  attachTcxFd(ifindex, direction, prog.fd);
+  detachOwnTcx(ifindex, direction, prog.id);
+}
+
+/**
+ * Attach the program behind `fd` to a device's tcx hook and nothing else (no look at what else is
+ * on it: for a device just made, which nothing else can have reached). Already attached is no error.
+ */
+export function attachTcxFd(ifindex: number, direction: TcDirection, fd: number): void {
   try {
-    new Attr().u32(0, ifindex).u32(4, prog.fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_ATTACH, where(ifindex, direction));
+    new Attr().u32(0, ifindex).u32(4, fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_ATTACH, where(ifindex, direction));
   } catch (err) {
     if (!(err instanceof SysError && err.errno === Errno.EEXIST)) throw err;
   }
-  detachOwnTcx(ifindex, direction, prog.id);
+}
+
+/** Detach the program behind `fd` from a device's tcx hook; false when it was not on it (or the device is gone). */
+export function detachTcxFd(ifindex: number, direction: TcDirection, fd: number): boolean {
+  try {
+    new Attr().u32(0, ifindex).u32(4, fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_DETACH, where(ifindex, direction));
+    return true;
+  } catch (err) {
+    if (err instanceof SysError && (err.errno === Errno.ENOENT || err.errno === Errno.ENODEV)) return false;
+    throw err;
+  }
 }
 
 /**
@@ -102,14 +121,7 @@ export function detachOwnTcx(ifindex: number, direction: TcDirection, keep?: num
   for (const id of ids ?? []) {
     if (id === keep) continue;
     const gone = withProgram(id, (fd) => {
-      if (!nameTagOf(fd, id).name.startsWith(CNIKIT_PROG_PREFIX)) return false;
-      try {
-        new Attr().u32(0, ifindex).u32(4, fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_DETACH, where(ifindex, direction));
-        return true;
-      } catch (err) {
-        if (err instanceof SysError && (err.errno === Errno.ENOENT || err.errno === Errno.ENODEV)) return false;
-        throw err;
-      }
+      return nameTagOf(fd, id).name.startsWith(CNIKIT_PROG_PREFIX) && detachTcxFd(ifindex, direction, fd);
     });
     if (gone) removed++;
   }

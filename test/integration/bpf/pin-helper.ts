@@ -2,13 +2,18 @@
  * One "agent run" for pinning.test.ts, started as its own process (inside the test's network
  * namespace and a private mount namespace of its own): prints one JSON line of what it found.
  *   setup ROOT  IP IFINDEX PODMAC HOSTMAC   mount a bpffs on ROOT if none, open ROOT/net, attach a pod
- *   reopen ROOT IP IFINDEX PODMAC HOSTMAC   reopen the pinned datapath, attach another pod
- *   destroy ROOT IP IFINDEX [IP IFINDEX...] DEL every pod given; the last one removes the pins
+ *                                           (the pinned-only path first: it must decline, nothing is pinned)
+ *   reopen ROOT IP IFINDEX PODMAC HOSTMAC   attach another pod by the pinned program and map alone, as
+ *                                           overlay's ADD does for every pod but a network's first
+ *   destroy ROOT IP IFINDEX [IP IFINDEX...] DEL every pod given, the first as overlay's DEL does (by
+ *                                           the pin, no datapath), the rest in one call; the last one
+ *                                           removes the pins
  */
 import { assertPrivateNetns } from "../../support/netns.ts";
 assertPrivateNetns();
 
 import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../../src/bpf/datapath.ts";
+import { attachPinnedPod, detachPinnedPod, removePinnedEndpoint } from "../../../src/bpf/endpoints.ts";
 import { ensureBpffs } from "../../../src/bpf/pin.ts";
 import { listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
@@ -28,14 +33,21 @@ const pins = () => {
 if (phase === "setup" || phase === "reopen") {
   const mounted = ensureBpffs(root!);
   const [podIP, ifindex, podMac, hostMac] = rest as [string, string, string, string];
-  attachPodDatapath(conn, { pinDir, podIP, hostIfindex: Number(ifindex), podMac, hostMac });
+  const pinsBefore = pins();
+  const fast = attachPinnedPod(pinDir, { ip: podIP, ifindex: Number(ifindex), podMac, hostMac });
+  if (!fast) attachPodDatapath(conn, { pinDir, podIP, hostIfindex: Number(ifindex), podMac, hostMac });
   const dp = openPinnedDatapath(pinDir)!;
   const progPin = pins().find((p) => p.startsWith("prog_pod_"));
-  console.log(JSON.stringify({ mounted, pins: pins(), endpoints: dp.endpoints().map((e) => e.ip).sort(), progId: dp.program("pod").id, progPin, attached: listTc(conn).map((t) => t.progId) }));
+  const declinedCleanly = fast || JSON.stringify(pinsBefore) === "[]";
+  console.log(JSON.stringify({ mounted, fast, declinedCleanly, pins: pins(), endpoints: dp.endpoints().map((e) => e.ip).sort(), progId: dp.program("pod").id, progPin, attached: listTc(conn).map((t) => t.progId) }));
   dp.close();
 } else if (phase === "destroy") {
-  const last: boolean[] = [];
-  for (let i = 0; i < rest.length; i += 2) last.push(detachPodDatapath(conn, { pinDir, podIP: rest[i]!, hostIfindex: Number(rest[i + 1]) }));
-  console.log(JSON.stringify({ last, pins: pins(), dirGone: !listDir(root!).includes("net"), attached: listTc(conn).length }));
+  const [ip0, if0] = [rest[0]!, Number(rest[1])];
+  const first = removePinnedEndpoint(pinDir, ip0, if0);
+  const detached = detachPinnedPod(pinDir, if0);
+  const fastDel = { ...first, detached, again: detachPinnedPod(pinDir, if0), attachedAfter: listTc(conn).length };
+  const last: boolean[] = [first.left === "last"];
+  for (let i = 2; i < rest.length; i += 2) last.push(detachPodDatapath(conn, { pinDir, podIP: rest[i]!, hostIfindex: Number(rest[i + 1]) }));
+  console.log(JSON.stringify({ fastDel, last, pins: pins(), dirGone: !listDir(root!).includes("net"), attached: listTc(conn).length }));
 }
 conn.close();

@@ -1,7 +1,7 @@
 // Pinned state outlives the process that made it: one process mounts a bpffs (on a temporary
-// directory, in a private mount namespace) and attaches a pod; it exits; a second process reopens
-// the pinned maps and program and attaches another pod; the two pods then talk through programs
-// and maps no running process holds; `cnikit bpf` lists both in words; a third process DELs both
+// directory, in a private mount namespace) and attaches a pod; it exits; a second process attaches
+// another pod by the pinned map and program alone (overlay's ADD for all but a network's first pod); the two pods then talk through programs
+// and maps no running process holds; `cnikit bpf` lists both in words; a third process DELs both (the first by the pin alone)
 // and the last DEL removes the pins.
 // Runs in a private network namespace (npm test: `unshare -n`), names prefixed ckf.
 import { assertPrivateNetns, must, Namespaces, run, runPrefix, tempDir } from "../../support/netns.ts";
@@ -66,15 +66,22 @@ test("maps and programs pinned by one process serve pods after it exits, and the
   expect(r.stderr).toBe("");
   const [setup, reopen, ping, destroy] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
   expect(setup.mounted).toBe(true);
+  // with nothing pinned the pinned-only ADD declines and leaves nothing; the datapath then pins
+  expect(setup.fast).toBe(false);
+  expect(setup.declinedCleanly).toBe(true);
   expect(setup.pins).toEqual(["config", "endpoints", setup.progPin, "remotes", "stats"]);
   expect(setup.endpoints).toEqual([a.ip]);
   // the second run mounts nothing, reopens the same program and sees the first run's endpoint
   expect(reopen.mounted).toBe(false);
+  // every later pod goes on by the pinned program and map alone (overlay's ADD), without the datapath
+  expect(reopen.fast).toBe(true);
   expect(reopen.progId).toBe(setup.progId);
   expect(reopen.endpoints).toEqual([a.ip, b.ip]);
   expect(reopen.attached).toEqual([setup.progId, setup.progId]);
   expect(ping).toEqual({ ping: true });
-  expect(destroy).toEqual({ last: [false, true], pins: [], dirGone: true, attached: 0 });
+  // the first DEL by the pin: its endpoint and its program went, the other pod's stayed
+  expect(destroy.fastDel).toEqual({ removed: true, left: "more", detached: true, again: false, attachedAfter: 1 });
+  expect(destroy).toMatchObject({ last: [false, true], pins: [], dirGone: true, attached: 0 });
   expect(listTc(conn, { all: true })).toEqual([]);
 
   // `cnikit bpf` while both pods were attached: programs and map contents in words
