@@ -1,9 +1,9 @@
 /**
  * A pod's ADD and DEL on the eBPF datapath without loading the datapath itself (its program
  * builders, tc and the rest cost a plugin's cold start ~0.8 ms): the pod's entry in the network's
- * pinned endpoint map, and the pinned pod program on the pod's host veth with tcx. Only when the
- * network has no pinned datapath of this version yet, the kernel has no tcx, or a DEL finds the
- * last pod gone does the caller load datapath.ts.
+ * pinned endpoint map, and on ADD the pinned pod program on the pod's host veth with tcx (it goes
+ * with the veth). Only when the network has no pinned datapath of this version yet, the kernel
+ * has no tcx, or a DEL finds the last pod gone does the caller load datapath.ts.
  */
 
 import { closeFd } from "./attr.ts";
@@ -11,7 +11,7 @@ import { BpfMap } from "./map.ts";
 import { openPinned } from "./pin.ts";
 import { EP, type Endpoint, encodeEndpoint, endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
-import { attachTcxFd, detachTcxFd, isNoTcx } from "./tcx.ts";
+import { attachTcxFd, isNoTcx } from "./tcx.ts";
 
 /** This version's pod program as pinned in `pinDir` (the datapath's `program("pod")` pins it there). */
 const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS.pod}`;
@@ -60,14 +60,6 @@ export function attachPinnedPod(pinDir: string, e: Endpoint): boolean {
     }
   });
   return done === true;
-}
-
-/**
- * DEL's detach of this version's pinned pod program from the tcx hook of `ifindex`; false when it
- * was not on it (an older version's program, a cls_bpf filter, or none): the caller then looks.
- */
-export function detachPinnedPod(pinDir: string, ifindex: number): boolean {
-  return withPodProgram(pinDir, (fd) => detachTcxFd(ifindex, "ingress", fd)) === true;
 }
 
 /** What removing an endpoint found: no pinned datapath, pods left, or none left. */

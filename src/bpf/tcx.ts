@@ -4,11 +4,10 @@
  * is detached or its device goes, whichever process made it, and runs before any cls_bpf filter.
  *
  * cnikit puts the pod program on host veths this way: ADD is one system call instead of two
- * netlink requests (clsact, then the filter), and the kernel drops the attachment with the veth
- * (DEL still detaches first, as it removed the clsact qdisc before: a veth that holds a program
- * unregisters ~3 ms slower; see overlay.ts). Kernels without tcx refuse with EINVAL; callers then
- * use cls_bpf (tc.ts). cnikit's tcx programs are known by their program names, which start with
- * `cnikit_`.
+ * netlink requests (clsact, then the filter), and the kernel drops the attachment with the veth,
+ * so DEL leaves it to the veth's delete (see overlay.ts). Kernels without tcx refuse with EINVAL;
+ * callers then use cls_bpf (tc.ts). cnikit's tcx programs are known by their program names, which
+ * start with `cnikit_`.
  */
 
 import { toHex } from "../netlink/bytes.ts";
@@ -95,7 +94,7 @@ export function attachTcxFd(ifindex: number, direction: TcDirection, fd: number)
 }
 
 /** Detach the program behind `fd` from a device's tcx hook; false when it was not on it (or the device is gone). */
-export function detachTcxFd(ifindex: number, direction: TcDirection, fd: number): boolean {
+function detachTcxFd(ifindex: number, direction: TcDirection, fd: number): boolean {
   try {
     new Attr().u32(0, ifindex).u32(4, fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_DETACH, where(ifindex, direction));
     return true;

@@ -224,23 +224,17 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
 
 /**
  * ebpf DEL, before the delegate's: the pod's endpoint, so that nothing is redirected into the pod
- * any more (the last pod's DEL also removes what only pods used), and the pod program off the host
- * veth, which the delegate deletes next. The program goes first because a veth that still has it
- * takes ~3 ms longer to unregister (tcx's uninstall waits for an RCU grace period under RTNL):
- * with tcx 22.3 ms against 19.0 after a detach (overlay DEL, medians of 20); with a cls_bpf filter
- * (kernels before 6.6, or an ADD by an older cnikit) 24.0 against 21.3 after removing the clsact
- * qdisc in one request. The tcx detach is one bpf() call with the pinned program's descriptor
- * (~0.26 ms in a plugin, against ~0.9 for querying the hook and naming what is on it), needs no
- * netlink, and is done only when the endpoint still named the veth (so it is this pod's).
+ * any more (the last pod's DEL also removes what only pods used). A tcx program goes with the
+ * host veth, which the delegate deletes next: taking it off first bought nothing (both a detach
+ * and the veth's unregister wait for RCU; overlay DEL's veth delete measured 17.4 and 20.1 ms with
+ * a detach first against 18.7 and 19.3 without, medians of 40, on a 6.18 kernel) and cost a
+ * plugin ~0.2 ms. A cls_bpf filter (kernels before 6.6, or an ADD by an older cnikit) goes with
+ * its clsact qdisc in one request, looked up only when the endpoint did not name the veth.
  */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
   const hook = att.hook ?? "tc";
-  const { detachPinnedPod, removePinnedEndpoint } = await import("../../bpf/endpoints.ts");
+  const { removePinnedEndpoint } = await import("../../bpf/endpoints.ts");
   const ep = removePinnedEndpoint(att.pinDir, att.podIP, att.hostIfindex);
-  // this version's program by its pin; else whatever cnikit program is on the hook
-  if (hook === "tcx" && ep.removed && att.hostIfindex && !detachPinnedPod(att.pinDir, att.hostIfindex)) {
-    (await import("../../bpf/tcx.ts")).detachOwnTcx(att.hostIfindex, "ingress");
-  }
   if (ep.left === "last") (await bpf()).afterLastPod(att.pinDir);
   if (hook === "tcx") return;
   const { removeClsact } = await import("../../bpf/tc.ts");

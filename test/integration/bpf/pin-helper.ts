@@ -5,15 +5,17 @@
  *                                           (the pinned-only path first: it must decline, nothing is pinned)
  *   reopen ROOT IP IFINDEX PODMAC HOSTMAC   attach another pod by the pinned program and map alone, as
  *                                           overlay's ADD does for every pod but a network's first
- *   destroy ROOT IP IFINDEX [IP IFINDEX...] DEL every pod given, the first as overlay's DEL does (by
- *                                           the pin, no datapath), the rest in one call; the last one
- *                                           removes the pins
+ *   destroy ROOT IP IFINDEX [IP IFINDEX...] DEL every pod given, the first as overlay's DEL does (its
+ *                                           endpoint by the pin, no datapath; its program goes with
+ *                                           its host veth, deleted here), the rest in one call; the
+ *                                           last one removes the pins
  */
 import { assertPrivateNetns } from "../../support/netns.ts";
 assertPrivateNetns();
 
 import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../../src/bpf/datapath.ts";
-import { attachPinnedPod, detachPinnedPod, removePinnedEndpoint } from "../../../src/bpf/endpoints.ts";
+import { attachPinnedPod, removePinnedEndpoint } from "../../../src/bpf/endpoints.ts";
+import { deleteLink } from "../../../src/net/link.ts";
 import { ensureBpffs } from "../../../src/bpf/pin.ts";
 import { listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
@@ -44,8 +46,9 @@ if (phase === "setup" || phase === "reopen") {
 } else if (phase === "destroy") {
   const [ip0, if0] = [rest[0]!, Number(rest[1])];
   const first = removePinnedEndpoint(pinDir, ip0, if0);
-  const detached = detachPinnedPod(pinDir, if0);
-  const fastDel = { ...first, detached, again: detachPinnedPod(pinDir, if0), attachedAfter: listTc(conn).length };
+  const attachedBefore = listTc(conn).length;
+  deleteLink(conn, if0);
+  const fastDel = { ...first, again: removePinnedEndpoint(pinDir, ip0, if0).removed, attachedBefore, attachedAfter: listTc(conn).length };
   const last: boolean[] = [first.left === "last"];
   for (let i = 2; i < rest.length; i += 2) last.push(detachPodDatapath(conn, { pinDir, podIP: rest[i]!, hostIfindex: Number(rest[i + 1]) }));
   console.log(JSON.stringify({ fastDel, last, pins: pins(), dirGone: !listDir(root!).includes("net"), attached: listTc(conn).length }));
