@@ -310,8 +310,10 @@ beforeAll(() => {
   for (const m of ["m0", "m1", "m2", "hd"]) must(["ip", "link", "add", `${P}${m}`, "type", "veth", "peer", "name", `${P}${m}p`]);
   for (const m of ["m0", "m1", "m2"]) must(["ip", "link", "set", `${P}${m}`, "up"]);
   writeFileSync(join(scratch, "subnet.env"), "FLANNEL_NETWORK=10.90.0.0/16\nFLANNEL_SUBNET=10.90.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
-  // a real pod interface for the chained plugins (their prevResult)
-  const base = fullConf(TARGETS[0]!);
+  // a real pod interface for the chained plugins (their prevResult), on a subnet and an IPAM
+  // directory of its own: a GC case releases what the cases' directory holds for no valid
+  // attachment, and a case's pod given the fixture's address would take its masquerade elements
+  const base = { ...fullConf(TARGETS[0]!), ipam: { ...hostLocal("10.76.0.0/24"), dataDir: join(scratch, "ipam-fixture") } };
   const r = call("bridge", "ADD", enc(JSON.stringify(base)), { CNI_CONTAINERID: "fixture", CNI_IFNAME: "eth0" });
   if (r.code !== 0) throw new Error(`fixture ADD failed: ${r.out}`);
   fixtureResult = JSON.parse(r.out);
