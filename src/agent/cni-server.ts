@@ -78,6 +78,8 @@ export const REQUEST_ENV = "CNIKIT_DAEMON_REQUEST";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const VERBS = new Set(["ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"]);
+/** How long `stop` keeps taking connections a shim made before the socket went (the listen backlog). */
+const BACKLOG_DRAIN_MS = 20;
 
 interface Conn {
   reader: FrameReader;
@@ -180,6 +182,8 @@ export class CniServer {
   private readonly replies = new Set<Promise<void>>();
   /** Connections with reply bytes still to write. */
   private readonly writing = new Set<Socket<Conn>>();
+  /** Connections taken whose reply has not been decided yet (their request may still be arriving). */
+  private readonly unanswered = new Set<Socket<Conn>>();
   /** Work still running (also after its deadline passed), by request id. */
   private readonly running = new Map<string, Promise<unknown>>();
   /** The ids of the DEL calls among them. */
@@ -276,6 +280,7 @@ export class CniServer {
         socket: {
           open: (s) => {
             s.data = { reader: new FrameReader(MAX_REQUEST_BODY), pending: undefined, answered: false, closed: false };
+            this.unanswered.add(s);
             s.timeout(Math.ceil(this.timeoutMs / 1000)); // a client that sends nothing is dropped
           },
           data: (s, chunk) => this.onData(s, chunk),
@@ -286,10 +291,12 @@ export class CniServer {
           close: (s) => {
             s.data.closed = true;
             this.writing.delete(s);
+            this.unanswered.delete(s);
           },
           error: (s) => {
             s.data.closed = true;
             this.writing.delete(s);
+            this.unanswered.delete(s);
           },
         },
       });
@@ -305,23 +312,29 @@ export class CniServer {
   }
 
   /**
-   * Stop taking requests (`ready` turns false at once), let those in flight finish (at most
-   * `graceMs`), and remove the socket if it is still ours.
+   * Stop taking requests (`ready` turns false at once) and let those already made finish (at most
+   * `graceMs`). The socket (if still ours) goes first, so that a shim from then on finds no daemon
+   * and runs the standalone binary; a shim that connected before is answered, also when its
+   * request was still on its way or its connection still in the listen backlog (closing on it
+   * would fail its ADD with "the daemon stopped during ADD").
    */
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.listener?.stop(false);
-    await this.reconciler?.stop();
-    // calls in flight finish and their replies go out; then the connections left are closed
     const end = Date.now() + graceMs;
-    while ((this.running.size > 0 || this.replies.size > 0 || this.writing.size > 0) && Date.now() < end) await Bun.sleep(5);
-    this.listener?.stop(true);
     try {
       if (this.socketIno !== undefined && lstatSync(this.opts.socketPath).ino === this.socketIno) unlinkSync(this.opts.socketPath);
     } catch {
       // already gone
     }
+    await this.reconciler?.stop();
+    // connections still in the backlog are taken while the loop turns; none can join them now
+    await Bun.sleep(BACKLOG_DRAIN_MS);
+    this.listener?.stop(false);
+    // calls in flight finish and their replies go out; then the connections left are closed
+    const busy = () => this.running.size > 0 || this.replies.size > 0 || this.writing.size > 0 || this.unanswered.size > 0;
+    while (busy() && Date.now() < end) await Bun.sleep(5);
+    this.listener?.stop(true);
     this.listening = false;
     this.nft?.release();
     this.nft?.conn.close();
@@ -431,6 +444,7 @@ export class CniServer {
     const c = s.data;
     if (c.answered) return;
     c.answered = true;
+    this.unanswered.delete(s);
     if (c.closed) return; // the shim is gone: nobody to tell
     c.pending = reply ? encodeReply(reply) : encodeDecline();
     this.flush(s);

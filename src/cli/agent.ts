@@ -173,7 +173,7 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
         await signal;
       }
     } finally {
-      // not ready from here on; calls in flight finish, then the socket goes
+      // not ready from here on; the socket goes, then calls already made finish
       await cni.stop();
       await agent?.stop();
       http?.stop(true);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { lstatSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CniServer, REQUEST_ENV } from "../../../src/agent/cni-server.ts";
-import { encodeRequest, MAX_STDIN, PROTOCOL_VERSION } from "../../../src/agent/protocol.ts";
+import { decodeReply, encodeRequest, MAX_STDIN, PROTOCOL_VERSION } from "../../../src/agent/protocol.ts";
 import { registerBuiltins } from "../../../src/invoke/builtin.ts";
 import type { CmdArgs } from "../../../src/skel/plugin.ts";
 import { callDaemon, rawCall } from "../../support/daemon.ts";
@@ -229,5 +229,27 @@ describe("CNI server", () => {
     expect((await inflight).reply!.exitCode).toBe(0);
     await stopping;
     expect(() => lstatSync(path)).toThrow();
+  });
+
+  test("stop: a shim that connected before is answered though its request comes after; new shims find no socket", async () => {
+    const path = join(tmp.path, "stop2", "cni.sock");
+    const s = new CniServer({ socketPath: path, log: () => {} });
+    await s.start();
+    // connected, request not yet sent (a shim between connect() and write())
+    const chunks: Uint8Array[] = [];
+    let closed!: () => void;
+    const done = new Promise<void>((r) => (closed = r));
+    const conn = await Bun.connect({ unix: path, socket: { data: (_s, d) => void chunks.push(new Uint8Array(d)), close: () => closed() } });
+    await Bun.sleep(20);
+    const stopping = s.stop(5000);
+    await Bun.sleep(30);
+    // the socket went at once: a shim from now on runs the standalone binary
+    expect(() => lstatSync(path)).toThrow();
+    conn.write(encodeRequest({ type: "ckd-fake", env: addEnv("stop2"), stdin: new TextEncoder().encode(JSON.stringify({ cniVersion: "1.0.0", name: "n" })) }));
+    await done;
+    await stopping;
+    const reply = decodeReply(Buffer.concat(chunks));
+    expect(reply.reply?.exitCode).toBe(0);
+    expect(new TextDecoder().decode(reply.reply!.stdout)).toContain("10.1.2.3/24");
   });
 });
