@@ -20,7 +20,7 @@ import { Errno } from "../sys/errno.ts";
 import { SysError } from "../sys/error.ts";
 import { listDir } from "../sys/file.ts";
 import { type Asm } from "./asm.ts";
-import { removePinnedEndpoint } from "./endpoints.ts";
+import { removePinnedEndpoint } from "./endpoint-del.ts";
 import { BpfMap, type MapSpec } from "./map.ts";
 import { DEFAULT_BPFFS, ensureBpffs, makePinDir, removePinDir, unpin } from "./pin.ts";
 import { BpfProgram, loadProgram } from "./prog.ts";

@@ -233,7 +233,7 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
  */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
   const hook = att.hook ?? "tc";
-  const { removePinnedEndpoint } = await import("../../bpf/endpoints.ts");
+  const { removePinnedEndpoint } = await import("../../bpf/endpoint-del.ts");
   const ep = removePinnedEndpoint(att.pinDir, att.podIP, att.hostIfindex);
   if (ep.left === "last") (await bpf()).afterLastPod(att.pinDir);
   if (hook === "tcx") return;

@@ -9,17 +9,23 @@
  *                                           endpoint by the pin, no datapath; its program goes with
  *                                           its host veth, deleted here), the rest in one call; the
  *                                           last one removes the pins
+ *   endpoint-del ROOT                       endpoint-del.ts on maps pinned under ROOT/ed (a late DEL,
+ *                                           the pod's own, one without a host veth, the last, none
+ *                                           pinned, a map of another layout)
  */
 import { assertPrivateNetns } from "../../support/netns.ts";
 assertPrivateNetns();
 
 import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../../src/bpf/datapath.ts";
-import { attachPinnedPod, removePinnedEndpoint } from "../../../src/bpf/endpoints.ts";
+import { removePinnedEndpoint } from "../../../src/bpf/endpoint-del.ts";
+import { attachPinnedPod } from "../../../src/bpf/endpoints.ts";
+import { BpfMap } from "../../../src/bpf/map.ts";
+import { encodeEndpoint, endpointKey, mapSpecs } from "../../../src/bpf/programs/layout.ts";
 import { deleteLink } from "../../../src/net/link.ts";
 import { ensureBpffs } from "../../../src/bpf/pin.ts";
 import { listTc } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
-import { listDir } from "../../../src/sys/file.ts";
+import { listDir, makeDir } from "../../../src/sys/file.ts";
 
 const [phase, root, ...rest] = process.argv.slice(2);
 const pinDir = `${root}/net`;
@@ -52,5 +58,37 @@ if (phase === "setup" || phase === "reopen") {
   const last: boolean[] = [first.left === "last"];
   for (let i = 2; i < rest.length; i += 2) last.push(detachPodDatapath(conn, { pinDir, podIP: rest[i]!, hostIfindex: Number(rest[i + 1]) }));
   console.log(JSON.stringify({ fastDel, last, pins: pins(), dirGone: !listDir(root!).includes("net"), attached: listTc(conn).length }));
+} else if (phase === "endpoint-del") {
+  ensureBpffs(root!);
+  const dir = `${root}/ed`;
+  makeDir(dir);
+  const m = BpfMap.create(mapSpecs({ maxEndpoints: 8 }).endpoints);
+  m.pin(`${dir}/endpoints`);
+  const put = (ip: string, ifindex: number) => m.update(endpointKey(ip), encodeEndpoint({ ifindex, podMac: "0a:00:00:00:00:01", hostMac: "0e:00:00:00:00:01" }));
+  const has = (ip: string) => m.lookup(endpointKey(ip)) !== undefined;
+  put("10.82.0.2", 42);
+  put("10.82.0.3", 43);
+  // a late DEL (its address went to a new pod on host veth 42) leaves the new pod's entry
+  const late = { ...removePinnedEndpoint(dir, "10.82.0.2", 41), kept: has("10.82.0.2") };
+  const own = { ...removePinnedEndpoint(dir, "10.82.0.2", 42), gone: !has("10.82.0.2") };
+  const again = removePinnedEndpoint(dir, "10.82.0.2", 42);
+  // what an older cnikit kept names no host veth: the entry goes whatever it names
+  const noVeth = { ...removePinnedEndpoint(dir, "10.82.0.3"), gone: !has("10.82.0.3") };
+  const none = removePinnedEndpoint(`${root}/none`, "10.82.0.3", 43);
+  // a map of another layout under the name: refused, left as it was
+  makeDir(`${root}/bad`);
+  const bad = BpfMap.create({ ...mapSpecs().endpoints, valueSize: 8, maxEntries: 2, name: "ck_bad" });
+  bad.update(endpointKey("10.82.0.4"), new Uint8Array(8));
+  bad.pin(`${root}/bad/endpoints`);
+  let otherLayout = "";
+  try {
+    removePinnedEndpoint(`${root}/bad`, "10.82.0.4");
+  } catch (err) {
+    otherLayout = (err as { code?: string }).code ?? String(err);
+  }
+  const badKept = bad.lookup(endpointKey("10.82.0.4")) !== undefined;
+  console.log(JSON.stringify({ late, own, again, noVeth, none, otherLayout, badKept }));
+  m.close();
+  bad.close();
 }
 conn.close();

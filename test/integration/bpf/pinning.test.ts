@@ -96,3 +96,18 @@ test("maps and programs pinned by one process serve pods after it exits, and the
   expect(doc.programs.map((p: { progName: string }) => p.progName)).toEqual(["cnikit_pod", "cnikit_pod"]);
   expect(doc.networks[0].endpoints.map((e: { ip: string }) => e.ip)).toEqual([a.ip, b.ip]);
 });
+
+test("DEL's endpoint removal (endpoint-del.ts) on pinned maps: only the pod's own entry, the last told, another layout refused", () => {
+  const root = q(join(tmp.path, "fs2"));
+  const r = run(["unshare", "-m", "--propagation", "private", "sh", "-c", `${q(process.execPath)} ${q(HELPER)} endpoint-del ${root}`]);
+  expect(r.stderr).toBe("");
+  expect(JSON.parse(r.stdout.trim())).toEqual({
+    late: { removed: false, left: "more", kept: true },
+    own: { removed: true, left: "more", gone: true },
+    again: { removed: false, left: "more" },
+    noVeth: { removed: true, left: "last", gone: true },
+    none: { removed: false, left: "no-datapath" },
+    otherLayout: "EEXIST",
+    badKept: true,
+  });
+});
