@@ -14,7 +14,8 @@
  *  - ADD and DEL of overlay (as a process, as a runtime runs it) with the eBPF datapath against the
  *    bridge; target no slower (at most 1.0x).
  * The pins live on a bpffs mounted in a mount namespace of the bench's own (agents and plugins
- * enter it), never under the machine's /sys/fs/bpf. BENCH_ITER sets the ADD/DEL count (default 20),
+ * enter it), never under the machine's /sys/fs/bpf. BENCH_ITER sets the ADD/DEL count (default 150:
+ * one DEL's veth unregister alone varies 13-40 ms, and with 20 a side the ratio swung by +-3 %),
  * BENCH_ROUNDS the throughput/latency rounds (default 5); BENCH_ONLY=adddel runs only ADD/DEL.
  */
 
@@ -27,7 +28,7 @@ import { iperf3Throughput } from "../test/support/tcp.ts";
 import { assertPrivate, median, pluginDirs, report, runPlugin } from "./lib.ts";
 
 assertPrivate();
-const ITER = Number(process.env.BENCH_ITER ?? 20);
+const ITER = Number(process.env.BENCH_ITER ?? 150);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP = 3;
 const tag = `ckbe${process.pid % 1000}`;
