@@ -18,22 +18,6 @@ const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS
 
 const isAbsent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as { code?: string }).code ?? "");
 
-/** Run `fn` on a descriptor of this version's pinned pod program; undefined when none is pinned. */
-function withPodProgram<T>(pinDir: string, fn: (fd: number) => T): T | undefined {
-  let fd: number;
-  try {
-    fd = openPinned(podProgramPin(pinDir));
-  } catch (err) {
-    if (isAbsent(err)) return undefined;
-    throw err;
-  }
-  try {
-    return fn(fd);
-  } finally {
-    closeFd(fd);
-  }
-}
-
 /**
  * ADD as `Datapath.attachPod` does it with tcx, for a host veth just made (`e.ifindex`, in the
  * caller's network namespace): the endpoint, then the pinned pod program on the veth's ingress.
@@ -41,7 +25,14 @@ function withPodProgram<T>(pinDir: string, fn: (fd: number) => T): T | undefined
  * version or endpoint map yet, or the kernel has no tcx: the caller then goes through the datapath.
  */
 export function attachPinnedPod(pinDir: string, e: Endpoint): boolean {
-  const done = withPodProgram(pinDir, (fd) => {
+  let fd: number;
+  try {
+    fd = openPinned(podProgramPin(pinDir));
+  } catch (err) {
+    if (isAbsent(err)) return false;
+    throw err;
+  }
+  try {
     const m = BpfMap.reopen(`${pinDir}/${MapName.endpoints}`, mapSpecs().endpoints);
     if (!m) return false;
     const key = endpointKey(e.ip);
@@ -58,6 +49,7 @@ export function attachPinnedPod(pinDir: string, e: Endpoint): boolean {
     } finally {
       m.close();
     }
-  });
-  return done === true;
+  } finally {
+    closeFd(fd);
+  }
 }

@@ -41,13 +41,13 @@ const pins = () => {
 if (phase === "setup" || phase === "reopen") {
   const mounted = ensureBpffs(root!);
   const [podIP, ifindex, podMac, hostMac] = rest as [string, string, string, string];
-  const pinsBefore = pins();
   const fast = attachPinnedPod(pinDir, { ip: podIP, ifindex: Number(ifindex), podMac, hostMac });
+  // what a declined pinned-only attach left: it must be nothing
+  const declined = fast ? null : { pins: pins(), attached: listTc(conn).length };
   if (!fast) attachPodDatapath(conn, { pinDir, podIP, hostIfindex: Number(ifindex), podMac, hostMac });
   const dp = openPinnedDatapath(pinDir)!;
   const progPin = pins().find((p) => p.startsWith("prog_pod_"));
-  const declinedCleanly = fast || JSON.stringify(pinsBefore) === "[]";
-  console.log(JSON.stringify({ mounted, fast, declinedCleanly, pins: pins(), endpoints: dp.endpoints().map((e) => e.ip).sort(), progId: dp.program("pod").id, progPin, attached: listTc(conn).map((t) => t.progId) }));
+  console.log(JSON.stringify({ mounted, fast, declined, pins: pins(), endpoints: dp.endpoints().map((e) => e.ip).sort(), progId: dp.program("pod").id, progPin, attached: listTc(conn).map((t) => t.progId) }));
   dp.close();
 } else if (phase === "destroy") {
   const [ip0, if0] = [rest[0]!, Number(rest[1])];
