@@ -19,7 +19,7 @@
  * BENCH_ROUNDS the throughput/latency rounds (default 5); BENCH_ONLY=adddel runs only ADD/DEL.
  */
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { privateBpffs } from "../test/support/bpffs.ts";
@@ -235,6 +235,9 @@ try {
   const x = all ? await crossNode() : { ok: true, lines: [] };
   ok = (await addDel()) && ok;
   console.log("");
+  // ADD/DEL wait for RCU grace periods (a veth's unregister always; a tcx attach would): their
+  // length, and so the spread of those figures, depends on this setting of the machine
+  console.log(`kernel ${readFileSync("/proc/sys/kernel/osrelease", "utf8").trim()}, rcu_expedited=${readFileSync("/sys/kernel/rcu_expedited", "utf8").trim()}`);
   for (const l of [...s.lines, ...x.lines]) console.log(l);
   ok = s.ok && x.ok && ok;
 } finally {

@@ -203,8 +203,8 @@ export class Datapath {
   /**
    * ADD: attach the pod program to the ingress of the pod's host-side veth (`e.ifindex`, in the
    * namespace of `conn`) and put the pod in the endpoint map. Other pods reach it from then on.
-   * The program goes on with tcx where the kernel has it, else as a cls_bpf filter (`hook` forces
-   * one); returns which, for DEL.
+   * The program goes on as a cls_bpf filter, or with tcx when `hook` asks (see `attachHook`);
+   * returns which.
    */
   attachPod(conn: NetlinkConn, e: Endpoint, hook?: Hook): Hook {
     this.setEndpoint(e);

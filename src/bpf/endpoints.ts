@@ -1,17 +1,18 @@
 /**
- * A pod's ADD on the eBPF datapath without loading the datapath itself (its program builders, tc
- * and the rest cost a plugin's cold start ~0.8 ms): the pod's entry in the network's pinned
- * endpoint map and the pinned pod program on the pod's host veth with tcx (it goes with the veth).
- * Only when the network has no pinned datapath of this version yet, or the kernel has no tcx,
- * does the caller load datapath.ts. DEL's part is endpoint-del.ts.
+ * A pod's ADD on the eBPF datapath without loading the datapath itself (its program builders and
+ * the rest cost a plugin's cold start ~0.8 ms): the pod's entry in the network's pinned endpoint
+ * map and the pinned pod program on the pod's host veth as a cls_bpf filter (it goes with the
+ * veth). Only when the network has no pinned datapath of this version yet does the caller load
+ * datapath.ts. DEL's part is endpoint-del.ts.
  */
 
+import type { NetlinkConn } from "../netlink/conn.ts";
 import { closeFd } from "./attr.ts";
 import { BpfMap } from "./map.ts";
 import { openPinned } from "./pin.ts";
 import { type Endpoint, encodeEndpoint, endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
-import { attachTcxFd, isNoTcx } from "./tcx.ts";
+import { attachTc } from "./tc.ts";
 
 /** This version's pod program as pinned in `pinDir` (the datapath's `program("pod")` pins it there). */
 const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS.pod}`;
@@ -19,12 +20,12 @@ const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS
 const isAbsent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as { code?: string }).code ?? "");
 
 /**
- * ADD as `Datapath.attachPod` does it with tcx, for a host veth just made (`e.ifindex`, in the
- * caller's network namespace): the endpoint, then the pinned pod program on the veth's ingress.
- * Returns false, having changed nothing, when the network has no pinned pod program of this
- * version or endpoint map yet, or the kernel has no tcx: the caller then goes through the datapath.
+ * ADD as `Datapath.attachPod` does it, for a host veth just made (`e.ifindex`, in the namespace of
+ * `conn`): the endpoint, then the pinned pod program on the veth's ingress. Returns false, having
+ * changed nothing, when the network has no pinned pod program of this version or endpoint map
+ * yet: the caller then goes through the datapath.
  */
-export function attachPinnedPod(pinDir: string, e: Endpoint): boolean {
+export function attachPinnedPod(conn: NetlinkConn, pinDir: string, e: Endpoint): boolean {
   let fd: number;
   try {
     fd = openPinned(podProgramPin(pinDir));
@@ -39,10 +40,9 @@ export function attachPinnedPod(pinDir: string, e: Endpoint): boolean {
     try {
       m.update(key, encodeEndpoint(e));
       try {
-        attachTcxFd(e.ifindex, "ingress", fd);
+        attachTc(conn, { ifindex: e.ifindex, direction: "ingress", prog: { fd }, name: "pod" });
       } catch (err) {
         m.delete(key);
-        if (isNoTcx(err)) return false;
         throw err;
       }
       return true;

@@ -22,7 +22,7 @@ import {
 } from "../netlink/tc-bpf.ts";
 import { Errno } from "../sys/errno.ts";
 import { withNetns } from "../sys/netns.ts";
-import { attachTcx, CNIKIT_PROG_PREFIX, detachOwnTcx, isNoTcx, programNameTag, queryTcx } from "./tcx.ts";
+import { attachTcx, CNIKIT_PROG_PREFIX, detachOwnTcx, programNameTag, queryTcx } from "./tcx.ts";
 
 /** The TCA_BPF_NAME prefix of every filter cnikit attaches. */
 export const CNIKIT_FILTER_PREFIX = "cnikit-";
@@ -65,15 +65,20 @@ export interface TcAttach {
 /**
  * Attach a program to a device's clsact hook as a direct-action cls_bpf filter, adding clsact
  * when missing. A filter already at the same priority and handle is replaced in one step, so a
- * new program takes over without a gap.
+ * new program takes over without a gap. A clsact added here goes again when the filter fails.
  */
 export function attachTc(conn: NetlinkConn, a: TcAttach): void {
-  ensureClsact(conn, a.ifindex);
-  conn.request(
-    RTM_NEWTFILTER,
-    encodeBpfFilter({ ifindex: a.ifindex, direction: a.direction, fd: a.prog.fd, name: `${CNIKIT_FILTER_PREFIX}${a.name}`, prio: a.prio ?? 1, handle: a.handle ?? 1 }),
-    { flags: NLM_F_CREATE | NLM_F_REPLACE },
-  );
+  const added = ensureClsact(conn, a.ifindex);
+  try {
+    conn.request(
+      RTM_NEWTFILTER,
+      encodeBpfFilter({ ifindex: a.ifindex, direction: a.direction, fd: a.prog.fd, name: `${CNIKIT_FILTER_PREFIX}${a.name}`, prio: a.prio ?? 1, handle: a.handle ?? 1 }),
+      { flags: NLM_F_CREATE | NLM_F_REPLACE },
+    );
+  } catch (err) {
+    if (added) removeClsact(conn, a.ifindex);
+    throw err;
+  }
 }
 
 /** Run `fn` (tcx's `bpf()` calls, which name devices of the caller's namespace) in `conn`'s namespace. */
@@ -83,26 +88,18 @@ function inNetnsOf<T>(conn: NetlinkConn, fn: () => T): T {
 
 /** How a program is on a device's hook: a tcx attachment or a cls_bpf filter. */
 export type Hook = "tcx" | "tc";
-/** Set once the kernel refused tcx (before 6.6): cls_bpf from then on. */
-let noTcx = false;
 
 /**
- * Attach a program as cnikit's on a device's hook: with tcx where the kernel has it (see tcx.ts),
- * else as the cls_bpf filter `attachTc` makes. `hook` "tc" never tries tcx, "tcx" insists on it.
- * Returns which it used.
+ * Attach a program as cnikit's on a device's hook: as the cls_bpf filter `attachTc` makes
+ * (the default), or with tcx (tcx.ts, Linux 6.6+) when `hook` asks for it. Not tcx by default:
+ * a tcx attach waits for an RCU grace period under the rtnl lock (the kernel's tcx_entry_sync),
+ * which on a kernel without rcu_expedited (the default) cost an overlay ADD ~11 ms of its ~20
+ * (medians of 40, Linux 6.18), where the filter cost ~1 ms. Returns which it used.
  */
-export function attachHook(conn: NetlinkConn, a: TcAttach & { prog: { fd: number; id: number } }, hook?: Hook): Hook {
-  if (hook !== "tc" && !noTcx) {
-    try {
-      inNetnsOf(conn, () => attachTcx(a.ifindex, a.direction, a.prog));
-      return "tcx";
-    } catch (err) {
-      if (hook === "tcx" || !isNoTcx(err)) throw err;
-      noTcx = true;
-    }
-  }
-  attachTc(conn, a);
-  return "tc";
+export function attachHook(conn: NetlinkConn, a: TcAttach & { prog: { fd: number; id: number } }, hook: Hook = "tc"): Hook {
+  if (hook === "tcx") inNetnsOf(conn, () => attachTcx(a.ifindex, a.direction, a.prog));
+  else attachTc(conn, a);
+  return hook;
 }
 
 /** One program on a device's tc hook: a cls_bpf filter, or a tcx attachment. */

@@ -85,7 +85,7 @@ export function attachTcx(ifindex: number, direction: TcDirection, prog: { fd: n
  * Attach the program behind `fd` to a device's tcx hook and nothing else (no look at what else is
  * on it: for a device just made, which nothing else can have reached). Already attached is no error.
  */
-export function attachTcxFd(ifindex: number, direction: TcDirection, fd: number): void {
+function attachTcxFd(ifindex: number, direction: TcDirection, fd: number): void {
   try {
     new Attr().u32(0, ifindex).u32(4, fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_ATTACH, where(ifindex, direction));
   } catch (err) {

@@ -156,7 +156,7 @@ interface EbpfAttachment {
   hostIfname: string;
   /** The host veth's ifindex (absent in what older versions kept): DEL removes only its entry. */
   hostIfindex?: number;
-  /** How the pod program is on the host veth; absent in what older versions kept (then "tc"). */
+  /** How the pod program is on the host veth ("tc" now; "tcx" from some older versions); absent in what older versions kept (then "tc"). */
   hook?: "tcx" | "tc";
 }
 
@@ -199,10 +199,8 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
       const peer = podLink.kind === "veth" && podLink.linkNetnsId !== undefined ? podLink.parent : undefined;
       const link = peer === undefined ? findLink(host, hostIf.name) : { index: peer };
       if (!link) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostIf.name} is gone`);
-      // kept first, so that a DEL after a failure below still finds the endpoint to remove; tcx
-      // unless the kernel refuses it (corrected below; a wrong guess only makes DEL skip removing a
-      // qdisc that the veth's delete takes anyway)
-      att = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: link.index, hook: "tcx" };
+      // kept first, so that a DEL after a failure below still finds the endpoint to remove
+      att = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: link.index, hook: "tc" };
       writeText(file, JSON.stringify(att), { mode: 0o600 });
       setNeighbor(pod, { link: podLink.index, ip: v4.gateway, mac: hostIf.mac });
       if (bigTcp) setLink(pod, podLink.index, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
@@ -214,9 +212,8 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
     const ep = { ip: att.podIP, ifindex: hostIfindex, podMac: podIf.mac, hostMac: hostIf.mac };
     // the pinned program and map alone where they are (every pod but a network's first), else the datapath
     const { attachPinnedPod } = await import("../../bpf/endpoints.ts");
-    const hook = attachPinnedPod(pinDir, ep) ? "tcx" : (await bpf()).attachPodDatapath(host, { pinDir, podIP: ep.ip, hostIfindex, podMac: ep.podMac, hostMac: ep.hostMac });
-    if (hook !== att.hook) writeText(file, JSON.stringify({ ...att, hook }), { mode: 0o600 });
-    return { ...att, hook };
+    if (!attachPinnedPod(host, pinDir, ep)) (await bpf()).attachPodDatapath(host, { pinDir, podIP: ep.ip, hostIfindex, podMac: ep.podMac, hostMac: ep.hostMac });
+    return att;
   } finally {
     releaseRtnetlink(host);
   }
@@ -224,28 +221,14 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
 
 /**
  * ebpf DEL, before the delegate's: the pod's endpoint, so that nothing is redirected into the pod
- * any more (the last pod's DEL also removes what only pods used). A tcx program goes with the
- * host veth, which the delegate deletes next: taking it off first bought nothing (both a detach
- * and the veth's unregister wait for RCU; overlay DEL's veth delete measured 17.4 and 20.1 ms with
- * a detach first against 18.7 and 19.3 without, medians of 40, on a 6.18 kernel) and cost a
- * plugin ~0.2 ms. A cls_bpf filter (kernels before 6.6, or an ADD by an older cnikit) goes with
- * its clsact qdisc in one request, looked up only when the endpoint did not name the veth.
+ * any more (the last pod's DEL also removes what only pods used). The program on the host veth, a
+ * cls_bpf filter or (an ADD by an older cnikit) a tcx attachment, goes with the veth, which the
+ * delegate deletes next: taking it off first only made DEL dearer (a clsact removal ~0.35 ms, a tcx
+ * detach ~0.2 ms; the veth's unregister waits for RCU either way).
  */
 async function detachEbpf(att: EbpfAttachment): Promise<void> {
-  const hook = att.hook ?? "tc";
   const { removePinnedEndpoint } = await import("../../bpf/endpoint-del.ts");
-  const ep = removePinnedEndpoint(att.pinDir, att.podIP, att.hostIfindex);
-  if (ep.left === "last") (await bpf()).afterLastPod(att.pinDir);
-  if (hook === "tcx") return;
-  const { removeClsact } = await import("../../bpf/tc.ts");
-  const host = hostRtnetlink();
-  try {
-    // the endpoint named the veth: it is this pod's, no lookup needed
-    const ifindex = ep.removed && att.hostIfindex ? att.hostIfindex : findLink(host, att.hostIfname)?.index;
-    if (ifindex) removeClsact(host, ifindex);
-  } finally {
-    releaseRtnetlink(host);
-  }
+  if (removePinnedEndpoint(att.pinDir, att.podIP, att.hostIfindex).left === "last") (await bpf()).afterLastPod(att.pinDir);
 }
 
 /** The pods' IPv4 GSO size: the config's choice, else what the agent enabled (subnet.env). */

@@ -125,7 +125,7 @@ describe("pods on two nodes over a collect-metadata vxlan device", () => {
     }
     expect(n1.dp.remoteSubnets()).toEqual([{ subnet: "10.80.2.0/24", remote: "192.168.77.2", vni: VNI }]);
     expect(n1.dp.vxlanIfindex()).toBe(n1.vxlan);
-    expect(listTc(n1.conn).map((t) => `${t.ifname} ${t.name}`).sort()).toEqual(["hv cnikit_pod", "vx cnikit-vxlan"]);
+    expect(listTc(n1.conn).map((t) => `${t.ifname} ${t.name}`).sort()).toEqual(["hv cnikit-pod", "vx cnikit-vxlan"]);
     attachTc(n2.conn, { ifindex: ipj(n2.name, ["link", "show", "u2"]).ifindex, direction: "ingress", prog: probe!, name: "test-probe" });
   });
 

@@ -41,7 +41,7 @@ const pins = () => {
 if (phase === "setup" || phase === "reopen") {
   const mounted = ensureBpffs(root!);
   const [podIP, ifindex, podMac, hostMac] = rest as [string, string, string, string];
-  const fast = attachPinnedPod(pinDir, { ip: podIP, ifindex: Number(ifindex), podMac, hostMac });
+  const fast = attachPinnedPod(conn, pinDir, { ip: podIP, ifindex: Number(ifindex), podMac, hostMac });
   // what a declined pinned-only attach left: it must be nothing
   const declined = fast ? null : { pins: pins(), attached: listTc(conn).length };
   if (!fast) attachPodDatapath(conn, { pinDir, podIP, hostIfindex: Number(ifindex), podMac, hostMac });

@@ -88,7 +88,7 @@ test("maps and programs pinned by one process serve pods after it exits, and the
   // `cnikit bpf` while both pods were attached: programs and map contents in words
   const text = readFileSync(join(tmp.path, "cli.txt"), "utf8");
   for (const p of [a, b]) {
-    expect(text).toMatch(new RegExp(`${p.host}\\s+ingress\\s+\\(tcx\\)\\s+1\\s+${setup.progId}\\s+cnikit_pod`));
+    expect(text).toMatch(new RegExp(`${p.host}\\s+ingress\\s+cnikit-pod\\s+1\\s+${setup.progId}\\s+cnikit_pod`));
     expect(text).toContain(`${p.ip} -> ifindex ${p.ifindex} (${p.host}), pod mac ${p.podMac}, gateway mac ${p.hostMac}`);
   }
   expect(text).toContain("network net (pins in");

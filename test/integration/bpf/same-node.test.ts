@@ -1,6 +1,6 @@
 // Same-node pods wired by eBPF redirects, with no bridge: two pods on veth pairs whose host ends
-// carry the pod program (tc ingress: pod a's as a cls_bpf filter, as on kernels before 6.6, pod b's
-// with tcx); each pod reaches the other through a gateway it knows by a permanent neighbour entry
+// carry the pod program (tc ingress: pod a's as a cls_bpf filter, the default, pod b's with tcx,
+// as `hook` "tcx" asks); each pod reaches the other through a gateway it knows by a permanent neighbour entry
 // (the host veth's MAC). Ping and TCP go through, the program's counters show it, `listTc` shows
 // cnikit's programs; after DEL nothing of cnikit is left on the devices.
 // Runs in a private network namespace (npm test: `unshare -n`), names prefixed ckf.
@@ -10,8 +10,9 @@ assertPrivateNetns();
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Datapath } from "../../../src/bpf/datapath.ts";
 import { Asm, R0 } from "../../../src/bpf/asm.ts";
+import { BpfMap, MapType } from "../../../src/bpf/map.ts";
 import { loadProgram } from "../../../src/bpf/prog.ts";
-import { listTc } from "../../../src/bpf/tc.ts";
+import { attachTc, listTc } from "../../../src/bpf/tc.ts";
 import { attachTcx, queryTcx } from "../../../src/bpf/tcx.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { ask, whoamiServer } from "../../support/tcp.ts";
@@ -80,7 +81,7 @@ describe("two pods, eBPF redirects, no bridge", () => {
     expect(ping(pods[0]!, pods[1]!)).toBe(false);
   });
 
-  test("ADD: endpoints in the map, cnikit's program on each host veth (a cls_bpf filter, or with tcx)", () => {
+  test("ADD: endpoints in the map, cnikit's program on each host veth (a cls_bpf filter by default, tcx when asked)", () => {
     const [a, b] = pods as [Pod, Pod];
     // on b's hook before: an older version of cnikit's program (it goes) and another tool's (it stays)
     const older = loadProgram({ insns: new Asm().mov64(R0, -1).exit(), name: "cnikit_pod" });
@@ -88,7 +89,7 @@ describe("two pods, eBPF redirects, no bridge", () => {
     attachTcx(b.ifindex, "ingress", other);
     attachTcx(b.ifindex, "ingress", older);
     expect(queryTcx(b.ifindex, "ingress")).toEqual([other.id, older.id]);
-    const hooks = [dp.attachPod(conn, { ip: a.ip, ifindex: a.ifindex, podMac: a.podMac, hostMac: a.hostMac }, "tc"), dp.attachPod(conn, { ip: b.ip, ifindex: b.ifindex, podMac: b.podMac, hostMac: b.hostMac })];
+    const hooks = [dp.attachPod(conn, { ip: a.ip, ifindex: a.ifindex, podMac: a.podMac, hostMac: a.hostMac }), dp.attachPod(conn, { ip: b.ip, ifindex: b.ifindex, podMac: b.podMac, hostMac: b.hostMac }, "tcx")];
     expect(hooks).toEqual(["tc", "tcx"]);
     expect(dp.endpoints().sort((x, y) => x.ip.localeCompare(y.ip))).toEqual(
       pods.map((p) => ({ ip: p.ip, ifindex: p.ifindex, podMac: p.podMac, hostMac: p.hostMac })),
@@ -109,7 +110,9 @@ describe("two pods, eBPF redirects, no bridge", () => {
     expect(shown).toContain(`id ${id} name cnikit_pod`);
     expect(must(["tc", "qdisc", "show", "dev", b.host])).not.toContain("clsact");
     // attaching again is no error and attaches nothing more
-    dp.attachPod(conn, { ip: b.ip, ifindex: b.ifindex, podMac: b.podMac, hostMac: b.hostMac });
+    dp.attachPod(conn, { ip: a.ip, ifindex: a.ifindex, podMac: a.podMac, hostMac: a.hostMac });
+    dp.attachPod(conn, { ip: b.ip, ifindex: b.ifindex, podMac: b.podMac, hostMac: b.hostMac }, "tcx");
+    expect(listTc(conn, { ifindex: a.ifindex }).length).toBe(1);
     expect(listTc(conn, { ifindex: b.ifindex }).length).toBe(1);
   });
 
@@ -143,6 +146,20 @@ describe("two pods, eBPF redirects, no bridge", () => {
     expect(ping(pods[0]!, pods[1]!)).toBe(false);
     // DEL is idempotent
     dp.detachPod(conn, { ip: pods[0]!.ip, ifindex: pods[0]!.ifindex });
+  });
+
+  test("a filter the kernel refuses leaves no clsact qdisc behind (one that was there stays)", () => {
+    const a = pods[0]!;
+    // a descriptor that is no program (a map's): the kernel takes the clsact qdisc, then refuses the filter
+    const map = BpfMap.create({ type: MapType.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1, name: "ckf_notprog" });
+    const notAProgram = { fd: map.fd };
+    expect(() => attachTc(conn, { ifindex: a.ifindex, direction: "ingress", prog: notAProgram, name: "pod" })).toThrow();
+    expect(must(["tc", "qdisc", "show", "dev", a.host])).not.toContain("clsact");
+    must(["tc", "qdisc", "add", "dev", a.host, "clsact"]);
+    expect(() => attachTc(conn, { ifindex: a.ifindex, direction: "ingress", prog: notAProgram, name: "pod" })).toThrow();
+    expect(must(["tc", "qdisc", "show", "dev", a.host])).toContain("clsact");
+    must(["tc", "qdisc", "del", "dev", a.host, "clsact"]);
+    map.close();
   });
 
   test("GC removes endpoints of pods that are gone", () => {

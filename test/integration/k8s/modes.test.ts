@@ -138,8 +138,8 @@ describe("each mode's conflist adds two pods that reach each other", () => {
         expect(must(["ip", "netns", "exec", nsName, "nft", "list", "set", "inet", "cnikit_masq", "keep4"])).toContain("10.0.0.0/8");
       }
       if (m.name === "ebpf") {
-        // the pods' host veths carry the eBPF pod program (with tcx here, which `tc filter show`
-        // does not list: `cnikit bpf` lists both kinds)
+        // the pods' host veths carry the eBPF pod program (a cls_bpf filter; `cnikit bpf` lists
+        // tcx attachments too)
         const shown = sim.exec(["/opt/cni/bin/cnikit", "bpf"]);
         expect(shown.code === 0 ? "" : shown.stderr).toBe("");
         for (const p of pods) expect(shown.stdout).toMatch(new RegExp(`\\b${hostVethOf(nsName, p)[0]}\\s+ingress\\s+\\S+\\s+\\d+\\s+\\d+\\s+cnikit_pod\\b`));
