@@ -160,7 +160,7 @@ function attachVeth(conns: { host: NetlinkConn; pod: NetlinkConn }, args: CmdArg
 }
 
 /** Put the host end on the bridge, up, with hairpin mode and port isolation as configured. */
-function plugIntoBridge(host: NetlinkConn, conf: BridgeConf, hostEnd: Link, br: Link): Link {
+function plugIntoBridge(host: NetlinkConn, conf: BridgeConf, hostEnd: Link, br: Link): void {
   setLink(host, hostEnd.index, { master: br.index, up: true });
   if (conf.hairpinMode || conf.portIsolation) {
     setBridgePort(host, hostEnd.index, {
@@ -168,7 +168,6 @@ function plugIntoBridge(host: NetlinkConn, conf: BridgeConf, hostEnd: Link, br: 
       ...(conf.portIsolation ? { isolated: true } : {}),
     });
   }
-  return getLink(host, hostEnd.index);
 }
 
 /**
@@ -221,7 +220,9 @@ async function add(args: CmdArgs): Promise<Result> {
     let br = setUpBridge(host, conf);
     const hostEnd = attachVeth({ host, pod }, args, conf);
     undo.push("the veth pair", undoPodLink(pod, args.ifName));
-    const hostVeth = plugIntoBridge(host, conf, hostEnd, br);
+    plugIntoBridge(host, conf, hostEnd, br);
+    // as read when made: neither its name nor its MAC changes on the bridge
+    const hostVeth = hostEnd;
 
     let ipam: Result = { cniVersion: CURRENT_VERSION };
     if (conf.ipamType) {

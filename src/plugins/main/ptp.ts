@@ -11,7 +11,7 @@ import { NetlinkConn } from "../../netlink/conn.ts";
 import { hostRtnetlink, releaseRtnetlink } from "../../net/rtnetlink.ts";
 import { addAddress, listAddresses } from "../../net/addr.ts";
 import { configureIface } from "../../net/ipconfig.ts";
-import { findLink, getLink, setLink } from "../../net/link.ts";
+import { findLink, getLink, type Link, setLink } from "../../net/link.ts";
 import { addRoute, deleteRoute, listRoutes } from "../../net/route.ts";
 import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
@@ -102,7 +102,7 @@ function enableForwarding(addrs: readonly PodAddr[]): void {
  * replaced by a link route to the gateway and a route to the subnet via the gateway, so every
  * packet goes through the host end.
  */
-function configurePod(pod: NetlinkConn, ifName: string, addrs: readonly PodAddr[], ipam: Result): number {
+function configurePod(pod: NetlinkConn, ifName: string, addrs: readonly PodAddr[], ipam: Result): Link {
   const link = getLink(pod, ifName);
   const ips = addrs.map((a) => ({ address: a.cidr, gateway: a.gw }));
   configureIface(pod, link.index, { ips, routes: ipam.routes ?? [] });
@@ -111,7 +111,7 @@ function configurePod(pod: NetlinkConn, ifName: string, addrs: readonly PodAddr[
     addRoute(pod, { dst: `${a.gw}/${a.bits}`, link: link.index, scope: RT_SCOPE_LINK, src: a.ip }, { existOk: true });
     addRoute(pod, { dst: a.subnet, gateway: a.gw, link: link.index, src: a.ip }, { existOk: true });
   }
-  return link.index;
+  return link;
 }
 
 /** On the host: the gateway addresses on the host end and a host route to each pod address. */
@@ -141,15 +141,14 @@ async function add(args: CmdArgs): Promise<Result> {
     const hostEnd = createPodVeth(host, args, { mtu: conf.mtu });
     undo.push("the veth pair", undoPodLink(pod, args.ifName));
     setLink(host, hostEnd.index, { up: true });
-    const podIndex = configurePod(pod, args.ifName, addrs, ipam);
+    // the links as read when made: neither name nor MAC changes after
+    const podLink = configurePod(pod, args.ifName, addrs, ipam);
     configureHost(host, hostEnd.index, addrs);
 
-    const hostVeth = getLink(host, hostEnd.index);
-    const podLink = getLink(pod, podIndex);
     const out: Result = {
       cniVersion: CURRENT_VERSION,
       interfaces: [
-        { name: hostVeth.name, mac: hostVeth.mac },
+        { name: hostEnd.name, mac: hostEnd.mac },
         { name: args.ifName, mac: podLink.mac, sandbox: args.netns },
       ],
       ips: ipam.ips.map((ip) => ({ ...ip, interface: 1 })),

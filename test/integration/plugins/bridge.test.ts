@@ -117,6 +117,9 @@ describe("bridge + host-local", () => {
     const hostVeth = r.interfaces[1].name;
     const port = JSON.parse(must(["bridge", "-j", "-d", "link", "show", "dev", hostVeth]))[0];
     expect(port.hairpin).toBe(true);
+    // the result's MACs are the links' own: bridge (it can change as ports join), host veth
+    expect(r.interfaces[0].mac).toBe(JSON.parse(must(["ip", "-j", "link", "show", `${prefix}h`]))[0].address);
+    expect(r.interfaces[1].mac).toBe(JSON.parse(must(["ip", "-j", "link", "show", hostVeth]))[0].address);
     expect(r.interfaces[2].mac).toBe("02:11:22:33:44:55");
     const eth0 = JSON.parse(inNs(p, ["ip", "-j", "link", "show", "eth0"]))[0];
     expect(eth0.mtu).toBe(1400);

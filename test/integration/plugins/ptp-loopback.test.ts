@@ -167,6 +167,7 @@ describe("ptp + host-local", () => {
     expect(host.linkinfo.info_kind).toBe("veth");
     expect(host.mtu).toBe(MTU);
     expect(host.flags).toContain("UP");
+    expect(host.address).toBe(res.interfaces[0]!.mac);
     const hostAddrs = ipJ(null, "addr", "show", "dev", hostName)[0].addr_info
       .filter((a: J) => a.scope !== "link")
       .map((a: J) => `${a.local}/${a.prefixlen}`);
