@@ -22,7 +22,7 @@ import { listDir } from "../sys/file.ts";
 import { type Asm } from "./asm.ts";
 import { removePinnedEndpoint } from "./endpoint-del.ts";
 import { BpfMap, type MapSpec } from "./map.ts";
-import { DEFAULT_BPFFS, ensureBpffs, makePinDir, removePinDir, unpin } from "./pin.ts";
+import { DEFAULT_BPFFS, ensureBpffs, lockPinParent, makePinDir, removePinDir, unpin } from "./pin.ts";
 import { BpfProgram, loadProgram } from "./prog.ts";
 import {
   Config,
@@ -398,9 +398,17 @@ export interface PodAttachment {
   hostMac: string;
 }
 
-/** ADD in one call: open the network's pinned datapath, attach the pod, close. Returns how the program went on. */
+/**
+ * ADD in one call: open the network's pinned datapath, attach the pod, close; under the shared
+ * pin lock (see `lockPinParent`). Returns how the program went on.
+ */
 export function attachPodDatapath(conn: NetlinkConn, p: PodAttachment): Hook {
-  return withDatapath({ pinDir: p.pinDir }, (dp) => dp.attachPod(conn, { ip: p.podIP, ifindex: p.hostIfindex, podMac: p.podMac, hostMac: p.hostMac }));
+  const lock = lockPinParent(p.pinDir, "shared");
+  try {
+    return withDatapath({ pinDir: p.pinDir }, (dp) => dp.attachPod(conn, { ip: p.podIP, ifindex: p.hostIfindex, podMac: p.podMac, hostMac: p.hostMac }));
+  } finally {
+    lock?.unlock();
+  }
 }
 
 /**
@@ -425,9 +433,19 @@ export function detachPodDatapath(conn: NetlinkConn | undefined, p: { pinDir: st
 /**
  * After the last local pod's endpoint went: every pin when no agent uses the datapath (no vxlan
  * or underlay device, no remote subnet recorded), else only the pod program's pin (the agent's
- * maps stay). Nothing when a pod came back meanwhile.
+ * maps stay). Nothing when a pod came back meanwhile. Under the exclusive pin lock, so that no
+ * ADD is between opening the pins and adding its endpoint meanwhile (see `lockPinParent`).
  */
 export function afterLastPod(pinDir: string): void {
+  const lock = lockPinParent(pinDir, "exclusive");
+  try {
+    lastPodGone(pinDir);
+  } finally {
+    lock?.unlock();
+  }
+}
+
+function lastPodGone(pinDir: string): void {
   const dp = openPinnedDatapath(pinDir);
   if (!dp) return;
   if (dp.maps.endpoints.nextKey() !== undefined) {

@@ -9,7 +9,7 @@
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { closeFd } from "./attr.ts";
 import { BpfMap } from "./map.ts";
-import { openPinned } from "./pin.ts";
+import { lockPinParent, openPinned } from "./pin.ts";
 import { type Endpoint, encodeEndpoint, endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
 import { attachTc } from "./tc.ts";
@@ -23,9 +23,19 @@ const isAbsent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as { code
  * ADD as `Datapath.attachPod` does it, for a host veth just made (`e.ifindex`, in the namespace of
  * `conn`): the endpoint, then the pinned pod program on the veth's ingress. Returns false, having
  * changed nothing, when the network has no pinned pod program of this version or endpoint map
- * yet: the caller then goes through the datapath.
+ * yet: the caller then goes through the datapath. Under the shared pin lock (`lockPinParent`): a
+ * last pod's DEL removing the pins meanwhile would leave this pod in maps no later pod shares.
  */
 export function attachPinnedPod(conn: NetlinkConn, pinDir: string, e: Endpoint): boolean {
+  const lock = lockPinParent(pinDir, "shared");
+  try {
+    return attachLocked(conn, pinDir, e);
+  } finally {
+    lock?.unlock();
+  }
+}
+
+function attachLocked(conn: NetlinkConn, pinDir: string, e: Endpoint): boolean {
   let fd: number;
   try {
     fd = openPinned(podProgramPin(pinDir));

@@ -8,6 +8,8 @@ import { Errno } from "../sys/errno.ts";
 import { isBpffs, mountBpffs, removeDir } from "../sys/bpf.ts";
 import { SysError } from "../sys/error.ts";
 import { listDir, makeDir, removeFile } from "../sys/file.ts";
+import { type FileLock, lockFile } from "../sys/flock.ts";
+import { dirName } from "../sys/path.ts";
 import { Attr, Cmd } from "./attr.ts";
 
 /** Where bpffs is mounted on most systems. */
@@ -59,4 +61,21 @@ export function removePinDir(dir: string): boolean {
   }
   for (const n of names) unpin(`${dir}/${n}`);
   return removeDir(dir);
+}
+
+/**
+ * Lock the directory a network's pin directory is in (flock on the bpffs directory itself, which
+ * every mount namespace sees as one): shared while an ADD puts a pod on the network's pins,
+ * exclusive while the last pod's DEL decides whether to remove them. Without it an ADD that had
+ * opened the pins could put its pod into maps a concurrent last-pod DEL had just unpinned, and
+ * later pods would get a datapath that does not know it. Undefined when that directory does not
+ * exist yet (nothing is pinned there: nothing to race with).
+ */
+export function lockPinParent(pinDir: string, mode: "shared" | "exclusive"): FileLock | undefined {
+  try {
+    return lockFile(dirName(pinDir), { dir: true, shared: mode === "shared" });
+  } catch (err) {
+    if ((err as SysError).errno === Errno.ENOENT) return undefined;
+    throw err;
+  }
 }

@@ -22,15 +22,17 @@ export interface LockOptions {
   shared?: boolean;
   /** Fail at once with EWOULDBLOCK (EAGAIN) instead of waiting when the lock is held. */
   noWait?: boolean;
+  /** `path` is a directory: opened read-only and never created (ENOENT when missing). */
+  dir?: boolean;
 }
 
 /**
- * Lock the file at `path` (created, mode 0644, when missing), waiting for other holders unless
- * `noWait`. The lock belongs to the open file: it is released by `unlock()` or when the process
- * exits.
+ * Lock the file at `path` (created, mode 0644, when missing; with `dir` an existing directory),
+ * waiting for other holders unless `noWait`. The lock belongs to the open file: it is released by
+ * `unlock()` or when the process exits.
  */
 export function lockFile(path: string, opts: LockOptions = {}): FileLock {
-  const fd = openFile(path, "append", 0o644);
+  const fd = openFile(path, opts.dir ? "read" : "append", 0o644);
   const op = (opts.shared ? LOCK_SH : LOCK_EX) | (opts.noWait ? LOCK_NB : 0);
   try {
     check("flock", () => libc().flock(fd, op), path);

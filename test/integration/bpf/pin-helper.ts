@@ -12,18 +12,25 @@
  *   endpoint-del ROOT                       endpoint-del.ts on maps pinned under ROOT/ed (a late DEL,
  *                                           the pod's own, one without a host veth, the last, none
  *                                           pinned, a map of another layout)
+ *   race ROOT IP IFINDEX PODMAC HOSTMAC IFINDEX2
+ *                                           the pin lock: the last pod's DEL (a child process) waits
+ *                                           for an ADD holding it and then keeps the pins for that
+ *                                           ADD's pod; an ADD (a child, on IFINDEX2) waits for a last
+ *                                           pod's DEL holding it and then finds nothing pinned
+ *   last-del ROOT IP IFINDEX                (race's child) overlay's DEL of one pod: endpoint, afterLastPod
+ *   pinned-add ROOT IP IFINDEX PODMAC HOSTMAC  (race's child) overlay's pinned-only ADD
  */
 import { assertPrivateNetns } from "../../support/netns.ts";
 assertPrivateNetns();
 
-import { attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../../src/bpf/datapath.ts";
+import { afterLastPod, attachPodDatapath, detachPodDatapath, openPinnedDatapath } from "../../../src/bpf/datapath.ts";
 import { removePinnedEndpoint } from "../../../src/bpf/endpoint-del.ts";
 import { attachPinnedPod } from "../../../src/bpf/endpoints.ts";
 import { BpfMap } from "../../../src/bpf/map.ts";
 import { encodeEndpoint, endpointKey, mapSpecs } from "../../../src/bpf/programs/layout.ts";
 import { deleteLink } from "../../../src/net/link.ts";
-import { ensureBpffs } from "../../../src/bpf/pin.ts";
-import { listTc } from "../../../src/bpf/tc.ts";
+import { ensureBpffs, lockPinParent } from "../../../src/bpf/pin.ts";
+import { listTc, removeClsact } from "../../../src/bpf/tc.ts";
 import { NetlinkConn } from "../../../src/netlink/conn.ts";
 import { listDir, makeDir } from "../../../src/sys/file.ts";
 
@@ -90,5 +97,71 @@ if (phase === "setup" || phase === "reopen") {
   console.log(JSON.stringify({ late, own, again, noVeth, none, otherLayout, badKept }));
   m.close();
   bad.close();
+} else if (phase === "race") {
+  ensureBpffs(root!);
+  const [podIP, ifindex, podMac, hostMac, ifindex2] = rest as [string, string, string, string, string];
+  attachPodDatapath(conn, { pinDir, podIP, hostIfindex: Number(ifindex), podMac, hostMac });
+  /** A child phase, started once it says it is about to take the lock; its JSON line when done. */
+  const child = async (args: string[]) => {
+    const p = Bun.spawn([process.execPath, import.meta.path, ...args], { stdout: "pipe", stderr: "inherit" });
+    const reader = p.stdout.getReader();
+    let out = "";
+    while (!out.includes("ready\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`child ${args[0]} ended before it was ready: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    // a child the lock does not hold back is done well within this
+    await Bun.sleep(300);
+    const waited = p.exitCode === null;
+    return {
+      waited,
+      done: async () => {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += new TextDecoder().decode(value);
+        }
+        await p.exited;
+        return JSON.parse(out.slice(out.indexOf("ready\n") + 6));
+      },
+    };
+  };
+  // 1. an ADD holds the lock (it has opened the pins) when the last pod's DEL comes
+  const add = lockPinParent(pinDir, "shared")!;
+  const del = await child(["last-del", root!, podIP, ifindex]);
+  const delWaited = del.waited && pins().length > 0;
+  const m = BpfMap.reopen(`${pinDir}/endpoints`, mapSpecs().endpoints);
+  if (!m) {
+    // the DEL did not wait: the pins went under the ADD
+    console.log(JSON.stringify({ delWaited, del: await del.done(), pins: pins() }));
+    process.exit(0);
+  }
+  m.update(endpointKey("10.81.0.9"), encodeEndpoint({ ifindex: Number(ifindex2), podMac, hostMac })); // the ADD's pod
+  m.close();
+  add.unlock();
+  const delOut = await del.done();
+  // 2. the last pod's DEL holds the lock (it is removing the pins) when an ADD comes
+  const dp = openPinnedDatapath(pinDir)!;
+  const afterDel = { pins: pins().length, endpoints: dp.endpoints().map((e) => e.ip) };
+  dp.removeEndpoint("10.81.0.9");
+  const last = lockPinParent(pinDir, "exclusive")!;
+  const add2 = await child(["pinned-add", root!, "10.81.0.10", ifindex2, podMac, hostMac]);
+  const addWaited = add2.waited;
+  dp.destroy();
+  last.unlock();
+  const addOut = await add2.done();
+  removeClsact(conn, Number(ifindex));
+  console.log(JSON.stringify({ delWaited, del: delOut, afterDel, addWaited, add: addOut, pins: pins(), attached: listTc(conn).length }));
+} else if (phase === "last-del") {
+  const [podIP, ifindex] = rest as [string, string];
+  console.log("ready");
+  const r = removePinnedEndpoint(pinDir, podIP, Number(ifindex));
+  if (r.left === "last") afterLastPod(pinDir);
+  console.log(JSON.stringify({ left: r.left }));
+} else if (phase === "pinned-add") {
+  const [podIP, ifindex, podMac, hostMac] = rest as [string, string, string, string];
+  console.log("ready");
+  console.log(JSON.stringify({ fast: attachPinnedPod(conn, pinDir, { ip: podIP, ifindex: Number(ifindex), podMac, hostMac }), attached: listTc(conn, { ifindex: Number(ifindex) }).length }));
 }
 conn.close();

@@ -98,6 +98,28 @@ test("maps and programs pinned by one process serve pods after it exits, and the
   expect(doc.networks[0].endpoints.map((e: { ip: string }) => e.ip)).toEqual([a.ip, b.ip]);
 });
 
+test("the pin lock: a last pod's DEL and an ADD on the same pins wait for each other", () => {
+  // two host veths of their own (the first test deleted pod a's)
+  must(["ip", "link", "add", `${P}r`, "type", "veth", "peer", "name", `${P}s`]);
+  const [r1, r2] = [`${P}r`, `${P}s`].map((n) => JSON.parse(must(["ip", "-j", "link", "show", n]))[0]);
+  const root = q(join(tmp.path, "fs3"));
+  const mac = r1.address;
+  const r = run(["unshare", "-m", "--propagation", "private", "sh", "-c", `${q(process.execPath)} ${q(HELPER)} race ${root} 10.81.0.8 ${r1.ifindex} ${mac} ${mac} ${r2.ifindex}`]);
+  run(["ip", "link", "del", `${P}r`]);
+  expect(r.stderr).toBe("");
+  expect(JSON.parse(r.stdout.trim())).toEqual({
+    // the DEL of the network's only pod waited for the ADD holding the lock, then saw its pod: pins kept
+    delWaited: true,
+    del: { left: "last" },
+    afterDel: { pins: 5, endpoints: ["10.81.0.9"] },
+    // the ADD waited for the DEL removing the pins, then found none: declined, nothing attached
+    addWaited: true,
+    add: { fast: false, attached: 0 },
+    pins: [],
+    attached: 0,
+  });
+});
+
 test("DEL's endpoint removal (endpoint-del.ts) on pinned maps: only the pod's own entry, the last told, another layout refused", () => {
   const root = q(join(tmp.path, "fs2"));
   const r = run(["unshare", "-m", "--propagation", "private", "sh", "-c", `${q(process.execPath)} ${q(HELPER)} endpoint-del ${root}`]);
