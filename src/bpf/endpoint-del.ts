@@ -1,9 +1,10 @@
 /**
  * A pod's DEL on the eBPF datapath: its entry leaves the network's pinned endpoint map (only while
  * it still names the pod's host veth) and whether any pod is left is told. Only then, for the
- * last pod, does the caller load the datapath (`afterLastPod`).
+ * last pod, does the caller load the datapath (`afterLastPod`). Its pieces (a pin opened, the
+ * endpoint map opened and checked, an element call) serve ADD's endpoints.ts too.
  *
- * Written flat on purpose (one function over raw `bpf()` attrs, the layout's few numbers kept
+ * Written flat on purpose (a few functions over raw `bpf()` attrs, the layout's few numbers kept
  * here and checked against programs/layout.ts by a unit test): a plugin's DEL runs this cold and
  * once, and there each function called for the first time costs it ~10-20 us. The same steps
  * through BpfMap and the modules behind it cost ~0.9 ms of an overlay DEL (medians of 30, loading
@@ -16,14 +17,18 @@ import { Errno } from "../sys/errno.ts";
 import { SysError } from "../sys/error.ts";
 import { closeFile } from "../sys/file.ts";
 
-/** The endpoint map as programs/layout.ts makes it: a hash from IPv4 (4 bytes) to a 16-byte value whose first u32 is the host veth's ifindex. */
-export const ENDPOINT_MAP = { file: "endpoints", type: 1, keySize: 4, valueSize: 16, ifindexAt: 0 } as const;
+/**
+ * The endpoint map as programs/layout.ts makes it: a hash from IPv4 (4 bytes) to a 16-byte value,
+ * the host veth's ifindex (u32) at 0, the pod's MAC at 4 and the host veth's at 10.
+ */
+export const ENDPOINT_MAP = { file: "endpoints", type: 1, keySize: 4, valueSize: 16, ifindexAt: 0, podMacAt: 4, hostMacAt: 10 } as const;
 
 /** bpf() commands (attr.ts's Cmd). */
 const OBJ_GET = 7;
 const OBJ_GET_INFO_BY_FD = 15;
 const MAP_LOOKUP_ELEM = 1;
-const MAP_DELETE_ELEM = 3;
+export const MAP_UPDATE_ELEM = 2;
+export const MAP_DELETE_ELEM = 3;
 const MAP_GET_NEXT_KEY = 4;
 
 /** What removing an endpoint found: no pinned datapath, pods left, or none left. */
@@ -38,34 +43,32 @@ export interface EndpointRemoval {
 
 const errnoOf = (err: unknown) => (err instanceof SysError ? err.errno : undefined);
 
-/**
- * Remove `podIP` from the endpoint map pinned in `pinDir` (idempotent). With `hostIfindex` (the
- * host veth the pod had) only when the entry still names that veth: a late DEL of a pod whose
- * address has since gone to a new pod must not take the new pod's entry. A map of another layout
- * (an older cnikit's) is refused with EEXIST and left as it is, as `BpfMap.reopen` does.
- */
-export function removePinnedEndpoint(pinDir: string, podIP: string, hostIfindex?: number): EndpointRemoval {
-  const key = parseIP(podIP);
-  if (!key || key.length !== ENDPOINT_MAP.keySize) throw new TypeError(`endpoint: not an IPv4 address: ${JSON.stringify(podIP)}`);
-  const path = `${pinDir}/${ENDPOINT_MAP.file}`;
-  const attr = new Uint8Array(128);
-  const a = new DataView(attr.buffer);
+/** BPF_OBJ_GET: a descriptor for what is pinned at `path`, or undefined when nothing is. */
+export function getPinned(path: string): number | undefined {
   const name = new TextEncoder().encode(`${path}\0`);
-  // the buffers the attr points at, referenced until the last call returned
-  const keep: Uint8Array[] = [name, key];
-  a.setBigUint64(0, addressOf(name), true);
-  let fd: number;
+  const attr = new Uint8Array(16);
+  new DataView(attr.buffer).setBigUint64(0, addressOf(name), true);
   try {
-    fd = bpfCall(OBJ_GET, attr, path);
+    return bpfCall(OBJ_GET, attr, path);
   } catch (err) {
-    if (errnoOf(err) === Errno.ENOENT || errnoOf(err) === Errno.ENOTDIR) return { removed: false, left: "no-datapath" };
+    if (errnoOf(err) === Errno.ENOENT || errnoOf(err) === Errno.ENOTDIR) return undefined;
     throw err;
   }
+}
+
+/**
+ * The endpoint map pinned in `pinDir`, or undefined when none is. A map of another layout (an
+ * older cnikit's) is refused with EEXIST and left as it is, as `BpfMap.reopen` does.
+ */
+export function openEndpointMap(pinDir: string): number | undefined {
+  const path = `${pinDir}/${ENDPOINT_MAP.file}`;
+  const fd = getPinned(path);
+  if (fd === undefined) return undefined;
   try {
     // struct bpf_map_info: type @0, key_size @8, value_size @12
     const info = new Uint8Array(88);
-    keep.push(info);
-    attr.fill(0);
+    const attr = new Uint8Array(16);
+    const a = new DataView(attr.buffer);
     a.setUint32(0, fd, true);
     a.setUint32(4, info.length, true);
     a.setBigUint64(8, addressOf(info), true);
@@ -74,33 +77,53 @@ export function removePinnedEndpoint(pinDir: string, podIP: string, hostIfindex?
     if (m.getUint32(0, true) !== ENDPOINT_MAP.type || m.getUint32(8, true) !== ENDPOINT_MAP.keySize || m.getUint32(12, true) !== ENDPOINT_MAP.valueSize) {
       throw new SysError(Errno.EEXIST, "pin", `${path} holds a map of another layout (an older cnikit?): remove it`);
     }
-    // one attr for the element calls: map_fd @0, key @8, value (LOOKUP) or next_key @16
+    return fd;
+  } catch (err) {
+    closeFile(fd);
+    throw err;
+  }
+}
+
+/**
+ * One element call on map `fd` (attr: map_fd @0, key @8, value or next key @16, flags @24);
+ * false when the kernel answers ENOENT. `key` null: the map's first key (GET_NEXT_KEY).
+ */
+export function elemCall(cmd: number, fd: number, key: Uint8Array | null, value: Uint8Array | null, flags = 0): boolean {
+  const attr = new Uint8Array(32);
+  const a = new DataView(attr.buffer);
+  a.setUint32(0, fd, true);
+  if (key) a.setBigUint64(8, addressOf(key), true);
+  if (value) a.setBigUint64(16, addressOf(value), true);
+  a.setBigUint64(24, BigInt(flags), true);
+  try {
+    bpfCall(cmd, attr, "endpoints");
+    return true;
+  } catch (err) {
+    if (errnoOf(err) === Errno.ENOENT) return false;
+    throw err;
+  }
+}
+
+/**
+ * Remove `podIP` from the endpoint map pinned in `pinDir` (idempotent). With `hostIfindex` (the
+ * host veth the pod had) only when the entry still names that veth: a late DEL of a pod whose
+ * address has since gone to a new pod must not take the new pod's entry. A map of another layout
+ * is refused (`openEndpointMap`).
+ */
+export function removePinnedEndpoint(pinDir: string, podIP: string, hostIfindex?: number): EndpointRemoval {
+  const key = parseIP(podIP);
+  if (!key || key.length !== ENDPOINT_MAP.keySize) throw new TypeError(`endpoint: not an IPv4 address: ${JSON.stringify(podIP)}`);
+  const fd = openEndpointMap(pinDir);
+  if (fd === undefined) return { removed: false, left: "no-datapath" };
+  try {
     const value = new Uint8Array(ENDPOINT_MAP.valueSize);
-    keep.push(value);
-    attr.fill(0);
-    a.setUint32(0, fd, true);
-    a.setBigUint64(8, addressOf(key), true);
-    a.setBigUint64(16, addressOf(value), true);
-    const call = (cmd: number): boolean => {
-      try {
-        bpfCall(cmd, attr, path);
-        return true;
-      } catch (err) {
-        if (errnoOf(err) === Errno.ENOENT) return false;
-        throw err;
-      }
-    };
     let removed = false;
-    if (hostIfindex === undefined || (call(MAP_LOOKUP_ELEM) && new DataView(value.buffer).getUint32(ENDPOINT_MAP.ifindexAt, true) === hostIfindex)) {
-      a.setBigUint64(16, 0n, true); // DELETE takes nothing past the key (EINVAL otherwise)
-      removed = call(MAP_DELETE_ELEM);
+    if (hostIfindex === undefined || (elemCall(MAP_LOOKUP_ELEM, fd, key, value) && new DataView(value.buffer).getUint32(ENDPOINT_MAP.ifindexAt, true) === hostIfindex)) {
+      removed = elemCall(MAP_DELETE_ELEM, fd, key, null); // DELETE takes nothing past the key (EINVAL otherwise)
     }
-    // the first key of the map (key NULL, next_key @16): none left when there is none
-    a.setBigUint64(8, 0n, true);
-    a.setBigUint64(16, addressOf(value), true);
-    return { removed, left: call(MAP_GET_NEXT_KEY) ? "more" : "last" };
+    // the first key of the map: none left when there is none
+    return { removed, left: elemCall(MAP_GET_NEXT_KEY, fd, null, value) ? "more" : "last" };
   } finally {
     closeFile(fd);
-    keep.length = 0;
   }
 }

@@ -3,21 +3,38 @@
  * the rest cost a plugin's cold start ~0.8 ms): the pod's entry in the network's pinned endpoint
  * map and the pinned pod program on the pod's host veth as a cls_bpf filter (it goes with the
  * veth). Only when the network has no pinned datapath of this version yet does the caller load
- * datapath.ts. DEL's part is endpoint-del.ts.
+ * datapath.ts. DEL's part is endpoint-del.ts, whose raw `bpf()` pieces this uses too (through
+ * BpfMap and the modules behind it the same steps cost an overlay ADD ~0.25 ms more).
  */
 
 import type { NetlinkConn } from "../netlink/conn.ts";
-import { closeFd } from "./attr.ts";
-import { BpfMap } from "./map.ts";
-import { lockPinParent, openPinned } from "./pin.ts";
-import { type Endpoint, encodeEndpoint, endpointKey, MapName, mapSpecs } from "./programs/layout.ts";
+import { parseIP } from "../spec/ip.ts";
+import { closeFile } from "../sys/file.ts";
+import { elemCall, ENDPOINT_MAP, getPinned, MAP_DELETE_ELEM, MAP_UPDATE_ELEM, openEndpointMap } from "./endpoint-del.ts";
+import { lockPinParent } from "./pin.ts";
+import type { Endpoint } from "./programs/layout.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
 import { attachTc } from "./tc.ts";
 
 /** This version's pod program as pinned in `pinDir` (the datapath's `program("pod")` pins it there). */
 const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS.pod}`;
 
-const isAbsent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as { code?: string }).code ?? "");
+/** "aa:bb:cc:dd:ee:ff" into `out` at `at`; throws on anything else. */
+function putMac(out: Uint8Array, at: number, mac: string): void {
+  const parts = mac.split(":");
+  const bytes = parts.map((p) => (p.length === 2 ? Number(`0x${p}`) : Number.NaN));
+  if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new TypeError(`endpoint: invalid MAC address ${JSON.stringify(mac)}`);
+  out.set(bytes, at);
+}
+
+/** The endpoint map's value for `e` (programs/layout.ts's `encodeEndpoint`, by endpoint-del.ts's numbers). */
+export function endpointValue(e: Omit<Endpoint, "ip">): Uint8Array {
+  const v = new Uint8Array(ENDPOINT_MAP.valueSize);
+  new DataView(v.buffer).setUint32(ENDPOINT_MAP.ifindexAt, e.ifindex, true);
+  putMac(v, ENDPOINT_MAP.podMacAt, e.podMac);
+  putMac(v, ENDPOINT_MAP.hostMacAt, e.hostMac);
+  return v;
+}
 
 /**
  * ADD as `Datapath.attachPod` does it, for a host veth just made (`e.ifindex`, in the namespace of
@@ -27,39 +44,32 @@ const isAbsent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as { code
  * last pod's DEL removing the pins meanwhile would leave this pod in maps no later pod shares.
  */
 export function attachPinnedPod(conn: NetlinkConn, pinDir: string, e: Endpoint): boolean {
+  const key = parseIP(e.ip);
+  if (!key || key.length !== ENDPOINT_MAP.keySize) throw new TypeError(`endpoint: not an IPv4 address: ${JSON.stringify(e.ip)}`);
+  const value = endpointValue(e);
   const lock = lockPinParent(pinDir, "shared");
   try {
-    return attachLocked(conn, pinDir, e);
-  } finally {
-    lock?.unlock();
-  }
-}
-
-function attachLocked(conn: NetlinkConn, pinDir: string, e: Endpoint): boolean {
-  let fd: number;
-  try {
-    fd = openPinned(podProgramPin(pinDir));
-  } catch (err) {
-    if (isAbsent(err)) return false;
-    throw err;
-  }
-  try {
-    const m = BpfMap.reopen(`${pinDir}/${MapName.endpoints}`, mapSpecs().endpoints);
-    if (!m) return false;
-    const key = endpointKey(e.ip);
+    const prog = getPinned(podProgramPin(pinDir));
+    if (prog === undefined) return false;
     try {
-      m.update(key, encodeEndpoint(e));
+      const map = openEndpointMap(pinDir);
+      if (map === undefined) return false;
       try {
-        attachTc(conn, { ifindex: e.ifindex, direction: "ingress", prog: { fd }, name: "pod" });
-      } catch (err) {
-        m.delete(key);
-        throw err;
+        elemCall(MAP_UPDATE_ELEM, map, key, value);
+        try {
+          attachTc(conn, { ifindex: e.ifindex, direction: "ingress", prog: { fd: prog }, name: "pod" });
+        } catch (err) {
+          elemCall(MAP_DELETE_ELEM, map, key, null);
+          throw err;
+        }
+        return true;
+      } finally {
+        closeFile(map);
       }
-      return true;
     } finally {
-      m.close();
+      closeFile(prog);
     }
   } finally {
-    closeFd(fd);
+    lock?.unlock();
   }
 }

@@ -12,7 +12,7 @@
  *   endpoint-del ROOT                       endpoint-del.ts on maps pinned under ROOT/ed (a late DEL,
  *                                           the pod's own, one without a host veth, the last, none
  *                                           pinned, a map of another layout)
- *   race ROOT IP IFINDEX PODMAC HOSTMAC IFINDEX2
+ *   race ROOT IP IFINDEX PODMAC HOSTMAC IFINDEX2   (and a pinned-only ADD the kernel refuses: no endpoint left)
  *                                           the pin lock: the last pod's DEL (a child process) waits
  *                                           for an ADD holding it and then keeps the pins for that
  *                                           ADD's pod; an ADD (a child, on IFINDEX2) waits for a last
@@ -144,6 +144,14 @@ if (phase === "setup" || phase === "reopen") {
   // 2. the last pod's DEL holds the lock (it is removing the pins) when an ADD comes
   const dp = openPinnedDatapath(pinDir)!;
   const afterDel = { pins: pins().length, endpoints: dp.endpoints().map((e) => e.ip) };
+  // a pinned-only ADD whose filter the kernel refuses (no such device) takes its endpoint out again
+  let failedAdd = "";
+  try {
+    attachPinnedPod(conn, pinDir, { ip: "10.81.0.11", ifindex: 0x7ffffff0, podMac, hostMac });
+  } catch (err) {
+    failedAdd = (err as { code?: string }).code ?? String(err);
+  }
+  const failedAddLeft = dp.endpoints().map((e) => e.ip);
   dp.removeEndpoint("10.81.0.9");
   const last = lockPinParent(pinDir, "exclusive")!;
   const add2 = await child(["pinned-add", root!, "10.81.0.10", ifindex2, podMac, hostMac]);
@@ -152,7 +160,7 @@ if (phase === "setup" || phase === "reopen") {
   last.unlock();
   const addOut = await add2.done();
   removeClsact(conn, Number(ifindex));
-  console.log(JSON.stringify({ delWaited, del: delOut, afterDel, addWaited, add: addOut, pins: pins(), attached: listTc(conn).length }));
+  console.log(JSON.stringify({ delWaited, del: delOut, afterDel, failedAdd, failedAddLeft, addWaited, add: addOut, pins: pins(), attached: listTc(conn).length }));
 } else if (phase === "last-del") {
   const [podIP, ifindex] = rest as [string, string];
   console.log("ready");

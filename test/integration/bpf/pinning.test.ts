@@ -112,6 +112,9 @@ test("the pin lock: a last pod's DEL and an ADD on the same pins wait for each o
     delWaited: true,
     del: { left: "last" },
     afterDel: { pins: 5, endpoints: ["10.81.0.9"] },
+    // a pinned-only ADD the kernel refused left no endpoint
+    failedAdd: "ENODEV",
+    failedAddLeft: ["10.81.0.9"],
     // the ADD waited for the DEL removing the pins, then found none: declined, nothing attached
     addWaited: true,
     add: { fast: false, attached: 0 },
