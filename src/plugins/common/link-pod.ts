@@ -22,7 +22,7 @@ import { formatCIDR, formatIP, parseCIDR, parseIP } from "../../spec/ip.ts";
 import type { Result } from "../../spec/result.ts";
 import { validateIfName } from "../../spec/validate.ts";
 import { UndoStack } from "../../skel/undo.ts";
-import { openPodConn, randomVethName, undoIpam, undoPodLink } from "./veth-pod.ts";
+import { openPodConn, randomVethName, releasePodConn, undoIpam, undoPodLink } from "./veth-pod.ts";
 import { CURRENT_VERSION } from "../../spec/version.ts";
 
 const internal = (msg: string) => new CniError(ErrorCode.Internal, msg);
@@ -204,7 +204,7 @@ export async function addOnMaster(args: CmdArgs, dev: MasterDevice, opts: { chai
     throw toCniError(e);
   } finally {
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }
 
@@ -223,6 +223,6 @@ export async function checkOnMaster(args: CmdArgs, dev: MasterDevice, opts: { ch
     opts.verify(checkPodIface(pod, args, { prev, kind: dev.kind }));
   } finally {
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }

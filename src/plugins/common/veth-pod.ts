@@ -28,23 +28,81 @@ export function randomVethName(): string {
 export function createPodVeth(host: NetlinkConn, args: CmdArgs, opts: { mtu?: number | undefined; mac?: string | undefined }): Link {
   let hostName = randomVethName();
   for (let i = 0; findLink(host, hostName) && i < 5; i++) hostName = randomVethName();
-  return createVeth(host, {
+  const { link, peerIndex } = createVeth(host, {
     txQueueLen: 0, // as the reference creates them
     name: hostName,
     peerName: args.ifName,
     peerNetns: args.netns,
     ...(opts.mtu ? { mtu: opts.mtu } : {}),
     ...(opts.mac ? { peerMac: opts.mac } : {}),
-  }).link;
+  });
+  podScopes.get(args.netns)?.veths.set(args.ifName, { hostName: link.name, hostIndex: link.index, podIndex: peerIndex });
+  return link;
 }
 
-/** An rtnetlink connection inside the pod's namespace (code 3 when it cannot be opened). */
-export function openPodConn(netns: string): NetlinkConn {
+/** A pod namespace's scope (`withPodScope`): its one connection and the veths made in it. */
+interface PodScope {
+  conn?: NetlinkConn;
+  veths: Map<string, PodVeth>;
+  users: number;
+}
+const podScopes = new Map<string, PodScope>();
+
+/** A veth pair made in a scope: the host end's name and ifindex, and the pod end's ifindex (in the pod's namespace). */
+export interface PodVeth {
+  hostName: string;
+  hostIndex: number;
+  podIndex: number;
+}
+
+/**
+ * Run `fn` with one scope for the pod namespace `netns` for everything it runs in-process (overlay
+ * and the delegate it runs in the same process, as `withHostRtnetlink` for the host): every
+ * `openPodConn(netns)` gets the same connection, opened at the first and closed when the last
+ * scope on `netns` ends, and `podVethMade` tells what `createPodVeth` made there. Concurrent calls
+ * (the daemon) on one namespace share it: each request waits for its answer.
+ */
+export async function withPodScope<T>(netns: string, fn: () => Promise<T>): Promise<T> {
+  let scope = podScopes.get(netns);
+  if (!scope) podScopes.set(netns, (scope = { veths: new Map(), users: 0 }));
+  scope.users++;
   try {
-    return NetlinkConn.open({ netns });
+    return await fn();
+  } finally {
+    if (--scope.users === 0) {
+      podScopes.delete(netns);
+      scope.conn?.close();
+    }
+  }
+}
+
+/** The veth pair `createPodVeth` made for `ifName` (with host end `hostName`) in the scope on `netns`, if it did. */
+export function podVethMade(netns: string, ifName: string, hostName: string): PodVeth | undefined {
+  const v = podScopes.get(netns)?.veths.get(ifName);
+  return v?.hostName === hostName ? v : undefined;
+}
+
+/**
+ * An rtnetlink connection inside the pod's namespace (code 3 when it cannot be opened): the
+ * scope's (`withPodScope`), else a new one. Give it back with `releasePodConn`.
+ */
+export function openPodConn(netns: string): NetlinkConn {
+  const scope = podScopes.get(netns);
+  if (scope?.conn) return scope.conn;
+  let conn: NetlinkConn;
+  try {
+    conn = NetlinkConn.open({ netns });
   } catch (e) {
     throw new CniError(ErrorCode.UnknownContainer, `failed to open netns "${netns}": ${(e as Error).message}`);
   }
+  if (scope) scope.conn = conn;
+  return conn;
+}
+
+/** Give back a connection from `openPodConn`: closed unless a scope keeps it. */
+export function releasePodConn(conn: NetlinkConn): void {
+  for (const s of podScopes.values()) if (s.conn === conn) return;
+  conn.close();
 }
 
 /** Undo action: delete the pod end of a link (a veth's host end goes with it). */

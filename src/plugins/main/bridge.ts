@@ -16,7 +16,7 @@ import { listRoutes } from "../../net/route.ts";
 import { setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { UndoStack } from "../../skel/undo.ts";
-import { cleanupAll, createPodVeth, delVethPod, dnsOf, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
+import { cleanupAll, createPodVeth, delVethPod, dnsOf, openPodConn, passToIPAM, releasePodConn, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, hasMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { argsCniCodec, cniArgsMac, hasField, ifNameCodec, mtuCodec, optionalMac } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -262,7 +262,7 @@ async function add(args: CmdArgs): Promise<Result> {
     throw toCniError(e);
   } finally {
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }
 
@@ -345,7 +345,7 @@ async function check(args: CmdArgs): Promise<void> {
     }
   } finally {
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }
 

@@ -23,7 +23,7 @@ import { moveLink, setLinkAlias } from "../../net/move.ts";
 import { listRoutes } from "../../net/route.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { type NetnsHandle, openNetns, THREAD_NETNS_PATH } from "../../sys/netns.ts";
-import { cleanupAll, openPodConn, passToIPAM } from "../common/veth-pod.ts";
+import { cleanupAll, openPodConn, passToIPAM, releasePodConn } from "../common/veth-pod.ts";
 import { optionalMac } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import { bool, object, refine, str } from "../../spec/decode.ts";
@@ -282,7 +282,7 @@ async function add(args: CmdArgs): Promise<Result> {
   } finally {
     hostNs.close();
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }
 
@@ -357,7 +357,7 @@ async function check(args: CmdArgs): Promise<void> {
       }
     }
   } finally {
-    pod.close();
+    releasePodConn(pod);
   }
 }
 

@@ -18,6 +18,7 @@
 import { hostRtnetlink, releaseRtnetlink, withHostRtnetlink } from "../../net/rtnetlink.ts";
 import { BIG_TCP_SIZE } from "../../net/big-tcp.ts";
 import { findLink, setLink } from "../../net/link.ts";
+import type { NetlinkConn } from "../../netlink/conn.ts";
 import { setNeighbor } from "../../net/neigh.ts";
 import { listDir, makeDir, readText, removeFile, writeText } from "../../sys/file.ts";
 import { joinPath as join } from "../../sys/path.ts";
@@ -26,7 +27,7 @@ import { readSubnetEnv, type SubnetEnv } from "../../ipam/subnet-env.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { pluginConf } from "../../skel/conf.ts";
 import { any, bool, i64, object, record, refine, str } from "../../spec/decode.ts";
-import { openPodConn } from "../common/veth-pod.ts";
+import { openPodConn, podVethMade, releasePodConn, withPodScope } from "../common/veth-pod.ts";
 import { netConfShape } from "../../spec/netconf.ts";
 import { hasField } from "../common/conf.ts";
 import { CniError, ErrorCode, toCniError } from "../../spec/error.ts";
@@ -172,6 +173,19 @@ export function bpfPinDirOf(conf: OverlayConf, env: SubnetEnv | undefined, netwo
   return `${DEFAULT_BPF_PIN_ROOT}/${network}`;
 }
 
+/**
+ * The pod's veth as the kernel tells (when ptp ran in another process): the pod end, and the host
+ * end's index from the pod end's peer, without a lookup in the host.
+ */
+function vethOf(pod: NetlinkConn, host: NetlinkConn, ifName: string, hostName: string): { podIndex: number; hostIndex: number } {
+  const podLink = findLink(pod, ifName);
+  if (!podLink) throw new CniError(ErrorCode.Internal, `overlay: the pod's ${ifName} is gone`);
+  const peer = podLink.kind === "veth" && podLink.linkNetnsId !== undefined ? podLink.parent : undefined;
+  const hostIndex = peer ?? findLink(host, hostName)?.index;
+  if (hostIndex === undefined) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostName} is gone`);
+  return { podIndex: podLink.index, hostIndex };
+}
+
 /** The eBPF datapath's modules, loaded only by an ebpf network's calls (the bridge path never pays for them). */
 const bpf = () => import("../../bpf/datapath.ts");
 
@@ -193,19 +207,14 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
     const pod = openPodConn(args.netns);
     let att: EbpfAttachment;
     try {
-      const podLink = findLink(pod, args.ifName);
-      if (!podLink) throw new CniError(ErrorCode.Internal, `overlay: the pod's ${args.ifName} is gone`);
-      // the veth's peer, as ptp just made it: the host end's index without a lookup in the host
-      const peer = podLink.kind === "veth" && podLink.linkNetnsId !== undefined ? podLink.parent : undefined;
-      const link = peer === undefined ? findLink(host, hostIf.name) : { index: peer };
-      if (!link) throw new CniError(ErrorCode.Internal, `overlay: host veth ${hostIf.name} is gone`);
+      const { podIndex, hostIndex } = podVethMade(args.netns, args.ifName, hostIf.name) ?? vethOf(pod, host, args.ifName, hostIf.name);
       // kept first, so that a DEL after a failure below still finds the endpoint to remove
-      att = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: link.index, hook: "tc" };
+      att = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: hostIndex, hook: "tc" };
       writeText(file, JSON.stringify(att), { mode: 0o600 });
-      setNeighbor(pod, { link: podLink.index, ip: v4.gateway, mac: hostIf.mac });
-      if (bigTcp) setLink(pod, podLink.index, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
+      setNeighbor(pod, { link: podIndex, ip: v4.gateway, mac: hostIf.mac });
+      if (bigTcp) setLink(pod, podIndex, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
     } finally {
-      pod.close();
+      releasePodConn(pod);
     }
     const hostIfindex = att.hostIfindex!;
     if (bigTcp) setLink(host, hostIfindex, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });
@@ -363,7 +372,8 @@ async function check(args: CmdArgs): Promise<void> {
 /** The overlay plugin. */
 export const overlay: Plugin = {
   // one host connection for overlay and the delegate it runs in-process
-  add: (args) => withHostRtnetlink(() => add(args)),
+  // and one pod connection (with what ptp made in the pod) when the delegate runs in-process
+  add: (args) => withHostRtnetlink(() => withPodScope(args.netns, () => add(args))),
   del: (args) => withHostRtnetlink(() => del(args)),
   check,
   gc,

@@ -17,7 +17,7 @@ import { getSysctl, setSysctl } from "../../net/sysctl.ts";
 import type { CmdArgs, Plugin } from "../../skel/plugin.ts";
 import { UndoStack } from "../../skel/undo.ts";
 import { normCIDR } from "../common/link-pod.ts";
-import { cleanupAll, createPodVeth, delVethPod, dnsOf, openPodConn, passToIPAM, undoIpam, undoPodLink } from "../common/veth-pod.ts";
+import { cleanupAll, createPodVeth, delVethPod, dnsOf, openPodConn, passToIPAM, releasePodConn, undoIpam, undoPodLink } from "../common/veth-pod.ts";
 import { addMasq, delMasq, ipMasqShape, masqAddressesOf } from "../common/ipmasq.ts";
 import { hasField, mtuCodec } from "../common/conf.ts";
 import { pluginConf } from "../../skel/conf.ts";
@@ -168,7 +168,7 @@ async function add(args: CmdArgs): Promise<Result> {
     throw toCniError(e);
   } finally {
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }
 
@@ -226,7 +226,7 @@ async function check(args: CmdArgs): Promise<void> {
     }
   } finally {
     releaseRtnetlink(host);
-    pod.close();
+    releasePodConn(pod);
   }
 }
 
