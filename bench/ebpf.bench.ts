@@ -16,7 +16,8 @@
  * The pins live on a bpffs mounted in a mount namespace of the bench's own (agents and plugins
  * enter it), never under the machine's /sys/fs/bpf. BENCH_ITER sets the ADD/DEL count (default 150:
  * one DEL's veth unregister alone varies 13-40 ms, and with 20 a side the ratio swung by +-3 %),
- * BENCH_ROUNDS the throughput/latency rounds (default 5); BENCH_ONLY=adddel runs only ADD/DEL.
+ * BENCH_ROUNDS the throughput/latency rounds (default 5); BENCH_ONLY=adddel runs only ADD/DEL,
+ * BENCH_ONLY=samenode only the same-node part.
  */
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -227,13 +228,13 @@ async function crossNode(): Promise<{ ok: boolean; lines: string[] }> {
 
 let ok = true;
 try {
-  // BENCH_ONLY=adddel: only the ADD/DEL part (a minute instead of four)
-  const all = process.env.BENCH_ONLY !== "adddel";
+  // BENCH_ONLY=adddel: only the ADD/DEL part (a minute instead of four); samenode: only same node
+  const only = process.env.BENCH_ONLY;
   // without the same-node part, the pods it leaves (other pods of the network) are made here
-  if (!all) for (const v of SIDES) for (const k of [1, 2]) await addPod(v, `${tag}${v[0]}${k}`);
-  const s = all ? await sameNode() : { ok: true, lines: [] };
-  const x = all ? await crossNode() : { ok: true, lines: [] };
-  ok = (await addDel()) && ok;
+  if (only === "adddel") for (const v of SIDES) for (const k of [1, 2]) await addPod(v, `${tag}${v[0]}${k}`);
+  const s = !only || only === "samenode" ? await sameNode() : { ok: true, lines: [] };
+  const x = !only ? await crossNode() : { ok: true, lines: [] };
+  ok = (only === "samenode" || (await addDel())) && ok;
   console.log("");
   // ADD/DEL wait for RCU grace periods (a veth's unregister always; a tcx attach would): their
   // length, and so the spread of those figures, depends on this setting of the machine
