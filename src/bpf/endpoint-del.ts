@@ -43,6 +43,23 @@ export interface EndpointRemoval {
 
 const errnoOf = (err: unknown) => (err instanceof SysError ? err.errno : undefined);
 
+/** "aa:bb:cc:dd:ee:ff" into `out` at `at`; throws on anything else. */
+function putMac(out: Uint8Array, at: number, mac: string): void {
+  const parts = mac.split(":");
+  const bytes = parts.map((p) => (p.length === 2 ? Number(`0x${p}`) : Number.NaN));
+  if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new TypeError(`not a MAC address: ${JSON.stringify(mac)}`);
+  out.set(bytes, at);
+}
+
+/** The endpoint map's value: the host veth's ifindex, the pod's MAC, the host veth's MAC (programs/layout.ts's `encodeEndpoint`). */
+export function endpointValue(e: { ifindex: number; podMac: string; hostMac: string }): Uint8Array {
+  const v = new Uint8Array(ENDPOINT_MAP.valueSize);
+  new DataView(v.buffer).setUint32(ENDPOINT_MAP.ifindexAt, e.ifindex, true);
+  putMac(v, ENDPOINT_MAP.podMacAt, e.podMac);
+  putMac(v, ENDPOINT_MAP.hostMacAt, e.hostMac);
+  return v;
+}
+
 /** BPF_OBJ_GET: a descriptor for what is pinned at `path`, or undefined when nothing is. */
 export function getPinned(path: string): number | undefined {
   const name = new TextEncoder().encode(`${path}\0`);

@@ -10,7 +10,7 @@
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { parseIP } from "../spec/ip.ts";
 import { closeFile } from "../sys/file.ts";
-import { elemCall, ENDPOINT_MAP, getPinned, MAP_DELETE_ELEM, MAP_UPDATE_ELEM, openEndpointMap } from "./endpoint-del.ts";
+import { elemCall, ENDPOINT_MAP, endpointValue, getPinned, MAP_DELETE_ELEM, MAP_UPDATE_ELEM, openEndpointMap } from "./endpoint-del.ts";
 import { lockPinParent } from "./pin.ts";
 import type { Endpoint } from "./programs/layout.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
@@ -18,23 +18,6 @@ import { attachTc } from "./tc.ts";
 
 /** This version's pod program as pinned in `pinDir` (the datapath's `program("pod")` pins it there). */
 const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS.pod}`;
-
-/** "aa:bb:cc:dd:ee:ff" into `out` at `at`; throws on anything else. */
-function putMac(out: Uint8Array, at: number, mac: string): void {
-  const parts = mac.split(":");
-  const bytes = parts.map((p) => (p.length === 2 ? Number(`0x${p}`) : Number.NaN));
-  if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new TypeError(`endpoint: invalid MAC address ${JSON.stringify(mac)}`);
-  out.set(bytes, at);
-}
-
-/** The endpoint map's value for `e` (programs/layout.ts's `encodeEndpoint`, by endpoint-del.ts's numbers). */
-export function endpointValue(e: Omit<Endpoint, "ip">): Uint8Array {
-  const v = new Uint8Array(ENDPOINT_MAP.valueSize);
-  new DataView(v.buffer).setUint32(ENDPOINT_MAP.ifindexAt, e.ifindex, true);
-  putMac(v, ENDPOINT_MAP.podMacAt, e.podMac);
-  putMac(v, ENDPOINT_MAP.hostMacAt, e.hostMac);
-  return v;
-}
 
 /**
  * ADD as `Datapath.attachPod` does it, for a host veth just made (`e.ifindex`, in the namespace of

@@ -3,11 +3,12 @@
  * (BPF_PROG_ATTACH with the device's ifindex): no qdisc and no filter. An attachment stays until it
  * is detached or its device goes, whichever process made it, and runs before any cls_bpf filter.
  *
- * cnikit puts the pod program on host veths this way: ADD is one system call instead of two
- * netlink requests (clsact, then the filter), and the kernel drops the attachment with the veth,
- * so DEL leaves it to the veth's delete (see overlay.ts). Kernels without tcx refuse with EINVAL;
- * callers then use cls_bpf (tc.ts). cnikit's tcx programs are known by their program names, which
- * start with `cnikit_`.
+ * cnikit attaches this way only when asked (`attachHook`'s "tcx"): an attach waits for an RCU grace
+ * period under the rtnl lock, which made a pod's ADD ~11 ms slower than a cls_bpf filter on kernels
+ * without rcu_expedited (see tc.ts). Listing and detaching also cover the pod programs some earlier
+ * versions attached this way; the kernel drops an attachment with its device, so DEL leaves it to
+ * the veth's delete. Kernels without tcx refuse with EINVAL. cnikit's tcx programs are known by
+ * their program names, which start with `cnikit_`.
  */
 
 import { toHex } from "../netlink/bytes.ts";
@@ -77,20 +78,12 @@ export function programNameTag(id: number): { name: string; tag: string } | null
  * without tcx.
  */
 export function attachTcx(ifindex: number, direction: TcDirection, prog: { fd: number; id: number }): void {
-  attachTcxFd(ifindex, direction, prog.fd);
-  detachOwnTcx(ifindex, direction, prog.id);
-}
-
-/**
- * Attach the program behind `fd` to a device's tcx hook and nothing else (no look at what else is
- * on it: for a device just made, which nothing else can have reached). Already attached is no error.
- */
-function attachTcxFd(ifindex: number, direction: TcDirection, fd: number): void {
   try {
-    new Attr().u32(0, ifindex).u32(4, fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_ATTACH, where(ifindex, direction));
+    new Attr().u32(0, ifindex).u32(4, prog.fd).u32(8, ATTACH_TYPE[direction]).call(Cmd.PROG_ATTACH, where(ifindex, direction));
   } catch (err) {
     if (!(err instanceof SysError && err.errno === Errno.EEXIST)) throw err;
   }
+  detachOwnTcx(ifindex, direction, prog.id);
 }
 
 /** Detach the program behind `fd` from a device's tcx hook; false when it was not on it (or the device is gone). */

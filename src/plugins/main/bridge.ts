@@ -220,9 +220,8 @@ async function add(args: CmdArgs): Promise<Result> {
     let br = setUpBridge(host, conf);
     const hostEnd = attachVeth({ host, pod }, args, conf);
     undo.push("the veth pair", undoPodLink(pod, args.ifName));
+    // hostEnd as read when made: neither its name nor its MAC changes on the bridge
     plugIntoBridge(host, conf, hostEnd, br);
-    // as read when made: neither its name nor its MAC changes on the bridge
-    const hostVeth = hostEnd;
 
     let ipam: Result = { cniVersion: CURRENT_VERSION };
     if (conf.ipamType) {
@@ -241,14 +240,14 @@ async function add(args: CmdArgs): Promise<Result> {
     br = getLink(host, br.index);
     const podLink = getLink(pod, args.ifName);
     if (conf.macspoofchk) {
-      undo.push("the MAC spoof check", () => delMacSpoofCheck(hostVeth.name, podLink.mac));
-      addMacSpoofCheck(hostVeth.name, podLink.mac);
+      undo.push("the MAC spoof check", () => delMacSpoofCheck(hostEnd.name, podLink.mac));
+      addMacSpoofCheck(hostEnd.name, podLink.mac);
     }
     const out: Result = {
       cniVersion: CURRENT_VERSION,
       interfaces: [
         { name: br.name, mac: br.mac },
-        { name: hostVeth.name, mac: hostVeth.mac },
+        { name: hostEnd.name, mac: hostEnd.mac },
         { name: args.ifName, mac: podLink.mac, sandbox: args.netns },
       ],
     };

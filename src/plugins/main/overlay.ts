@@ -157,8 +157,6 @@ interface EbpfAttachment {
   hostIfname: string;
   /** The host veth's ifindex (absent in what older versions kept): DEL removes only its entry. */
   hostIfindex?: number;
-  /** How the pod program is on the host veth ("tc" now; "tcx" from some older versions); absent in what older versions kept (then "tc"). */
-  hook?: "tcx" | "tc";
 }
 
 function ebpfFile(dataDir: string, containerId: string, ifName: string): string {
@@ -209,7 +207,7 @@ async function attachEbpf(args: CmdArgs, pinDir: string, result: Result, file: s
     try {
       const { podIndex, hostIndex } = podVethMade(args.netns, args.ifName, hostIf.name) ?? vethOf(pod, host, args.ifName, hostIf.name);
       // kept first, so that a DEL after a failure below still finds the endpoint to remove
-      att = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: hostIndex, hook: "tc" };
+      att = { pinDir, podIP: v4.address.split("/")[0]!, hostIfname: hostIf.name, hostIfindex: hostIndex };
       writeText(file, JSON.stringify(att), { mode: 0o600 });
       setNeighbor(pod, { link: podIndex, ip: v4.gateway, mac: hostIf.mac });
       if (bigTcp) setLink(pod, podIndex, { gsoIPv4MaxSize: bigTcp, groIPv4MaxSize: bigTcp });

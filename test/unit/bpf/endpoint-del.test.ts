@@ -1,9 +1,9 @@
 // endpoint-del.ts keeps the endpoint map's layout as numbers of its own (so that a plugin's DEL
-// and, through endpoints.ts, its ADD load nothing else): they must be what programs/layout.ts makes. Its behaviour on pinned maps is
+// and, through endpoints.ts, its ADD load nothing else): they must be what programs/layout.ts
+// makes, and its value encoder is layout.ts's `encodeEndpoint`. Its behaviour on pinned maps is
 // checked in test/integration/bpf/pinning.test.ts (a bpffs needs a mount namespace of its own).
 import { expect, test } from "bun:test";
 import { ENDPOINT_MAP } from "../../../src/bpf/endpoint-del.ts";
-import { endpointValue } from "../../../src/bpf/endpoints.ts";
 import { MapType } from "../../../src/bpf/map.ts";
 import { EP, encodeEndpoint, endpointKey, MapName, mapSpecs } from "../../../src/bpf/programs/layout.ts";
 
@@ -21,16 +21,16 @@ test("the endpoint map's file, type, key and value sizes and ifindex offset are 
   expect([...endpointKey("10.77.0.9")]).toEqual([10, 77, 0, 9]);
 });
 
-test("endpoints.ts encodes an endpoint's value as layout.ts does; a bad MAC is refused", () => {
-  for (const e of [
-    { ifindex: 0x01020304, podMac: "0a:00:00:00:00:01", hostMac: "0e:00:00:00:00:01" },
-    { ifindex: 7, podMac: "DE:AD:be:ef:00:ff", hostMac: "00:00:00:00:00:00" },
-  ]) {
-    expect([...endpointValue(e)]).toEqual([...encodeEndpoint(e)]);
-  }
+test("an endpoint's value: ifindex, pod MAC and host MAC at layout.ts's offsets; a bad MAC is refused", () => {
   expect(ENDPOINT_MAP.podMacAt).toBe(EP.podMac);
   expect(ENDPOINT_MAP.hostMacAt).toBe(EP.hostMac);
-  for (const mac of ["0a:00:00:00:00", "0a:00:00:00:00:1", "0a:00:00:00:00:0g", "0a-00-00-00-00-01", ""]) {
-    expect(() => endpointValue({ ifindex: 1, podMac: mac, hostMac: "0e:00:00:00:00:01" })).toThrow(TypeError);
+  expect([...encodeEndpoint({ ifindex: 0x01020304, podMac: "0a:00:00:00:00:01", hostMac: "0e:00:00:00:00:01" })]).toEqual([
+    4, 3, 2, 1, 0x0a, 0, 0, 0, 0, 1, 0x0e, 0, 0, 0, 0, 1,
+  ]);
+  expect([...encodeEndpoint({ ifindex: 7, podMac: "DE:AD:be:ef:00:ff", hostMac: "00:00:00:00:00:00" })]).toEqual([
+    7, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0, 0xff, 0, 0, 0, 0, 0, 0,
+  ]);
+  for (const mac of ["0a:00:00:00:00", "0a:00:00:00:00:1", "0a:00:00:00:00:0g", "0a-00-00-00-00-01", "", "0a:00:00:00:00:01:02"]) {
+    expect(() => encodeEndpoint({ ifindex: 1, podMac: mac, hostMac: "0e:00:00:00:00:01" })).toThrow(TypeError);
   }
 });
