@@ -17,7 +17,8 @@
  * enter it), never under the machine's /sys/fs/bpf. BENCH_ITER sets the ADD/DEL count (default 150:
  * one DEL's veth unregister alone varies 13-40 ms, and with 20 a side the ratio swung by +-3 %),
  * BENCH_ROUNDS the throughput/latency rounds (default 5); BENCH_ONLY=adddel runs only ADD/DEL,
- * BENCH_ONLY=samenode only the same-node part.
+ * BENCH_ONLY=samenode only the same-node part; BENCH_BIG_TCP sets the same-node BIG TCP size (what an
+ * agent writes as CNIKIT_BIG_TCP; default cnikit's 196608).
  */
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -83,7 +84,8 @@ type Side = (typeof SIDES)[number];
 type Variant = Side | "big";
 const SUBNET: Record<Variant, number> = { bridge: 1, ebpf: 1, big: 2 };
 for (const n of new Set(Object.values(SUBNET))) {
-  writeFileSync(join(base, `subnet-${n}.env`), `FLANNEL_NETWORK=10.130.0.0/16\nFLANNEL_SUBNET=10.130.${n}.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n`);
+  const big = n === SUBNET.big && process.env.BENCH_BIG_TCP ? `CNIKIT_BIG_TCP=${process.env.BENCH_BIG_TCP}\n` : "";
+  writeFileSync(join(base, `subnet-${n}.env`), `FLANNEL_NETWORK=10.130.0.0/16\nFLANNEL_SUBNET=10.130.${n}.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n${big}`);
 }
 function overlayConf(side: Variant): string {
   return JSON.stringify({
@@ -122,12 +124,13 @@ async function sameNode(): Promise<{ ok: boolean; lines: string[] }> {
   }
   const m = (xs: number[]) => median(xs);
   const best = m(rate.big) >= m(rate.ebpf) ? "big" : "ebpf";
-  const name = { ebpf: "ebpf", big: "ebpf with BIG TCP" };
+  const bigName = `ebpf with BIG TCP${process.env.BENCH_BIG_TCP ? ` (${process.env.BENCH_BIG_TCP} B)` : ""}`;
+  const name = { ebpf: "ebpf", big: bigName };
   const r = m(rate[best]) / m(rate.bridge);
   return {
     ok: r >= 1.2,
     lines: [
-      `same node, pod-to-pod TCP: ebpf ${gb(m(rate.ebpf))} (${(m(rate.ebpf) / m(rate.bridge)).toFixed(2)}x), ebpf with BIG TCP ${gb(m(rate.big))} (${(m(rate.big) / m(rate.bridge)).toFixed(2)}x) of bridge ${gb(m(rate.bridge))}`,
+      `same node, pod-to-pod TCP: ebpf ${gb(m(rate.ebpf))} (${(m(rate.ebpf) / m(rate.bridge)).toFixed(2)}x), ${bigName} ${gb(m(rate.big))} (${(m(rate.big) / m(rate.bridge)).toFixed(2)}x) of bridge ${gb(m(rate.bridge))}`,
       `same node, pod-to-pod TCP (${name[best]}) vs bridge = ${r.toFixed(2)}x (target >= 1.2x) ${r >= 1.2 ? "MET" : "MISSED"}`,
       `same node, TCP ping-pong latency (sockperf, median): ebpf ${m(lat.ebpf).toFixed(1)} us (${(m(lat.ebpf) / m(lat.bridge)).toFixed(2)}x), ebpf with BIG TCP ${m(lat.big).toFixed(1)} us (${(m(lat.big) / m(lat.bridge)).toFixed(2)}x), bridge ${m(lat.bridge).toFixed(1)} us`,
     ],
