@@ -132,7 +132,7 @@ async function sameNode(): Promise<{ ok: boolean; lines: string[] }> {
     lines: [
       `same node, pod-to-pod TCP: ebpf ${gb(m(rate.ebpf))} (${(m(rate.ebpf) / m(rate.bridge)).toFixed(2)}x), ${bigName} ${gb(m(rate.big))} (${(m(rate.big) / m(rate.bridge)).toFixed(2)}x) of bridge ${gb(m(rate.bridge))}`,
       `same node, pod-to-pod TCP (${name[best]}) vs bridge = ${r.toFixed(2)}x (target >= 1.2x) ${r >= 1.2 ? "MET" : "MISSED"}`,
-      `same node, TCP ping-pong latency (sockperf, median): ebpf ${m(lat.ebpf).toFixed(1)} us (${(m(lat.ebpf) / m(lat.bridge)).toFixed(2)}x), ebpf with BIG TCP ${m(lat.big).toFixed(1)} us (${(m(lat.big) / m(lat.bridge)).toFixed(2)}x), bridge ${m(lat.bridge).toFixed(1)} us`,
+      `same node, TCP ping-pong latency (sockperf, median): ebpf ${m(lat.ebpf).toFixed(1)} us (${(m(lat.ebpf) / m(lat.bridge)).toFixed(2)}x), ${bigName} ${m(lat.big).toFixed(1)} us (${(m(lat.big) / m(lat.bridge)).toFixed(2)}x), bridge ${m(lat.bridge).toFixed(1)} us`,
     ],
   };
 }
