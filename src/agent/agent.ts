@@ -353,9 +353,10 @@ export class Agent {
     for (const [backend, peer] of this.peersOf(l)) {
       if (this.known.get(peer.subnet) === JSON.stringify(peer)) continue; // a rewrite that changes nothing
       try {
-        backend.addPeer(peer);
+        const warning = backend.addPeer(peer);
         this.known.set(peer.subnet, JSON.stringify(peer));
         this.log({ level: "info", msg: "peer added", subnet: peer.subnet, publicIP: peer.publicIP });
+        if (warning) this.log({ level: "warn", msg: warning, subnet: peer.subnet });
       } catch (e) {
         this.log({ level: "error", msg: "adding a peer failed", subnet: peer.subnet, error: (e as Error).message });
       }
@@ -403,9 +404,10 @@ export class Agent {
       const before = new Set(backend.programmedSubnets());
       for (const peer of peers.values()) {
         try {
-          backend.addPeer(peer);
+          const warning = backend.addPeer(peer);
           this.known.set(peer.subnet, JSON.stringify(peer));
           if (!before.has(peer.subnet)) added++;
+          if (warning) this.log({ level: "warn", msg: warning, subnet: peer.subnet });
         } catch (e) {
           // one bad peer must not keep the others from being programmed
           this.log({ level: "error", msg: "adding a peer failed", subnet: peer.subnet, error: (e as Error).message });

@@ -38,6 +38,9 @@ export class EbpfVxlanBackend implements Backend {
   private dev!: Link;
   private underlayIndex = 0;
   private underlayNets: IPNet[] = [];
+  /** Whether BIG TCP took on the underlay (pods get its size), and the tunnelled peers warned of since. */
+  private bigTcpOn = false;
+  private readonly bigTcpWarned = new Set<string>();
 
   constructor(private readonly o: BackendOptions) {
     this.vni = o.vni ?? 1;
@@ -116,19 +119,27 @@ export class EbpfVxlanBackend implements Backend {
     } catch (e) {
       return { warnings: [`BigTCP left off: ${(e as Error).message}`] };
     }
+    this.bigTcpOn = true;
     return { bigTcp: BIG_TCP_SIZE };
   }
 
-  addPeer(p: Peer): void {
+  addPeer(p: Peer): string | void {
     const ip = parseIP(p.publicIP);
     if (!ip || ip.length !== 4) throw new CniError(ErrorCode.InvalidNetworkConfig, `agent: the lease of ${p.subnet} has no IPv4 public address`);
     if (this.direct(ip)) {
       this.datapath().setRemoteSubnet(p.subnet, p.publicIP, this.vni, { direct: true });
       setAgentRoute(this.o.conn, { dst: p.subnet, gateway: p.publicIP, link: this.underlayIndex });
+      this.bigTcpWarned.delete(p.subnet);
       return;
     }
     this.datapath().setRemoteSubnet(p.subnet, p.publicIP, this.vni);
     setAgentRoute(this.o.conn, { dst: p.subnet, link: this.dev.index, encap: { id: this.vni, dst: p.publicIP, ttl: 64 } });
+    // the vxlan device takes no packet over 64 KiB (net/big-tcp.ts), so pods' BIG TCP packets to
+    // this peer are cut into MSS-sized segments in software: worth an operator's knowing
+    if (this.bigTcpOn && !this.bigTcpWarned.has(p.subnet)) {
+      this.bigTcpWarned.add(p.subnet);
+      return `BigTCP: ${p.subnet} is tunnelled (${p.publicIP} is not on the underlay's subnet) and the vxlan device takes no packet over 64 KiB, so pods' BIG TCP packets to it are cut into MSS-sized segments in software, slower than without BigTCP`;
+    }
   }
 
   /** DirectRouting and the peer's address on our underlay subnet: no tunnel to it. */
@@ -137,6 +148,7 @@ export class EbpfVxlanBackend implements Backend {
   }
 
   removePeer(p: Pick<Peer, "subnet">): void {
+    this.bigTcpWarned.delete(p.subnet);
     deleteAgentRoute(this.o.conn, p.subnet);
     this.datapath().removeRemoteSubnet(p.subnet);
   }

@@ -32,8 +32,11 @@ export interface Backend {
   readonly type: "vxlan" | "host-gw" | "bgp";
   /** Prepare this node (idempotent; keeps what an earlier run set up when it still fits). */
   setup(): BackendSetup;
-  /** Program (or re-program, when its lease changed) a peer; rolled back when a step fails. */
-  addPeer(p: Peer): void;
+  /**
+   * Program (or re-program, when its lease changed) a peer; rolled back when a step fails. May
+   * return a warning about the peer for the log (once per peer).
+   */
+  addPeer(p: Peer): string | void;
   /** Remove a peer's routes and entries (only its subnet is needed). */
   removePeer(p: Pick<Peer, "subnet">): void;
   /** Subnets currently programmed. */

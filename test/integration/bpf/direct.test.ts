@@ -140,7 +140,7 @@ describe("eBPF datapath with DirectRouting", () => {
     expect(JSON.stringify(report(n1).programs)).toBe(was.progs);
   });
 
-  test("BigTCP: the agent raises the underlay's IPv4 GSO size and offers it in subnet.env; new pods' veths take it; old and new pods talk", async () => {
+  test("BigTCP: the agent raises the underlay's IPv4 GSO size and offers it in subnet.env; new pods' veths take it; old and new pods talk; a tunnelled peer is warned of once", async () => {
     await ec.etcd.put(`${key}/config`).value(JSON.stringify(config(true, true)));
     for (const n of c.nodes) await ec.restartAgent(n);
     for (const n of c.nodes) {
@@ -170,6 +170,19 @@ describe("eBPF datapath with DirectRouting", () => {
     for (const a of [...pods, ...big]) for (const b of [...pods, ...big]) if (a !== b && !ping(a.ns, b.ip)) bad.push(`${a.ip}->${b.ip}`);
     expect(bad).toEqual([]);
     pods.push(...big);
+    // a peer off the underlay subnet is tunnelled, where BIG TCP packets get cut up: the agent says so, once
+    const fake = `${key}/subnets/10.97.201.0-24`;
+    const warning = "BigTCP: 10.97.201.0/24 is tunnelled";
+    expect(c.nodes.map((n) => readFileSync(n.agent!.log, "utf8").includes(warning))).toEqual([false, false]);
+    await ec.etcd.put(fake).value(JSON.stringify({ PublicIP: "172.31.9.10", BackendType: "vxlan", BackendData: { VNI, VtepMAC: "0a:00:00:00:00:52" } }));
+    try {
+      for (const n of c.nodes) await c.until(`${n.name} to tunnel 10.97.201.0/24`, () => net(n).remotes.some((r) => r.subnet === "10.97.201.0/24"));
+      for (const n of c.nodes) await c.until(`${n.name}'s agent to warn of 10.97.201.0/24`, () => readFileSync(n.agent!.log, "utf8").includes(warning));
+    } finally {
+      await ec.etcd.delete().key(fake);
+    }
+    for (const n of c.nodes) await c.until(`${n.name} to forget 10.97.201.0/24`, () => !net(n).remotes.some((r) => r.subnet === "10.97.201.0/24"));
+    for (const n of c.nodes) expect(readFileSync(n.agent!.log, "utf8").split(warning).length - 1).toBe(1);
   });
 
   test("restarted without DirectRouting: the underlay program goes, the peer is tunnelled, pods still reach each other", async () => {
