@@ -60,6 +60,13 @@ export function endpointValue(e: { ifindex: number; podMac: string; hostMac: str
   return v;
 }
 
+/** The endpoint map's key: the pod's IPv4 address, 4 bytes (programs/layout.ts's `endpointKey`); throws on anything else. */
+export function endpointKey(podIP: string): Uint8Array {
+  const key = parseIP(podIP);
+  if (!key || key.length !== ENDPOINT_MAP.keySize) throw new TypeError(`endpoint: not an IPv4 address: ${JSON.stringify(podIP)}`);
+  return key.slice();
+}
+
 /** BPF_OBJ_GET: a descriptor for what is pinned at `path`, or undefined when nothing is. */
 export function getPinned(path: string): number | undefined {
   const name = new TextEncoder().encode(`${path}\0`);
@@ -128,8 +135,7 @@ export function elemCall(cmd: number, fd: number, key: Uint8Array | null, value:
  * is refused (`openEndpointMap`).
  */
 export function removePinnedEndpoint(pinDir: string, podIP: string, hostIfindex?: number): EndpointRemoval {
-  const key = parseIP(podIP);
-  if (!key || key.length !== ENDPOINT_MAP.keySize) throw new TypeError(`endpoint: not an IPv4 address: ${JSON.stringify(podIP)}`);
+  const key = endpointKey(podIP);
   const fd = openEndpointMap(pinDir);
   if (fd === undefined) return { removed: false, left: "no-datapath" };
   try {

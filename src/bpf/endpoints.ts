@@ -8,9 +8,8 @@
  */
 
 import type { NetlinkConn } from "../netlink/conn.ts";
-import { parseIP } from "../spec/ip.ts";
 import { closeFile } from "../sys/file.ts";
-import { elemCall, ENDPOINT_MAP, endpointValue, getPinned, MAP_DELETE_ELEM, MAP_UPDATE_ELEM, openEndpointMap } from "./endpoint-del.ts";
+import { elemCall, endpointKey, endpointValue, getPinned, MAP_DELETE_ELEM, MAP_UPDATE_ELEM, openEndpointMap } from "./endpoint-del.ts";
 import { lockPinParent } from "./pin.ts";
 import type { Endpoint } from "./programs/layout.ts";
 import { PROGRAM_VERSIONS } from "./programs/versions.ts";
@@ -27,8 +26,7 @@ const podProgramPin = (pinDir: string) => `${pinDir}/prog_pod_${PROGRAM_VERSIONS
  * last pod's DEL removing the pins meanwhile would leave this pod in maps no later pod shares.
  */
 export function attachPinnedPod(conn: NetlinkConn, pinDir: string, e: Endpoint): boolean {
-  const key = parseIP(e.ip);
-  if (!key || key.length !== ENDPOINT_MAP.keySize) throw new TypeError(`endpoint: not an IPv4 address: ${JSON.stringify(e.ip)}`);
+  const key = endpointKey(e.ip);
   const value = endpointValue(e);
   const lock = lockPinParent(pinDir, "shared");
   try {

@@ -15,7 +15,7 @@
 
 import { formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from "../../spec/ip.ts";
 import { type MapSpec, MapType } from "../map.ts";
-import { endpointValue } from "../endpoint-del.ts";
+import { endpointKey as endpointKeyOfIP, endpointValue } from "../endpoint-del.ts";
 
 /** Map names as the programs refer to them (and as their pins are named). */
 export const MapName = { endpoints: "endpoints", remotes: "remotes", config: "config", stats: "stats" } as const;
@@ -97,10 +97,8 @@ export function formatMac(b: Uint8Array): string {
   return Array.from(b.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
-/** The endpoint map key of a pod IPv4. */
-export function endpointKey(ip: string): Uint8Array {
-  return ipv4(ip, "endpoint").slice();
-}
+/** The endpoint map key of a pod IPv4 (endpoint-del.ts's, beside `encodeEndpoint`). */
+export const endpointKey: (ip: string) => Uint8Array = endpointKeyOfIP;
 
 /** The endpoint map value (written by endpoint-del.ts, whose numbers a unit test ties to `EP`, so that a plugin's ADD loads nothing else). */
 export const encodeEndpoint: (e: Omit<Endpoint, "ip">) => Uint8Array = endpointValue;

@@ -19,6 +19,7 @@ test("the endpoint map's file, type, key and value sizes and ifindex offset are 
   expect(new DataView(v.buffer).getUint32(ENDPOINT_MAP.ifindexAt, true)).toBe(0x01020304);
   // the key is the address's four bytes, as parseIP gives them
   expect([...endpointKey("10.77.0.9")]).toEqual([10, 77, 0, 9]);
+  for (const bad of ["fd00::9", "10.77.0", ""]) expect(() => endpointKey(bad)).toThrow(TypeError);
 });
 
 test("an endpoint's value: ifindex, pod MAC and host MAC at layout.ts's offsets; a bad MAC is refused", () => {
